@@ -1,0 +1,54 @@
+# emvkit — `make demo` and `make test` do all set-up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBS := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools
+STAMP := $(VENV)/.installed
+
+.PHONY: all setup debs venv demo test lint typecheck pytest bench clean
+
+all: test
+
+setup: debs $(STAMP)
+
+# Debian packages the suite needs; installed only when one is missing.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/emvkit demo
+
+lint: setup
+	$(VENV)/bin/ruff check terminal firmware tests hil_tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+# Rival parsers for the TLV benchmark live in their own environment: their
+# dependency pins clash with emvkit's.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check pyemv emv
+	@touch $@
+
+bench: setup $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/tlv_decode.py
+
+clean:
+	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build *.egg-info

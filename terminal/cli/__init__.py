@@ -1,0 +1,54 @@
+"""The ``emvkit`` command line.
+
+Each sub-command lives in its own module under ``terminal.cli`` and exposes
+``add_parser(subparsers)``, which registers the parser and sets ``func`` to a
+callable taking the parsed arguments and returning the exit status. Errors
+derived from :class:`terminal.errors.EmvkitError` (and TLV errors) end the
+program with status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from firmware.tlv import TLVError
+from terminal import __version__
+from terminal.errors import EmvkitError
+
+# Sub-command modules, in the order ``emvkit --help`` lists them.
+COMMANDS = ["decode"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emvkit", description="Contactless and wearable EMV payment toolkit."
+    )
+    parser.add_argument("--version", action="version", version=f"emvkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"terminal.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except (EmvkitError, TLVError) as exc:
+        print(f"emvkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emvkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
