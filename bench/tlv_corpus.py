@@ -28,7 +28,8 @@ def corpus() -> list[tuple[str, bytes]]:
         + t(0x61, t(0x4F, bytes.fromhex("A0000000041010")) + t(0x50, b"MASTERCARD") + t(0x87, b"\x02")
               + t(0x9F2A, b"\x02")))))
     visa_fci = t(0x6F, t(0x84, bytes.fromhex("A0000000031010")) + t(0xA5,
-        t(0x50, b"VISA DEBIT") + t(0x87, b"\x01") + t(0x9F38, bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704"))
+        t(0x50, b"VISA DEBIT") + t(0x87, b"\x01")
+        + t(0x9F38, bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704"))
         + t(0x5F2D, b"enfr") + t(0xBF0C, t(0x9F5A, bytes.fromhex("3108260826")))))
     visa_gpo = t(0x77, t(0x82, b"\x20\x40") + t(0x94, bytes.fromhex("1802020010010100"))
         + t(0x57, bytes.fromhex("4761739001010119D29122011234567899991F")) + t(0x5F20, b"CARDHOLDER/VISA")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tlv_corpus import corpus  # noqa: E402
-from firmware import tlv  # noqa: E402
+from bench.tlv_corpus import corpus
+from firmware import tlv
 
 
 def count_objects(nodes: list[tlv.TLV]) -> int:

@@ -1,0 +1,170 @@
+# The one crypto provider the card code uses (DES/TDEA blocks, SHA-1,
+# SHA-256, random bytes).
+#
+# Portable: runs unchanged on CPython and MicroPython.
+# - CPython: DES/TDEA from `cryptography` (OpenSSL) with one reusable ECB
+#   context per key, hashes from hashlib.
+# - MicroPython: hashlib where the port has the algorithm, the pure SHA-1
+#   otherwise; DES is always the pure implementation (no port has it).
+# use_pure(True) forces the pure DES and SHA-1 everywhere, so tests on
+# CPython can check pure == native. SHA-256 always comes from hashlib.
+#
+# Keys: 8 bytes = single DES, 16 = double-length TDEA (K1 K2 K1, the EMV
+# key size), 24 = three-key TDEA. Cached contexts hold key material in
+# memory; clear_cache() drops them.
+
+import os
+import sys
+
+from firmware.crypto import des as _des
+from firmware.crypto import sha1 as _sha1
+
+try:
+    import hashlib as _hashlib
+except ImportError:  # a MicroPython port built without hashlib
+    _hashlib = None
+
+_TripleDES = None
+_Cipher = None
+_ECB = None
+if sys.implementation.name != "micropython":
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher
+        from cryptography.hazmat.primitives.ciphers.modes import ECB as _ECB
+
+        try:
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES as _TripleDES
+        except ImportError:  # cryptography < 43
+            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES as _TripleDES
+    except ImportError:
+        _TripleDES = None
+
+_HAVE_NATIVE_DES = _TripleDES is not None
+_HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
+_HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
+
+_CACHE_MAX = 32
+_cache: dict = {}
+_forced = False
+_pure_des = not _HAVE_NATIVE_DES
+
+
+def use_pure(flag: bool = True) -> None:
+    # Force (True) or release (False) the pure-Python DES and SHA-1.
+    global _forced, _pure_des
+    _forced = bool(flag)
+    _pure_des = _forced or not _HAVE_NATIVE_DES
+    _cache.clear()
+
+
+def backend() -> str:
+    # Which DES/TDEA implementation is in use: "pure" or "cryptography".
+    return "pure" if _pure_des else "cryptography"
+
+
+def clear_cache() -> None:
+    # Drop the cached per-key cipher contexts (and the keys they hold).
+    _cache.clear()
+
+
+class _NativeTDEA:
+    # One ECB encryptor and decryptor per key; ECB contexts are stateless
+    # between whole blocks, so update() can be called again and again
+    # (7x faster than a new context per block). Each update() runs under
+    # the GIL, so sharing a context between threads is safe on CPython.
+    def __init__(self, key: bytes) -> None:
+        if len(key) == 8:
+            key = key * 3
+        elif len(key) == 16:
+            key = key + key[:8]  # keying option 2 as a 24-byte key
+        elif len(key) != 24:
+            raise ValueError("TDEA key must be 8, 16 or 24 bytes")
+        cipher = _Cipher(_TripleDES(key), _ECB())
+        self._enc = cipher.encryptor()
+        self._dec = cipher.decryptor()
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        if len(block) != 8:
+            raise ValueError("DES block must be 8 bytes")
+        return self._enc.update(block)
+
+    def decrypt_block(self, block: bytes) -> bytes:
+        if len(block) != 8:
+            raise ValueError("DES block must be 8 bytes")
+        return self._dec.update(block)
+
+
+def _cipher(key: bytes):  # -> object with encrypt_block / decrypt_block
+    key = bytes(key)
+    c = _cache.get(key)
+    if c is None:
+        if len(key) not in (8, 16, 24):
+            raise ValueError("DES/TDEA key must be 8, 16 or 24 bytes")
+        c = _des.DES3(key) if _pure_des else _NativeTDEA(key)
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = c
+    return c
+
+
+def des3_encrypt_block(key: bytes, block: bytes) -> bytes:
+    # TDEA (SP 800-67) ECB encryption of one 8-byte block; 16 or 24-byte key.
+    if len(key) not in (16, 24):
+        raise ValueError("TDEA key must be 16 or 24 bytes")
+    return _cipher(key).encrypt_block(block)
+
+
+def des3_decrypt_block(key: bytes, block: bytes) -> bytes:
+    if len(key) not in (16, 24):
+        raise ValueError("TDEA key must be 16 or 24 bytes")
+    return _cipher(key).decrypt_block(block)
+
+
+def des_encrypt_block(key8: bytes, block: bytes) -> bytes:
+    # Single DES (FIPS 46-3) ECB encryption of one block, 8-byte key.
+    if len(key8) != 8:
+        raise ValueError("DES key must be 8 bytes")
+    return _cipher(key8).encrypt_block(block)
+
+
+def des_decrypt_block(key8: bytes, block: bytes) -> bytes:
+    if len(key8) != 8:
+        raise ValueError("DES key must be 8 bytes")
+    return _cipher(key8).decrypt_block(block)
+
+
+def des_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(8)) -> bytes:
+    # CBC encryption over whole blocks with DES (8-byte key) or TDEA (16 or
+    # 24), zero IV by default (EMV Book 2 Annex A1.1).
+    if len(data) % 8:
+        raise ValueError("CBC data must be a multiple of 8 bytes")
+    c = _cipher(key)
+    chain = int.from_bytes(bytes(iv), "big")
+    out = []
+    for i in range(0, len(data), 8):
+        x = chain ^ int.from_bytes(data[i:i + 8], "big")
+        block = c.encrypt_block(x.to_bytes(8, "big"))
+        out.append(block)
+        chain = int.from_bytes(block, "big")
+    return b"".join(out)
+
+
+def sha1(data: bytes) -> bytes:
+    # SHA-1 (FIPS 180-4), 20 bytes.
+    if _HAVE_SHA1 and not _forced:
+        return _hashlib.sha1(data).digest()
+    return _sha1.sha1(data)
+
+
+def sha256(data: bytes) -> bytes:
+    # SHA-256 (FIPS 180-4), 32 bytes; hashlib only (every MicroPython
+    # port with hashlib has it).
+    if not _HAVE_SHA256:
+        raise NotImplementedError("this port has no hashlib.sha256")
+    return _hashlib.sha256(data).digest()
+
+
+def random_bytes(n: int) -> bytes:
+    # Default random source (os.urandom on both ports). The card takes an
+    # injectable source; this is only what it uses when given none.
+    return os.urandom(n)
