@@ -1,0 +1,1 @@
+# The card application: the same code is the software emulator and the token firmware.

@@ -1,0 +1,449 @@
+# The contactless card application: process(C-APDU) -> R-APDU.
+#
+# Pure and portable: no I/O, no CPython-only modules. Handlers are looked up
+# by INS; any of them raises SwError(sw) to end the command with a status
+# word, turned into bytes in one place (process). Command references are to
+# EMV Book 3 §6.5 unless noted; scheme behaviour to EMV Contactless Books
+# C-2 (Mastercard), C-3 (Visa qVSDC) and C-7 (UnionPay qPBOC).
+
+import time
+
+from firmware import tlv
+from firmware.crypto import provider
+from firmware.payapp import cryptogram as ac
+from firmware.payapp import dda
+from firmware.payapp.profile import Profile, ProfileError
+from firmware.payapp.state import CardState, MemoryStore
+from firmware.payapp.sw import (
+    SW_CLA_NOT_SUPPORTED,
+    SW_CONDITIONS_NOT_SATISFIED,
+    SW_DATA_NOT_FOUND,
+    SW_FILE_NOT_FOUND,
+    SW_INS_NOT_SUPPORTED,
+    SW_RECORD_NOT_FOUND,
+    SW_UNKNOWN,
+    SW_WRONG_DATA,
+    SW_WRONG_LENGTH,
+    SW_WRONG_P1P2,
+    SwError,
+)
+
+PPSE = b"2PAY.SYS.DDF01"
+
+_INS_SELECT = 0xA4
+_INS_GPO = 0xA8
+_INS_READ_RECORD = 0xB2
+_INS_GENERATE_AC = 0xAE
+_INS_INTERNAL_AUTHENTICATE = 0x88
+_INS_GET_DATA = 0xCA
+
+# CLA each instruction takes (Book 3 Table 13): 00 interindustry, 80 EMV.
+_CLA = {
+    _INS_SELECT: 0x00,
+    _INS_READ_RECORD: 0x00,
+    _INS_INTERNAL_AUTHENTICATE: 0x00,
+    _INS_GPO: 0x80,
+    _INS_GENERATE_AC: 0x80,
+    _INS_GET_DATA: 0x80,
+}
+
+_DYNAMIC_NUMBER_LEN = 8
+_ATC_MAX = 0xFFFF
+
+
+def _sw(sw: int) -> bytes:
+    return bytes((sw >> 8, sw & 0xFF))
+
+
+def parse_command(apdu: bytes) -> tuple:
+    # (cla, ins, p1, p2, data) of a short APDU, cases 1-4 (ISO 7816-4
+    # §5.1); anything else is a wrong length. Contactless cards take short
+    # APDUs only.
+    n = len(apdu)
+    if n < 4:
+        raise SwError(SW_WRONG_LENGTH)
+    if n <= 5:
+        return apdu[0], apdu[1], apdu[2], apdu[3], b""
+    lc = apdu[4]
+    if lc == 0 or n not in (5 + lc, 6 + lc):
+        raise SwError(SW_WRONG_LENGTH)
+    return apdu[0], apdu[1], apdu[2], apdu[3], bytes(apdu[5:5 + lc])
+
+
+class Transaction:
+    # What the card remembers between the commands of one transaction.
+    def __init__(self) -> None:
+        self.gpo_done = False
+        self.quick = False  # cryptogram already returned in the GPO response
+        self.pdol_data = b""
+        self.cdol1_data = b""
+        self.terminal = {}
+        self.first_cid = None
+        self.arqc = b""
+        self.atc = b""
+        self.card_auth_data = None  # 9F69 of this transaction
+        self.done = False
+
+
+class Card:
+    def __init__(self, profile, store=None, rng=None, clock=None) -> None:
+        self.profile = profile if isinstance(profile, Profile) else Profile(profile)
+        if self.profile.secrets is None:
+            raise ProfileError("the profile has no secrets: a card cannot run without its keys")
+        self.secrets = self.profile.secrets
+        self.store = store if store is not None else MemoryStore(CardState.from_dict(self.profile.initial_state))
+        self.rng = rng if rng is not None else provider.random_bytes
+        self.clock = clock if clock is not None else time.time
+        self._cdcvm_at = None
+        self._handlers = {
+            _INS_SELECT: self._select,
+            _INS_GPO: self._get_processing_options,
+            _INS_READ_RECORD: self._read_record,
+            _INS_GENERATE_AC: self._generate_ac,
+            _INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
+            _INS_GET_DATA: self._get_data,
+        }
+        self.app = None
+        self.tx = Transaction()
+
+    # --- life cycle ---
+
+    def reset(self) -> None:
+        # Power-on, reset or field reset: nothing selected, no transaction.
+        self.app = None
+        self.tx = Transaction()
+
+    power_on = reset
+    power_off = reset
+
+    def verify_cdcvm(self, when: "float | None" = None) -> None:
+        # The token's on-device verification (fingerprint, passcode) has
+        # just succeeded; it counts for the profile's cdcvm window.
+        self._cdcvm_at = self.clock() if when is None else when
+
+    def _cdcvm_valid(self) -> bool:
+        window = self.app.cdcvm_window
+        if window is None or self._cdcvm_at is None:
+            return False
+        age = self.clock() - self._cdcvm_at
+        return 0 <= age <= window
+
+    # --- dispatch: the one place a status word is made ---
+
+    def process(self, command_apdu: bytes) -> bytes:
+        try:
+            cla, ins, p1, p2, data = parse_command(bytes(command_apdu))
+            if cla not in (0x00, 0x80):
+                raise SwError(SW_CLA_NOT_SUPPORTED)
+            handler = self._handlers.get(ins)
+            if handler is None:
+                raise SwError(SW_INS_NOT_SUPPORTED)
+            if _CLA[ins] != cla:
+                raise SwError(SW_CLA_NOT_SUPPORTED)
+            return handler(p1, p2, data) + b"\x90\x00"
+        except SwError as exc:
+            return _sw(exc.sw)
+        except (ValueError, KeyError, IndexError):
+            # Never a traceback on the wire: an unforeseen fault in the
+            # card logic is "no precise diagnosis".
+            return _sw(SW_UNKNOWN)
+
+    # --- SELECT (§6.5.12, Book B §3.3 for the PPSE) ---
+
+    def _select(self, p1: int, p2: int, data: bytes) -> bytes:
+        if p1 != 0x04 or p2 not in (0x00, 0x02):
+            raise SwError(SW_WRONG_P1P2)
+        previous = self.app
+        self.reset()
+        if data == PPSE:
+            return self._ppse_fci()
+        # Partial names select the first (P2 00) or next (P2 02) AID that
+        # starts with them (ISO 7816-4 §7.1.1).
+        matches = [a for a in self.profile.applications if data and a.aid[:len(data)] == data]
+        if p2 == 0x02 and previous in matches:
+            matches = matches[matches.index(previous) + 1:]
+        if not matches:
+            raise SwError(SW_FILE_NOT_FOUND)
+        self.app = matches[0]
+        return self._application_fci(self.app)
+
+    def _ppse_fci(self) -> bytes:
+        entries = b""
+        for app in self.profile.applications:
+            entry = tlv.encode_tlv(0x4F, app.aid)
+            if app.label:
+                entry += tlv.encode_tlv(0x50, app.label.encode())
+            entry += tlv.encode_tlv(0x87, bytes((app.priority,)))
+            entry += tlv.encode_tlv(0x9F2A, bytes((app.kernel,)))
+            entries += tlv.encode_tlv(0x61, entry)
+        proprietary = tlv.encode_tlv(0xBF0C, entries)
+        return tlv.encode_tlv(0x6F, tlv.encode_tlv(0x84, PPSE) + tlv.encode_tlv(0xA5, proprietary))
+
+    def _application_fci(self, app) -> bytes:
+        body = b""
+        if app.label:
+            body += tlv.encode_tlv(0x50, app.label.encode())
+        body += tlv.encode_tlv(0x87, bytes((app.priority,)))
+        if app.pdol:
+            body += tlv.encode_tlv(0x9F38, app.pdol)
+        for tag, value in app.fci:
+            body += tlv.encode_tlv(tag, value)
+        discretionary = b"".join([tlv.encode_tlv(t, v) for t, v in app.fci_discretionary])
+        if app.log_sfi:
+            discretionary += tlv.encode_tlv(0x9F4D, bytes((app.log_sfi, app.log_records)))
+        if discretionary:
+            body += tlv.encode_tlv(0xBF0C, discretionary)
+        return tlv.encode_tlv(0x6F, tlv.encode_tlv(0x84, app.aid) + tlv.encode_tlv(0xA5, body))
+
+    # --- GET PROCESSING OPTIONS (§6.5.8) ---
+
+    def _get_processing_options(self, p1: int, p2: int, data: bytes) -> bytes:
+        if p1 or p2:
+            raise SwError(SW_WRONG_P1P2)
+        app = self.app
+        if app is None or self.tx.gpo_done:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        try:
+            nodes = tlv.decode(data)
+        except tlv.TLVError:
+            raise SwError(SW_WRONG_DATA)
+        if len(nodes) != 1 or nodes[0].tag != 0x83:
+            raise SwError(SW_WRONG_DATA)
+        pdol_data = nodes[0].value
+        if len(pdol_data) != tlv.dol_length(app.pdol):
+            raise SwError(SW_WRONG_LENGTH)
+        tx = self.tx
+        tx.gpo_done = True
+        tx.pdol_data = pdol_data
+        tx.terminal = tlv.split_dol(app.pdol, pdol_data) if app.pdol else {}
+        ttq = tx.terminal.get(0x9F66)
+        if app.scheme in ("visa", "unionpay") and ttq is not None and ttq[0] & 0x20:
+            return self._quick_cryptogram(app, tx, ttq)
+        body = tlv.encode_tlv(0x82, app.aip) + tlv.encode_tlv(0x94, app.afl)
+        return tlv.encode_tlv(0x77, body)
+
+    def _next_atc(self) -> bytes:
+        # The ATC is incremented and made persistent before any cryptogram
+        # leaves the card (Book 3 §6.5.5.4 note; tearing).
+        state = self.store.load()
+        if state.atc >= _ATC_MAX:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        state.atc += 1
+        self.store.save(state)
+        return state.atc.to_bytes(2, "big")
+
+    def _quick_cryptogram(self, app, tx: Transaction, ttq: bytes) -> bytes:
+        # qVSDC (C-3) / qPBOC (C-7): card risk management, the cryptogram
+        # and fDDA in the GPO response.
+        state = self.store.load()
+        tx.quick = True
+        tx.atc = self._next_atc()
+        amount = ac.amount_value(tx.terminal.get(0x9F02, b""))
+        offline_only = bool(ttq[0] & 0x08)
+        requested = ac.CID_ARQC if len(ttq) > 1 and ttq[1] & 0x80 else ac.CID_TC
+        cvr = ac.Cvr(app.scheme)
+        ctq = bytearray(app.data.get(0x9F6C, b"\x00\x00"))
+        if len(ttq) > 2 and ttq[2] & 0x40 and self._cdcvm_valid():
+            ctq[1] |= 0x80  # Consumer Device CVM Performed
+            ac.cvr_bit(cvr, "cdcvm_performed")
+        cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
+        cvr.set_ac_types(cid)
+        iad = ac.issuer_application_data(app, cvr)
+        cryptogram = ac.generate_ac(
+            app, self.secrets.icc_mk_ac, tx.atc,
+            ac.cryptogram_data(app, tx.terminal, app.aip, tx.atc, iad), tx.terminal.get(0x9F37, bytes(4)),
+        )
+        tx.card_auth_data = bytes((app.fdda_version,)) + self.rng(4) + bytes(ctq)
+        body = tlv.encode_tlv(0x82, app.aip) + tlv.encode_tlv(0x94, app.afl)
+        for tag in (0x57, 0x5F20, 0x5F34):
+            value = app.find(tag)
+            if value is not None:
+                body += tlv.encode_tlv(tag, value)
+        body += tlv.encode_tlv(0x9F10, iad) + tlv.encode_tlv(0x9F26, cryptogram)
+        body += tlv.encode_tlv(0x9F27, bytes((cid,))) + tlv.encode_tlv(0x9F36, tx.atc)
+        body += tlv.encode_tlv(0x9F6C, bytes(ctq))
+        ffi = app.find(0x9F6E)
+        if ffi is not None:
+            body += tlv.encode_tlv(0x9F6E, ffi)
+        oda_for_online = bool(ttq[0] & 0x01)
+        if self.secrets.icc_key is not None and app.aip[0] & 0x20 and (cid == ac.CID_TC or
+                                                                    (cid == ac.CID_ARQC and oda_for_online)):
+            dynamic = dda.dda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN))
+            extra = dda.fdda_extra(app.fdda_version, tx.terminal.get(0x9F37, bytes(4)),
+                                   tx.terminal.get(0x9F02, bytes(6)), tx.terminal.get(0x5F2A, bytes(2)),
+                                   tx.card_auth_data)
+            body += tlv.encode_tlv(0x9F4B, dda.sign_dynamic_data(self.secrets.icc_key, dynamic, extra))
+        self._complete(app, tx, cid, amount)
+        return tlv.encode_tlv(0x77, body)
+
+    def _complete(self, app, tx: Transaction, cid: int, amount: int, online_approved: bool = False) -> None:
+        # End of the card's part: offline counters, the log, persistence.
+        state = self.store.load()
+        if cid == ac.CID_TC and online_approved:
+            state.consecutive_offline = 0
+            state.offline_amount = 0
+            state.last_online_atc = int.from_bytes(tx.atc, "big")
+        elif cid == ac.CID_TC:
+            state.consecutive_offline += 1
+            state.offline_amount += amount
+        if app.log_sfi and app.log_format and cid != ac.CID_ARQC:
+            source = dict(tx.terminal)
+            source[0x9F36] = tx.atc
+            source[0x9F27] = bytes((cid,))
+            state.log.insert(0, tlv.build_dol(app.log_format, source))
+            del state.log[app.log_records:]
+        self.store.save(state)
+        tx.done = cid != ac.CID_ARQC or tx.quick
+
+    # --- READ RECORD (§6.5.11) ---
+
+    def _read_record(self, p1: int, p2: int, data: bytes) -> bytes:
+        sfi = p2 >> 3
+        if p2 & 0x07 != 0x04 or sfi == 0 or p1 == 0:
+            raise SwError(SW_WRONG_P1P2)
+        app = self.app
+        if app is None:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        if app.log_sfi and sfi == app.log_sfi:
+            log = self.store.load().log
+            if p1 > len(log):
+                raise SwError(SW_RECORD_NOT_FOUND)
+            return log[p1 - 1]
+        record = app.records.get((sfi, p1))
+        if record is None:
+            raise SwError(SW_RECORD_NOT_FOUND)
+        content = record.content
+        if self.tx.card_auth_data is not None and not record.oda:
+            content = _substitute(content, 0x9F69, self.tx.card_auth_data)
+        return tlv.encode_tlv(0x70, content)
+
+    # --- GENERATE APPLICATION CRYPTOGRAM (§6.5.5) ---
+
+    def _generate_ac(self, p1: int, p2: int, data: bytes) -> bytes:
+        requested = p1 & 0xC0
+        if p2 != 0 or p1 & 0x2F or requested == 0xC0:
+            raise SwError(SW_WRONG_P1P2)
+        app = self.app
+        tx = self.tx
+        if app is None or not tx.gpo_done or tx.quick or tx.done:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        cda = bool(p1 & 0x10) and bool(app.aip[0] & 0x01) and self.secrets.icc_key is not None
+        if tx.first_cid is None:
+            return self._first_generate_ac(app, tx, requested, cda, data)
+        if tx.first_cid != ac.CID_ARQC:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        return self._second_generate_ac(app, tx, requested, cda, data)
+
+    def _first_generate_ac(self, app, tx: Transaction, requested: int, cda: bool, data: bytes) -> bytes:
+        if len(data) != tlv.dol_length(app.cdol1):
+            raise SwError(SW_WRONG_LENGTH)
+        tx.cdol1_data = data
+        tx.terminal.update(tlv.split_dol(app.cdol1, data))
+        tx.atc = self._next_atc()
+        state = self.store.load()
+        amount = ac.amount_value(tx.terminal.get(0x9F02, b""))
+        terminal_type = tx.terminal.get(0x9F35, b"\x22")[0]
+        offline_only = terminal_type & 0x0F in (0x03, 0x06)
+        cvr = ac.Cvr(app.scheme)
+        cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
+        if cda and cid != ac.CID_AAC and app.scheme == "mastercard":
+            ac.cvr_bit(cvr, "cda_first_genac")
+        cvr.set_ac_types(cid)
+        tx.first_cid = cid
+        response, cryptogram = self._ac_response(app, tx, cid, cvr, cda and cid != ac.CID_AAC, b"")
+        if cid == ac.CID_ARQC:
+            tx.arqc = cryptogram
+        self._complete(app, tx, cid, amount)
+        return response
+
+    def _second_generate_ac(self, app, tx: Transaction, requested: int, cda: bool, data: bytes) -> bytes:
+        if len(data) != tlv.dol_length(app.cdol2):
+            raise SwError(SW_WRONG_LENGTH)
+        cdol2 = tlv.split_dol(app.cdol2, data)
+        arc = cdol2.get(0x8A, b"")
+        iad91 = cdol2.get(0x91, b"")
+        cvr = ac.Cvr(app.scheme)
+        auth_ok = None  # issuer authentication not performed
+        if iad91.strip(b"\x00"):
+            arpc, response = iad91[:8], iad91[8:]
+            try:
+                expected = ac.expected_arpc(app, self.secrets.icc_mk_ac, tx.atc, tx.arqc, response,
+                                            tx.terminal.get(0x9F37, bytes(4)))
+            except ValueError:
+                expected = None
+            auth_ok = expected == arpc
+            if app.scheme == "mastercard":
+                ac.cvr_bit(cvr, "issuer_auth_performed")
+                if not auth_ok:
+                    ac.cvr_bit(cvr, "issuer_auth_failed")
+        approved = arc in (b"00", b"\x00\x00") and auth_ok is not False
+        cid = ac.CID_TC if requested == ac.CID_TC and approved else ac.CID_AAC
+        cvr.set_ac_types(ac.CID_ARQC, cid, second_requested=True)
+        tx.terminal.update(cdol2)
+        response = self._ac_response(app, tx, cid, cvr, cda and cid == ac.CID_TC, data)[0]
+        tx.first_cid = ac.CID_AAC  # no third GENERATE AC
+        self._complete(app, tx, cid, ac.amount_value(tx.terminal.get(0x9F02, b"")),
+                       online_approved=bool(auth_ok) and cid == ac.CID_TC)
+        tx.done = True
+        return response
+
+    def _ac_response(self, app, tx: Transaction, cid: int, cvr, cda: bool, cdol2_data: bytes) -> tuple:
+        # Response format 2 (§6.5.5.4): CID, ATC, AC (or the SDAD when CDA
+        # is performed, Book 2 §6.6.1), IAD. Returns (response, AC).
+        iad = ac.issuer_application_data(app, cvr)
+        un = tx.terminal.get(0x9F37, bytes(4))
+        cryptogram = ac.generate_ac(app, self.secrets.icc_mk_ac, tx.atc,
+                                    ac.cryptogram_data(app, tx.terminal, app.aip, tx.atc, iad), un)
+        head = tlv.encode_tlv(0x9F27, bytes((cid,))) + tlv.encode_tlv(0x9F36, tx.atc)
+        if not cda:
+            body = head + tlv.encode_tlv(0x9F26, cryptogram) + tlv.encode_tlv(0x9F10, iad)
+            return tlv.encode_tlv(0x77, body), cryptogram
+        body = head + tlv.encode_tlv(0x9F10, iad)
+        tx_hash = dda.transaction_data_hash(tx.pdol_data, tx.cdol1_data, cdol2_data, body)
+        dynamic = dda.cda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN), cid, cryptogram, tx_hash)
+        sdad = dda.sign_dynamic_data(self.secrets.icc_key, dynamic, un)
+        return tlv.encode_tlv(0x77, body + tlv.encode_tlv(0x9F4B, sdad)), cryptogram
+
+    # --- INTERNAL AUTHENTICATE (§6.5.9, Book 2 §6.5) ---
+
+    def _internal_authenticate(self, p1: int, p2: int, data: bytes) -> bytes:
+        if p1 or p2:
+            raise SwError(SW_WRONG_P1P2)
+        app = self.app
+        if app is None or not app.aip[0] & 0x20 or self.secrets.icc_key is None:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        if app.ddol and len(data) != tlv.dol_length(app.ddol):
+            raise SwError(SW_WRONG_LENGTH)
+        if not data:
+            raise SwError(SW_WRONG_LENGTH)
+        dynamic = dda.dda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN))
+        return tlv.encode_tlv(0x80, dda.sign_dynamic_data(self.secrets.icc_key, dynamic, data))
+
+    # --- GET DATA (§6.5.7) ---
+
+    def _get_data(self, p1: int, p2: int, data: bytes) -> bytes:
+        tag = (p1 << 8) | p2
+        app = self.app
+        state = self.store.load()
+        if tag == 0x9F36:
+            value = state.atc.to_bytes(2, "big")
+        elif tag == 0x9F13:
+            value = state.last_online_atc.to_bytes(2, "big")
+        elif tag == 0x9F17:
+            value = bytes((state.pin_try_counter,))
+        elif tag == 0x9F4F and app is not None and app.log_format:
+            value = app.log_format
+        else:
+            raise SwError(SW_DATA_NOT_FOUND)
+        return tlv.encode_tlv(tag, value)
+
+
+def _substitute(content: bytes, tag: int, value: bytes) -> bytes:
+    # Replace one data object's value in a record (9F69 changes per
+    # transaction, so it lives in a record outside the signed ones).
+    nodes = tlv.decode(content)
+    out = b""
+    for node in nodes:
+        out += tlv.encode_tlv(node.tag, value if node.tag == tag else node.value) if not node.children \
+            else node.encode()
+    return out

@@ -1,0 +1,204 @@
+# Card profiles: the JSON document a card is personalised from, parsed into
+# the structures the card application serves.
+#
+# A profile is {"format": "emvkit-card", "version": 1, "id", "applications":
+# [...], "secrets": {...}}; docs/card-profile.md describes every field. Data
+# elements are lists of [tag hex, value hex] pairs so their order survives
+# any JSON parser. Public data and secrets live apart: a profile without
+# "secrets" can be shared; the card refuses to run without it.
+
+from firmware import tlv
+from firmware.crypto.rsa import RSAPrivateKey
+
+FORMAT = "emvkit-card"
+SCHEMES = ("visa", "mastercard", "unionpay")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def _hex(value, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise ProfileError("%s: expected a hex string" % where)
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ProfileError("%s: not hex" % where)
+
+
+def _pairs(items, where: str) -> list:
+    # [[tag hex, value hex], ...] -> [(tag int, value bytes), ...]
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ProfileError("%s: expected a list of [tag, value] pairs" % where)
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, list) or len(item) != 2:
+            raise ProfileError("%s[%d]: expected [tag, value]" % (where, i))
+        tag = _hex(item[0], "%s[%d] tag" % (where, i))
+        if not tag:
+            raise ProfileError("%s[%d]: empty tag" % (where, i))
+        out.append((int.from_bytes(tag, "big"), _hex(item[1], "%s[%d] value" % (where, i))))
+    return out
+
+
+def _encode_pairs(pairs: list) -> bytes:
+    return b"".join([tlv.encode_tlv(t, v) for t, v in pairs])
+
+
+def _int(doc: dict, key: str, where: str, default=None) -> int:
+    value = doc.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProfileError("%s.%s: expected an integer" % (where, key))
+    return value
+
+
+class Record:
+    def __init__(self, sfi: int, number: int, oda: bool, content: bytes) -> None:
+        self.sfi = sfi
+        self.number = number
+        self.oda = oda
+        self.content = content  # the data objects inside template 70
+
+
+class Application:
+    def __init__(self, doc: dict, index: int) -> None:
+        where = "applications[%d]" % index
+        if not isinstance(doc, dict):
+            raise ProfileError("%s: expected an object" % where)
+        self.aid = _hex(doc.get("aid"), where + ".aid")
+        if not 5 <= len(self.aid) <= 16:
+            raise ProfileError("%s.aid: an AID is 5 to 16 bytes" % where)
+        self.label = doc.get("label", "")
+        self.priority = _int(doc, "priority", where, 1)
+        self.kernel = _int(doc, "kernel", where)
+        self.scheme = doc.get("scheme")
+        if self.scheme not in SCHEMES:
+            raise ProfileError("%s.scheme: one of %s" % (where, ", ".join(SCHEMES)))
+        self.cryptogram_version = doc.get("cryptogram_version")
+        self.cvn = _int(doc, "cvn", where)
+        self.dki = _int(doc, "dki", where, 1)
+        self.pdol = _hex(doc.get("pdol", ""), where + ".pdol")
+        self.cdol1 = _hex(doc.get("cdol1", ""), where + ".cdol1")
+        self.cdol2 = _hex(doc.get("cdol2", ""), where + ".cdol2")
+        self.ddol = _hex(doc.get("ddol", ""), where + ".ddol")
+        for name in ("pdol", "cdol1", "cdol2", "ddol"):
+            try:
+                tlv.parse_dol(getattr(self, name))
+            except tlv.TLVError as exc:
+                raise ProfileError("%s.%s: %s" % (where, name, exc))
+        self.aip = _hex(doc.get("aip"), where + ".aip")
+        if len(self.aip) != 2:
+            raise ProfileError("%s.aip: 2 bytes" % where)
+        self.fci = _pairs(doc.get("fci"), where + ".fci")
+        self.fci_discretionary = _pairs(doc.get("fci_discretionary"), where + ".fci_discretionary")
+        self.data = dict(_pairs(doc.get("data"), where + ".data"))
+        self.fdda_version = _int(doc, "fdda_version", where, 1)
+        risk = doc.get("risk", {})
+        if not isinstance(risk, dict):
+            raise ProfileError("%s.risk: expected an object" % where)
+        self.lcol = _int(risk, "lower_consecutive_offline_limit", where + ".risk", 0)
+        self.ucol = _int(risk, "upper_consecutive_offline_limit", where + ".risk", 0)
+        self.offline_limit = _int(risk, "single_offline_limit", where + ".risk", 0)
+        self.cumulative_limit = _int(risk, "cumulative_offline_limit", where + ".risk", 0)
+        cdcvm = doc.get("cdcvm")
+        self.cdcvm_window = None if cdcvm is None else _int(cdcvm, "window_s", where + ".cdcvm")
+        log = doc.get("log")
+        self.log_sfi = 0
+        self.log_records = 0
+        self.log_format = b""
+        if log is not None:
+            self.log_sfi = _int(log, "sfi", where + ".log")
+            self.log_records = _int(log, "records", where + ".log")
+            self.log_format = _hex(log.get("format"), where + ".log.format")
+        self.records = {}
+        order = []
+        for i, rec in enumerate(doc.get("records", [])):
+            rwhere = "%s.records[%d]" % (where, i)
+            sfi = _int(rec, "sfi", rwhere)
+            number = _int(rec, "record", rwhere)
+            if not 1 <= sfi <= 30 or not 1 <= number <= 255:
+                raise ProfileError("%s: SFI 1..30 and record 1..255" % rwhere)
+            if sfi == self.log_sfi:
+                raise ProfileError("%s: SFI %d is the log file" % (rwhere, sfi))
+            content = _encode_pairs(_pairs(rec.get("data"), rwhere + ".data"))
+            self.records[(sfi, number)] = Record(sfi, number, bool(rec.get("oda", False)), content)
+            order.append((sfi, number))
+        self.afl = _build_afl(order, self.records)
+
+    def find(self, tag: int) -> "bytes | None":
+        # A data element the card holds: personalised data, then records.
+        if tag in self.data:
+            return self.data[tag]
+        for rec in self.records.values():
+            for node in tlv.decode(rec.content):
+                if node.tag == tag:
+                    return node.value
+        return None
+
+
+def _build_afl(order: list, records: dict) -> bytes:
+    # Application File Locator (EMV Book 3 §10.2): one 4-byte entry per run
+    # of consecutive records in one SFI; records flagged "oda" must come
+    # first in their run.
+    afl = bytearray()
+    i = 0
+    while i < len(order):
+        sfi, first = order[i]
+        last = first
+        oda = 1 if records[(sfi, first)].oda else 0
+        seen_plain = not records[(sfi, first)].oda
+        i += 1
+        while i < len(order) and order[i][0] == sfi and order[i][1] == last + 1:
+            rec = records[order[i]]
+            if rec.oda:
+                if seen_plain:
+                    raise ProfileError("SFI %d record %d: ODA records must precede the others"
+                                       % (sfi, rec.number))
+                oda += 1
+            else:
+                seen_plain = True
+            last += 1
+            i += 1
+        afl.extend(bytes((sfi << 3, first, last, oda)))
+    return bytes(afl)
+
+
+class Secrets:
+    def __init__(self, doc: dict) -> None:
+        if not isinstance(doc, dict):
+            raise ProfileError("secrets: expected an object")
+        self.pan = doc.get("pan")
+        if not isinstance(self.pan, str) or not self.pan.isdigit():
+            raise ProfileError("secrets.pan: digits")
+        self.psn = doc.get("psn", "00")
+        self.icc_mk_ac = _hex(doc.get("icc_mk_ac"), "secrets.icc_mk_ac")
+        if len(self.icc_mk_ac) != 16:
+            raise ProfileError("secrets.icc_mk_ac: 16 bytes")
+        rsa = doc.get("icc_rsa")
+        self.icc_key = None
+        if rsa is not None:
+            try:
+                self.icc_key = RSAPrivateKey.from_dict(rsa)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ProfileError("secrets.icc_rsa: %s" % exc)
+
+
+class Profile:
+    def __init__(self, doc: dict) -> None:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ProfileError("not an %s profile" % FORMAT)
+        if doc.get("version") != 1:
+            raise ProfileError("unsupported profile version %r" % doc.get("version"))
+        self.id = doc.get("id", "card")
+        apps = doc.get("applications")
+        if not isinstance(apps, list) or not apps:
+            raise ProfileError("applications: at least one")
+        self.applications = [Application(a, i) for i, a in enumerate(apps)]
+        self.atr_historical = _hex(doc.get("atr_historical", ""), "atr_historical")
+        secrets = doc.get("secrets")
+        self.secrets = None if secrets is None else Secrets(secrets)
+        state = doc.get("state", {})
+        self.initial_state = state if isinstance(state, dict) else {}

@@ -1,0 +1,68 @@
+"""``emvkit perso``: personalise a test card (keys, certificates, profile)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from firmware.crypto.rsa import RSAPrivateKey
+from terminal.errors import ConfigError
+from terminal.perso.cards import SCHEMES, CardOptions, build_card
+from terminal.perso.keys import write_secret_json
+from terminal.tlvdump import mask_pan
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "perso",
+        help="build a test card profile with fresh keys and certificates",
+        description="Build a complete test card: CA, issuer and ICC RSA keys, issuer and ICC public key "
+        "certificates, static data for ODA, symmetric keys. Writes the profile (mode 0600: it holds the "
+        "card's secrets), the CA public key a terminal needs, and the CA private key when a new CA was "
+        "made (mode 0600), so further cards can be issued under it with --ca.",
+    )
+    parser.add_argument("--scheme", required=True, choices=SCHEMES)
+    parser.add_argument("--pan", help="PAN digits (default: a test PAN of the scheme)")
+    parser.add_argument("--expiry", default="3012", help="application expiry YYMM (default 3012)")
+    parser.add_argument("--psn", default="01", help="PAN sequence number, 2 digits (default 01)")
+    parser.add_argument("--issuer-cert-expiry", default="1231", help="MMYY (default 1231)")
+    parser.add_argument("--icc-cert-expiry", default="1230", help="MMYY (default 1230)")
+    parser.add_argument("--ca", type=Path, help="CA private key file from an earlier perso (reuse the CA)")
+    parser.add_argument("--out", type=Path, required=True, help="profile file to write")
+    parser.add_argument("--capk-out", type=Path, help="CA public key file (default: OUT with .capk.json)")
+    parser.set_defaults(func=run)
+
+
+def _read_ca(path: Path) -> RSAPrivateKey:
+    try:
+        doc = json.loads(path.read_text())
+        return RSAPrivateKey.from_dict(doc["key"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not an emvkit CA key file ({exc})") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    ca = _read_ca(args.ca) if args.ca else None
+    options = CardOptions(
+        scheme=args.scheme, pan=args.pan, expiry=args.expiry, psn=args.psn,
+        issuer_cert_expiry=args.issuer_cert_expiry, icc_cert_expiry=args.icc_cert_expiry, ca=ca,
+    )
+    built = build_card(options)
+    out: Path = args.out
+    capk_out: Path = args.capk_out or out.with_name(out.stem + ".capk.json")
+    try:
+        write_secret_json(out, json.dumps(built.profile, indent=1) + "\n")
+        capk_out.write_text(json.dumps([built.capk], indent=1) + "\n")
+        if ca is None:
+            ca_out = out.with_name(out.stem + ".ca.json")
+            write_secret_json(ca_out, json.dumps({"format": "emvkit-ca", "rid": built.capk["rid"],
+                                                  "index": built.capk["index"],
+                                                  "key": built.ca.to_dict()}, indent=1) + "\n")
+            print(f"CA private key:   {ca_out} (mode 0600)")
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc}") from exc
+    pan = built.profile["secrets"]["pan"]
+    print(f"card profile:     {out} (mode 0600; scheme {args.scheme}, PAN {mask_pan(pan)})")
+    print(f"CA public key:    {capk_out} (RID {built.capk['rid']}, index {built.capk['index']})")
+    return 0

@@ -1,0 +1,1 @@
+"""Card emulation on the host: virtual cards, fault injection, and vpcd/pcscd to put them behind PC/SC."""

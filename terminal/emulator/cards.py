@@ -1,0 +1,49 @@
+"""Loading card profiles (built-in or from a file) into a running card."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from firmware.payapp.card import Card
+from firmware.payapp.profile import ProfileError
+from terminal.errors import ConfigError
+from terminal.perso.builtin import builtin_names, load_builtin
+
+__all__ = ["load_profile", "open_card"]
+
+DEFAULT_CARD = "visa"
+
+
+def load_profile(spec: str) -> dict[str, Any]:
+    """A profile document: a built-in name (``visa``) or a JSON file path."""
+    spec = spec or DEFAULT_CARD
+    if spec in builtin_names():
+        return load_builtin(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {spec}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{spec}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{spec}: a profile is a JSON object")
+    return doc
+
+
+def open_card(
+    spec: str,
+    rng: Callable[[int], bytes] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Card:
+    """A running card application for a profile spec."""
+    doc = load_profile(spec)
+    try:
+        return Card(doc, rng=rng, clock=clock)
+    except ProfileError as exc:
+        raise ConfigError(f"{spec}: {exc}") from exc

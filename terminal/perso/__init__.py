@@ -1,0 +1,1 @@
+"""Personalisation: test keys, certificates and card profiles for each scheme."""

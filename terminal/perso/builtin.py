@@ -1,0 +1,58 @@
+"""The built-in test cards shipped with emvkit (``emu:visa`` and friends).
+
+The profiles under ``terminal/perso/builtin/`` were made by
+:func:`regenerate` and are committed, so every run taps the same cards; the
+CA public keys a terminal needs for them are in ``builtin/capk.json``. Their
+keys are test keys, published with the project, and worthless for payments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from terminal.errors import ConfigError
+from terminal.perso.cards import RIDS, SCHEMES, CardOptions, build_card
+from terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
+
+__all__ = ["BUILTIN_DIR", "builtin_names", "capk_path", "load_builtin", "profile_path", "regenerate"]
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+
+
+def builtin_names() -> list[str]:
+    return list(SCHEMES)
+
+
+def profile_path(name: str) -> Path:
+    if name not in SCHEMES:
+        raise ConfigError(f"no built-in card {name!r} (built-in: {', '.join(SCHEMES)})")
+    return BUILTIN_DIR / f"{name}.json"
+
+
+def capk_path() -> Path:
+    return BUILTIN_DIR / "capk.json"
+
+
+def load_builtin(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(profile_path(name).read_text())
+    return doc
+
+
+def regenerate(directory: Path = BUILTIN_DIR) -> None:
+    """Make new built-in cards: one test CA per RID, one card per scheme."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cas = {rid: generate_rsa(CA_BITS_DEFAULT) for rid in set(RIDS.values())}
+    capks = {}
+    for name in SCHEMES:
+        rid = RIDS["visa" if name == "wearable" else name]
+        built = build_card(CardOptions(scheme=name, ca=cas[rid]))
+        (directory / f"{name}.json").write_text(json.dumps(built.profile, indent=1) + "\n")
+        capks[rid] = built.capk
+    (directory / "capk.json").write_text(json.dumps(sorted(capks.values(), key=lambda k: k["rid"]),
+                                                    indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    regenerate()

@@ -1,0 +1,68 @@
+"""Test RSA keys and the CA public key a terminal needs.
+
+Keys are generated with ``cryptography`` and held in CRT form as
+:class:`firmware.crypto.rsa.RSAPrivateKey`, the form a card profile stores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from firmware.crypto.rsa import RSAPrivateKey
+
+__all__ = ["ca_public_key", "generate_rsa", "write_secret_json"]
+
+# EMV allows public exponents 3 and 2^16 + 1 (Book 2 §5.1, §11.2.1).
+EXPONENT = 3
+CA_BITS_DEFAULT = 1152
+
+
+def generate_rsa(bits: int, exponent: int = EXPONENT) -> RSAPrivateKey:
+    """A fresh RSA key of ``bits`` bits in CRT form."""
+    key = rsa.generate_private_key(public_exponent=exponent, key_size=bits)
+    numbers = key.private_numbers()
+    return RSAPrivateKey(
+        n=numbers.public_numbers.n,
+        e=numbers.public_numbers.e,
+        p=numbers.p,
+        q=numbers.q,
+        dp=numbers.dmp1,
+        dq=numbers.dmq1,
+        qinv=numbers.iqmp,
+    )
+
+
+def exponent_bytes(e: int) -> bytes:
+    return e.to_bytes(1 if e < 256 else 3, "big")
+
+
+def ca_public_key(rid: bytes, index: int, key: RSAPrivateKey) -> dict[str, str]:
+    """The terminal's CA public key entry, with its SHA-1 check value over
+    RID || index || modulus || exponent (EMV Book 2 §11.2.2)."""
+    modulus = key.modulus()
+    exponent = exponent_bytes(key.e)
+    checksum = hashlib.sha1(rid + bytes((index,)) + modulus + exponent).digest()
+    return {
+        "rid": rid.hex().upper(),
+        "index": f"{index:02X}",
+        "modulus": modulus.hex().upper(),
+        "exponent": exponent.hex().upper(),
+        "checksum": checksum.hex().upper(),
+    }
+
+
+def write_secret_json(path: str | Path, text: str) -> None:
+    """Write a file holding keys: created with mode 0600 (and kept so)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def key_from_dict(doc: dict[str, Any]) -> RSAPrivateKey:
+    return RSAPrivateKey.from_dict(doc)

@@ -1,0 +1,53 @@
+"""The ``emu:`` transport: the card application running in-process.
+
+``emu:`` (the built-in Visa card), ``emu:visa``, ``emu:mastercard``,
+``emu:unionpay``, ``emu:wearable`` or ``emu:path/to/card.json``, optionally
+with faults: ``emu:visa?tear=3&sw=A8:6985&corrupt=90&latency=2`` (see
+:mod:`terminal.emulator.faults`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from terminal.emulator.atr import contactless_atr
+from terminal.emulator.cards import DEFAULT_CARD, open_card
+from terminal.emulator.faults import CardLike, FaultPlan, FaultyCard
+from terminal.errors import CardRemoved
+from terminal.transport.base import BaseTransport
+
+__all__ = ["EmulatorTransport", "from_url"]
+
+
+class EmulatorTransport(BaseTransport):
+    def __init__(self, card: CardLike, faults: FaultPlan | None = None, url: str = "emu:",
+                 historical: bytes = b"") -> None:
+        super().__init__()
+        self.card = card
+        self.faults = faults or FaultPlan()
+        self.url = url
+        self._historical = historical
+        self._wrapped: CardLike = card if self.faults.empty else FaultyCard(card, self.faults)
+
+    def open(self) -> None:
+        power_on: Callable[[], None] | None = getattr(self.card, "power_on", None)
+        if power_on is not None:
+            power_on()
+        self._atr = contactless_atr(self._historical)
+        super().open()
+
+    def card_present(self) -> bool:
+        return self.is_open and not getattr(self._wrapped, "torn", False)
+
+    def _transmit(self, command: bytes) -> bytes:
+        if getattr(self._wrapped, "torn", False):
+            raise CardRemoved("card removed")
+        return self._wrapped.process(command)
+
+
+def from_url(url: str, rng: Callable[[int], bytes] | None = None) -> EmulatorTransport:
+    rest = url.split(":", 1)[1]
+    spec, _, query = rest.partition("?")
+    card = open_card(spec or DEFAULT_CARD, rng=rng)
+    historical = getattr(card.profile, "atr_historical", b"")
+    return EmulatorTransport(card, FaultPlan.from_query(query), url=url, historical=historical)
