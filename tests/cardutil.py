@@ -16,6 +16,7 @@ from typing import Any
 
 from firmware import tlv
 from firmware.payapp.card import Card
+from firmware.payapp.rng import CountingRandom
 from terminal.perso.builtin import capk_path, load_builtin
 
 PPSE_SELECT = bytes.fromhex("00A404000E325041592E5359532E444446303100")
@@ -46,18 +47,6 @@ def internal_authenticate(data: bytes) -> bytes:
     return bytes((0x00, 0x88, 0x00, 0x00, len(data))) + data + b"\x00"
 
 
-class CountingRng:
-    """Deterministic random source: 01 02 03 ... so tests can pin it."""
-
-    def __init__(self) -> None:
-        self.counter = 0
-
-    def __call__(self, n: int) -> bytes:
-        out = bytes((self.counter + i + 1) & 0xFF for i in range(n))
-        self.counter += n
-        return out
-
-
 @dataclass
 class Exchange:
     card: Card
@@ -80,7 +69,7 @@ def profile(name: str) -> dict[str, Any]:
 
 def make_card(name: str | dict[str, Any], clock: Any = None) -> Exchange:
     doc = profile(name) if isinstance(name, str) else name
-    return Exchange(Card(doc, rng=CountingRng(), clock=clock))
+    return Exchange(Card(doc, rng=CountingRandom(), clock=clock))
 
 
 def terminal_data(**overrides: bytes) -> dict[int, bytes]:

@@ -3,17 +3,20 @@
 ``emu:`` (the built-in Visa card), ``emu:visa``, ``emu:mastercard``,
 ``emu:unionpay``, ``emu:wearable`` or ``emu:path/to/card.json``, optionally
 with faults: ``emu:visa?tear=3&sw=A8:6985&corrupt=90&latency=2`` (see
-:mod:`terminal.emulator.faults`).
+:mod:`terminal.emulator.faults`), and ``rng=counting`` for the pinned random
+source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
 
+from firmware.payapp.rng import source
 from terminal.emulator.atr import contactless_atr
 from terminal.emulator.cards import DEFAULT_CARD, open_card
 from terminal.emulator.faults import CardLike, FaultPlan, FaultyCard
-from terminal.errors import CardRemoved
+from terminal.errors import CardRemoved, ConfigError
 from terminal.transport.base import BaseTransport
 
 __all__ = ["EmulatorTransport", "from_url"]
@@ -45,9 +48,14 @@ class EmulatorTransport(BaseTransport):
         return self._wrapped.process(command)
 
 
-def from_url(url: str, rng: Callable[[int], bytes] | None = None) -> EmulatorTransport:
+def from_url(url: str) -> EmulatorTransport:
     rest = url.split(":", 1)[1]
     spec, _, query = rest.partition("?")
+    options = dict(parse_qsl(query))
+    try:
+        rng = source(options.pop("rng", None))
+    except ValueError as exc:
+        raise ConfigError(f"{url}: {exc}") from exc
     card = open_card(spec or DEFAULT_CARD, rng=rng)
     historical = getattr(card.profile, "atr_historical", b"")
-    return EmulatorTransport(card, FaultPlan.from_query(query), url=url, historical=historical)
+    return EmulatorTransport(card, FaultPlan.from_query(urlencode(options)), url=url, historical=historical)
