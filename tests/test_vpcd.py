@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from firmware import tlv
 from terminal.emulator.atr import ATRError, contactless_atr, parse_atr
 from terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
 from terminal.emulator.vpcd import VpcdBridge
@@ -411,7 +412,8 @@ def pcscd() -> Iterator[PrivatePcscd]:
         with PrivatePcscd() as daemon:
             yield daemon
     except PcscdUnavailable as exc:
-        pytest.skip(str(exc))
+        # `make test` installs pcscd and vsmartcard-vpcd: their absence is a failure, not a skip.
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
@@ -483,8 +485,7 @@ def test_card_exception_answers_6f00_through_pcscd(pcscd: PrivatePcscd, bridge: 
 
 
 def test_scriptor_selects_ppse(pcscd: PrivatePcscd, bridge: VpcdBridge, tmp_path: Path) -> None:
-    if not Path("/usr/bin/scriptor").exists():
-        pytest.skip("pcsc-tools is not installed")
+    assert Path("/usr/bin/scriptor").exists(), "pcsc-tools is not installed (make test installs it)"
     script = tmp_path / "select.scriptor"
     script.write_text("reset\n" + SELECT_PPSE.hex(" ").upper() + "\nexit\n")
     done = subprocess.run(
@@ -552,3 +553,52 @@ def test_new_bridge_right_after_close_is_a_new_card(pcscd: PrivatePcscd) -> None
         assert "power_on" in second_card.events
     finally:
         stop_bridge(second, second_thread)
+
+
+# --- `emvkit emulate`: the real card application behind pcscd ---------------------------------
+
+
+@pytest.fixture
+def emulated_visa(pcscd: PrivatePcscd) -> Iterator[subprocess.Popen[str]]:
+    emvkit = Path(sys.executable).parent / "emvkit"
+    proc = subprocess.Popen(
+        [str(emvkit), "emulate", "--profile", "visa", "--vpcd", f"127.0.0.1:{pcscd.vpcd_port}"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None and "emulating visa" in proc.stderr.readline()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_emulate_cli_serves_the_card_to_pyscard(pcscd: PrivatePcscd, emulated_visa: subprocess.Popen[str]) -> None:
+    aid = bytes.fromhex("A0000000031010")
+    select_aid = bytes((0x00, 0xA4, 0x04, 0x00, len(aid))) + aid + b"\x00"
+    result = run_client(pcscd, SELECT_PPSE, select_aid)
+    ppse, fci = (bytes.fromhex(r) for r in result["responses"])
+    assert ppse[-2:] == SW_OK and fci[-2:] == SW_OK
+    assert tlv.find_value(tlv.decode(ppse[:-2]), 0x4F) == aid
+    assert tlv.find_value(tlv.decode(fci[:-2]), 0x84) == aid
+    assert tlv.find_value(tlv.decode(fci[:-2]), 0x9F38) is not None  # the PDOL
+    assert result["atr"] == contactless_atr().hex()
+
+
+def test_emulate_cli_answers_scriptor_and_stops_on_sigterm(
+    pcscd: PrivatePcscd, emulated_visa: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    run_client(pcscd)  # waits until pcscd sees the card (scriptor does not wait)
+    script = tmp_path / "select.scriptor"
+    script.write_text("reset\n" + SELECT_PPSE.hex(" ").upper() + "\nexit\n")
+    done = subprocess.run(["scriptor", "-r", READER, str(script)], env=client_env(pcscd),
+                          capture_output=True, text=True, timeout=15, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "90 00" in done.stdout and "32 50 41 59" in done.stdout  # 2PAY... in the FCI
+    emulated_visa.send_signal(signal.SIGTERM)
+    assert emulated_visa.wait(5) == 0
