@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
 	@touch $@
 
+# Until the terminal kernel lands, the demo decodes a Visa qVSDC GPO response.
+DEMO_GPO := 775582022000940C08010101100102001801010057134761739001010119D30122010000000000000F5F3401019F1007060112039000009F26081658DCAAC04CAB4E9F2701409F360200019F6C02A0009F6E0420000000
 demo: setup
-	$(VENV)/bin/emvkit demo
+	$(VENV)/bin/emvkit decode $(DEMO_GPO)
 
 lint: setup
 	$(VENV)/bin/ruff check terminal firmware tests hil_tests bench
@@ -49,6 +51,9 @@ $(BENCH_VENV)/.installed:
 
 bench: setup $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/tlv_decode.py
+	$(PY) bench/card_transaction.py
+	$(PY) bench/vpcd_roundtrip.py
+	$(PY) bench/crypto_timing.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build *.egg-info
