@@ -56,8 +56,8 @@ def run_loop(interpreter: list[str], profile: Path, commands: list[bytes], runs:
         json.dump([c.hex() for c in commands], f)
     try:
         env = dict(os.environ, MICROPYPATH=f".frozen:{ROOT}", PYTHONPATH=str(ROOT))
-        done = subprocess.run(interpreter + [str(ROOT / "bench/portable/card_loop.py"), str(profile), f.name,
-                                             str(runs)], capture_output=True, text=True, env=env, check=True)
+        args = [*interpreter, str(ROOT / "bench/portable/card_loop.py"), str(profile), f.name, str(runs)]
+        done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
     finally:
         os.unlink(f.name)
     result: dict[str, list[float]] = json.loads(done.stdout)
