@@ -1,0 +1,1 @@
+"""The sans-IO EMV contactless kernel: Entry Point, kernels, offline data authentication and CA keys."""

@@ -1,0 +1,483 @@
+"""Offline data authentication: SDA, DDA, fDDA and CDA (EMV 4.3 Book 2 §5–§6, Book 3 §10.3, Books C-2/C-3).
+
+Pure functions of card and terminal data: no I/O, no state kept between calls.
+The kernel calls them in this order::
+
+    static = static_data_to_authenticate(records, tag_9F4A, aip)            # Book 3 §10.3
+    issuer = recover_issuer_key(capks.get(rid, tag_8F), tag_90, tag_92, tag_9F32, pan, today, crl)
+    SDA:     verify_ssad(issuer, tag_93, static)                             # Book 2 §5.4
+    others:  icc = recover_icc_key(issuer, tag_9F46, tag_9F48, tag_9F47, static, pan, today)
+             verify_dda(icc, tag_9F4B, ddol_data)                           # Book 2 §6.5.2
+             verify_fdda(icc, tag_9F4B, un, amount, currency, tag_9F69)     # Book C-3
+             verify_cda(icc, tag_9F4B, un, cid, transaction_data)           # Book 2 §6.6.2
+
+Everything the card gets wrong comes back as an :class:`OdaFailure` value whose
+``code`` names the check that failed (exceptions are for programming errors
+only). The kernel sets the TVR bit of the method it ran (SDA, DDA or CDA
+failed) for every code, and also "ICC data missing" when
+:attr:`OdaFailure.data_missing` is true (Book 3 §10.3). The codes (steps of
+Book 2 §5.3/§6.3 for the issuer certificate, §6.4 for the ICC certificate)::
+
+    capk_missing                        no CA public key for the RID and index 8F (§5.2, §6.2)
+    icc_data_missing                    a data object ODA needs is absent (Book 3 §10.3)
+    issuer_certificate_length           step 1: 90 is not N_CA bytes long
+    issuer_certificate_trailer          step 2: trailer not BC (or 90 not below the modulus)
+    issuer_certificate_header           step 3: header not 6A
+    issuer_certificate_format           step 4: format not 02
+    issuer_remainder_missing            N_I > N_CA - 36 and no 92 (a data-missing code)
+    issuer_remainder_length             92 is not N_I - (N_CA - 36) bytes
+    issuer_certificate_hash_algorithm   step 6: Hash Algorithm Indicator not 01 (SHA-1)
+    issuer_certificate_hash             step 7: hash result differs
+    issuer_identifier_mismatch          step 8: not the PAN's leading 3-8 digits
+    issuer_certificate_expired          step 9 (or the date is not a valid MMYY)
+    issuer_certificate_revoked          step 10: (RID, index, serial) is revoked
+    issuer_key_algorithm                step 11: Public Key Algorithm Indicator not 01 (RSA)
+    icc_certificate_{length,trailer,header,format,hash_algorithm,hash}   §6.4 steps 1-7 (format 04)
+    icc_remainder_{missing,length}      as for the issuer, with 9F48 and N_I - 42
+    pan_mismatch                        §6.4 step 8: certificate PAN is not 5A
+    icc_certificate_expired             §6.4 step 9
+    icc_key_algorithm                   §6.4 step 10
+    ssad_{length,trailer,header,format,hash_algorithm,hash}   §5.4 steps 1-7 (format 03)
+    sdad_{length,trailer,header,format,hash_algorithm,hash}   §6.5.2, §6.6.2 (format 05)
+    sdad_dynamic_data                   ICC Dynamic Data does not fit Table 17 / 18 / 19
+    fdda_version                        9F69 names an fDDA version other than 00 and 01
+    cda_cid_mismatch                    §6.6.2 step 6: CID in the SDAD is not the 9F27 returned
+    cda_transaction_hash                §6.6.2 step 12: Transaction Data Hash Code differs
+    oda_record_not_template             Book 3 §10.3: an SFI 1-10 ODA record is not one 70 template
+    sda_tag_list_invalid                Book 3 §10.3: 9F4A lists a tag other than 82
+
+One deliberate ordering choice: a needed but absent remainder (92, 9F48) is
+reported before the hash check it would otherwise fail, so the kernel can set
+"ICC data missing" as Book 3 §10.3 asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+
+from firmware.crypto.rsa import recover
+from terminal.kernel.capk import CaPublicKey, RevocationList
+
+__all__ = [
+    "DATA_MISSING_CODES",
+    "CdaData",
+    "DynamicData",
+    "IccPublicKey",
+    "IssuerPublicKey",
+    "OdaFailure",
+    "emv_date_expired",
+    "recover_icc_key",
+    "recover_issuer_key",
+    "static_data_to_authenticate",
+    "verify_cda",
+    "verify_dda",
+    "verify_fdda",
+    "verify_ssad",
+]
+
+DATA_MISSING_CODES = frozenset({"icc_data_missing", "issuer_remainder_missing", "icc_remainder_missing"})
+
+_HASH_SHA1 = 0x01  # Book 2 Annex B3.1
+_KEY_RSA = 0x01  # Book 2 Annex B2.1
+_NAMES = {
+    "issuer_certificate": "the Issuer Public Key Certificate (90)",
+    "icc_certificate": "the ICC Public Key Certificate (9F46)",
+    "ssad": "the Signed Static Application Data (93)",
+    "sdad": "the Signed Dynamic Application Data (9F4B)",
+}
+
+
+@dataclass(frozen=True)
+class OdaFailure:
+    """A failed ODA check: a stable machine-readable ``code`` and a sentence for people."""
+
+    code: str
+    message: str
+
+    @property
+    def data_missing(self) -> bool:
+        """True when the kernel should also set TVR "ICC data missing" (Book 3 §10.3)."""
+        return self.code in DATA_MISSING_CODES
+
+
+@dataclass(frozen=True)
+class IssuerPublicKey:
+    """The issuer public key recovered from tag 90 (Book 2 §6.3, Table 13)."""
+
+    modulus: bytes
+    exponent: bytes
+    identifier: str  # the 3–8 leading PAN digits, without F padding
+    expiry: tuple[int, int]  # (month, year)
+    serial: bytes  # Certificate Serial Number, 3 bytes
+
+
+@dataclass(frozen=True)
+class IccPublicKey:
+    """The ICC public key recovered from tag 9F46 (Book 2 §6.4, Table 14)."""
+
+    modulus: bytes
+    exponent: bytes
+    pan: str  # without F padding
+    expiry: tuple[int, int]  # (month, year)
+    serial: bytes
+
+
+@dataclass(frozen=True)
+class DynamicData:
+    """What a verified DDA or fDDA signature carries (Book 2 Table 18)."""
+
+    icc_dynamic_number: bytes  # tag 9F4C
+    raw: bytes  # the whole ICC Dynamic Data
+
+
+@dataclass(frozen=True)
+class CdaData:
+    """What a verified CDA signature carries (Book 2 Table 19)."""
+
+    icc_dynamic_number: bytes
+    cid: int
+    cryptogram: bytes  # the Application Cryptogram (9F26), 8 bytes
+    transaction_data_hash: bytes  # 20 bytes
+
+
+# --- Dates (certificate expiration dates are MMYY, n4) ---
+
+def _mmyy(value: bytes) -> tuple[int, int] | None:
+    """(month, year) of an MMYY date, or None if it is not one. YY 00–49 is 20YY,
+    50–99 is 19YY (EMV's two-digit year convention, as for the expiry date 5F24)."""
+    if len(value) != 2:
+        return None
+    digits = value.hex()
+    if not digits.isdigit():
+        return None
+    month, yy = int(digits[:2]), int(digits[2:])
+    if not 1 <= month <= 12:
+        return None
+    return month, (2000 + yy if yy < 50 else 1900 + yy)
+
+
+def _expired(expiry: tuple[int, int], today: date) -> bool:
+    month, year = expiry
+    return (year, month) < (today.year, today.month)
+
+
+def emv_date_expired(mmyy: bytes, today: date) -> bool:
+    """True if a certificate expiration date MMYY lies before ``today``.
+
+    A certificate is valid through the *last day* of the month it names
+    (Book 2 §5.3 step 9, §6.3 step 9, §6.4 step 9): "1225" is still good on
+    31 December 2025 and expired on 1 January 2026. A malformed date counts
+    as expired.
+    """
+    expiry = _mmyy(mmyy)
+    return expiry is None or _expired(expiry, today)
+
+
+# --- Shared steps of every recovery (Book 2 Annex A2.1.3) ---
+
+def _missing(what: str) -> OdaFailure:
+    return OdaFailure("icc_data_missing", f"{what} is missing")
+
+
+def _recover(prefix: str, fmt: int, signed: bytes, modulus: bytes, exponent: bytes) -> bytes | OdaFailure:
+    """Steps 1–4 of §5.3, §5.4, §6.3, §6.4, §6.5.2 and §6.6.2: length equals the key
+    modulus, recover (signature^e mod n), trailer BC, header 6A, format."""
+    name = _NAMES[prefix]
+    if len(signed) != len(modulus):
+        return OdaFailure(f"{prefix}_length",
+                          f"{name} is {len(signed)} bytes; the key modulus is {len(modulus)}")
+    try:
+        block = recover(signed, int.from_bytes(exponent, "big"), modulus)
+    except ValueError:
+        return OdaFailure(f"{prefix}_trailer", f"{name} is not less than the key modulus: nothing to recover")
+    if block[-1] != 0xBC:
+        return OdaFailure(f"{prefix}_trailer", f"{name} recovers with trailer {block[-1]:02X}, not BC")
+    if block[0] != 0x6A:
+        return OdaFailure(f"{prefix}_header", f"{name} recovers with header {block[0]:02X}, not 6A")
+    if block[1] != fmt:
+        return OdaFailure(f"{prefix}_format", f"{name} has format {block[1]:02X}, not {fmt:02X}")
+    return block
+
+
+def _check_hash(prefix: str, block: bytes, algorithm: int, *extra: bytes) -> OdaFailure | None:
+    """Hash steps: SHA-1 over the recovered data between header and hash result,
+    then the data not recovered (``extra``), compared with the recovered hash."""
+    name = _NAMES[prefix]
+    if algorithm != _HASH_SHA1:
+        return OdaFailure(f"{prefix}_hash_algorithm",
+                          f"{name} names hash algorithm {algorithm:02X}; only 01 (SHA-1) is defined")
+    h = hashlib.sha1(memoryview(block)[1:-21])
+    for part in extra:
+        h.update(part)
+    if h.digest() != block[-21:-1]:
+        return OdaFailure(f"{prefix}_hash", f"the hash result in {name} does not match the data it signs")
+    return None
+
+
+def _open_certificate(owner: str, fmt: int, owner_len: int, certificate: bytes, signer_modulus: bytes,
+                      signer_exponent: bytes, remainder: bytes | None, exponent: bytes,
+                      static_data: bytes) -> tuple[bytes, bytes] | OdaFailure:
+    """Steps 1–7 of §6.3 (owner "issuer") or §6.4 (owner "icc"), and the key modulus
+    of the last step: (recovered block, public key modulus)."""
+    prefix = f"{owner}_certificate"
+    block = _recover(prefix, fmt, certificate, signer_modulus, signer_exponent)
+    if isinstance(block, OdaFailure):
+        return block
+    base = 2 + owner_len  # expiry, serial, hash alg, key alg, key length, exponent length, key
+    key_length = block[base + 7]
+    room = len(block) - base - 30  # N_CA − 36 (issuer) or N_I − 42 (ICC)
+    rest = remainder or b""
+    tag, who = ("92", "issuer") if owner == "issuer" else ("9F48", "ICC")
+    if key_length > room:
+        if not rest:
+            return OdaFailure(f"{owner}_remainder_missing",
+                              f"the {who} public key is {key_length} bytes, "
+                              f"{key_length - room} of them in the remainder ({tag}), which is missing")
+        if len(rest) != key_length - room:
+            return OdaFailure(f"{owner}_remainder_length",
+                              f"the public key remainder ({tag}) is {len(rest)} bytes; "
+                              f"the certificate needs {key_length - room}")
+        modulus = block[base + 9:-21] + rest
+    else:
+        modulus = block[base + 9:base + 9 + key_length]  # drop the BB padding
+    failed = _check_hash(prefix, block, block[base + 5], rest, exponent, static_data)
+    if failed is not None:
+        return failed
+    return block, modulus
+
+
+def _digits(cn: bytes | str) -> str:
+    """Digits of a cn value (or its hex) without the trailing F padding."""
+    text = cn.hex() if isinstance(cn, bytes) else cn
+    return text.upper().rstrip("F")
+
+
+def _check_expiry(code: str, what: str, value: bytes, today: date) -> tuple[int, int] | OdaFailure:
+    expiry = _mmyy(value)
+    if expiry is None:
+        return OdaFailure(code, f"{what} expiration date {value.hex().upper()} is not a valid MMYY date")
+    if _expired(expiry, today):
+        return OdaFailure(code, f"{what} expired at the end of {expiry[0]:02d}/{expiry[1]}")
+    return expiry
+
+
+# --- Public key retrieval (Book 2 §5.3, §6.3, §6.4) ---
+
+def recover_issuer_key(capk: CaPublicKey | None, certificate: bytes | None, remainder: bytes | None,
+                       exponent: bytes | None, pan: str, today: date,
+                       revocations: RevocationList | None = None) -> IssuerPublicKey | OdaFailure:
+    """Retrieve the issuer public key: EMV Book 2 §5.3 (SDA) and §6.3 (DDA, CDA), steps 1–12.
+
+    ``capk`` is the key the terminal holds for the card's RID and index (8F),
+    or None; ``certificate``, ``remainder``, ``exponent`` are tags 90, 92 and
+    9F32; ``pan`` the digits of 5A (trailing F allowed). Step 10 (revocation)
+    is checked when ``revocations`` is given.
+    """
+    if capk is None:
+        return OdaFailure("capk_missing",
+                          "the terminal has no CA public key for this RID and CA Public Key Index (8F)")
+    if not certificate:
+        return _missing("the Issuer Public Key Certificate (90)")
+    if not exponent:
+        return _missing("the Issuer Public Key Exponent (9F32)")
+    if not pan:
+        return _missing("the Application PAN (5A)")
+    opened = _open_certificate("issuer", 0x02, 4, certificate, capk.modulus, capk.exponent,
+                               remainder, exponent, b"")
+    if isinstance(opened, OdaFailure):
+        return opened
+    block, modulus = opened
+    identifier = _digits(block[2:6])
+    if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
+        return OdaFailure("issuer_identifier_mismatch",
+                          f"Issuer Identifier {block[2:6].hex().upper()} is not the leading digits of the PAN")
+    expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", block[6:8], today)
+    if isinstance(expiry, OdaFailure):
+        return expiry
+    serial = block[8:11]
+    if revocations is not None and revocations.is_revoked(capk.rid, capk.index, serial):
+        return OdaFailure("issuer_certificate_revoked",
+                          f"issuer certificate {serial.hex().upper()} under CA key {capk.name} is revoked")
+    if block[12] != _KEY_RSA:
+        return OdaFailure("issuer_key_algorithm",
+                          f"issuer public key algorithm {block[12]:02X} is not 01 (RSA)")
+    return IssuerPublicKey(modulus, bytes(exponent), identifier, expiry, serial)
+
+
+def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainder: bytes | None,
+                    exponent: bytes | None, static_data: bytes, pan: str,
+                    today: date) -> IccPublicKey | OdaFailure:
+    """Retrieve the ICC public key: EMV Book 2 §6.4, steps 1–11.
+
+    ``certificate``, ``remainder``, ``exponent`` are tags 9F46, 9F48, 9F47;
+    the certificate's hash also covers ``static_data`` (see
+    :func:`static_data_to_authenticate`).
+    """
+    if not certificate:
+        return _missing("the ICC Public Key Certificate (9F46)")
+    if not exponent:
+        return _missing("the ICC Public Key Exponent (9F47)")
+    if not pan:
+        return _missing("the Application PAN (5A)")
+    opened = _open_certificate("icc", 0x04, 10, certificate, issuer.modulus, issuer.exponent,
+                               remainder, exponent, static_data)
+    if isinstance(opened, OdaFailure):
+        return opened
+    block, modulus = opened
+    certified = _digits(block[2:12])
+    if not certified.isdigit() or certified != _digits(pan):
+        return OdaFailure("pan_mismatch",
+                          f"the ICC certificate is for PAN {block[2:12].hex().upper()}, not the card's PAN")
+    expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", block[12:14], today)
+    if isinstance(expiry, OdaFailure):
+        return expiry
+    if block[18] != _KEY_RSA:
+        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {block[18]:02X} is not 01 (RSA)")
+    return IccPublicKey(modulus, bytes(exponent), certified, expiry, block[14:17])
+
+
+# --- Signature verification (Book 2 §5.4, §6.5.2, §6.6.2; Book C-3) ---
+
+def verify_ssad(issuer: IssuerPublicKey, ssad: bytes | None, static_data: bytes) -> bytes | OdaFailure:
+    """Verify the Signed Static Application Data (93), EMV Book 2 §5.4 steps 1–7 (format 03).
+
+    Returns the Data Authentication Code (9F45, 2 bytes).
+    """
+    if not ssad:
+        return _missing("the Signed Static Application Data (93)")
+    block = _recover("ssad", 0x03, ssad, issuer.modulus, issuer.exponent)
+    if isinstance(block, OdaFailure):
+        return block
+    failed = _check_hash("ssad", block, block[2], static_data)
+    return failed if failed is not None else block[3:5]
+
+
+def _open_sdad(icc: IccPublicKey, sdad: bytes | None) -> tuple[bytes, bytes] | OdaFailure:
+    """Steps 1–4 of §6.5.2 / §6.6.2 (format 05), and the ICC Dynamic Data (Table 17):
+    (recovered block, ICC Dynamic Data)."""
+    if not sdad:
+        return _missing("the Signed Dynamic Application Data (9F4B)")
+    block = _recover("sdad", 0x05, sdad, icc.modulus, icc.exponent)
+    if isinstance(block, OdaFailure):
+        return block
+    length = block[3]
+    if length > len(block) - 25 or length < 1 or block[4] + 1 > length:
+        return OdaFailure("sdad_dynamic_data",
+                          f"ICC Dynamic Data length {length} does not fit the signature or its dynamic number")
+    return block, block[4:4 + length]
+
+
+def verify_dda(icc: IccPublicKey, sdad: bytes | None, ddol_data: bytes) -> DynamicData | OdaFailure:
+    """Verify the SDAD of INTERNAL AUTHENTICATE, EMV Book 2 §6.5.2 steps 1–7: the hash
+    covers format 05 .. BB padding, then the DDOL data the terminal sent."""
+    opened = _open_sdad(icc, sdad)
+    if isinstance(opened, OdaFailure):
+        return opened
+    block, dynamic = opened
+    failed = _check_hash("sdad", block, block[2], ddol_data)
+    return failed if failed is not None else DynamicData(dynamic[1:1 + dynamic[0]], dynamic)
+
+
+def verify_fdda(icc: IccPublicKey, sdad: bytes | None, un: bytes, amount: bytes, currency: bytes,
+                card_auth_data: bytes | None) -> DynamicData | OdaFailure:
+    """Verify a Visa/UnionPay fDDA signature (EMV Contactless Book C-3, fDDA; Book 2 §6.5.2).
+
+    The fDDA version is byte 1 of the Card Authentication Related Data (9F69);
+    no 9F69 means version 00. Version 00 signs the Unpredictable Number (9F37)
+    only; version 01 signs UN || Amount Authorised (9F02) || Transaction
+    Currency Code (5F2A) || the 9F69 value. Other versions fail.
+    """
+    if len(un) != 4 or len(amount) != 6 or len(currency) != 2:
+        raise ValueError("fDDA needs a 4-byte UN, a 6-byte amount and a 2-byte currency code")
+    version = card_auth_data[0] if card_auth_data else 0
+    if version not in (0, 1):
+        return OdaFailure("fdda_version", f"fDDA version {version:02X} in 9F69 is not 00 or 01")
+    opened = _open_sdad(icc, sdad)
+    if isinstance(opened, OdaFailure):
+        return opened
+    block, dynamic = opened
+    if version == 1 and card_auth_data is not None:
+        failed = _check_hash("sdad", block, block[2], un, amount, currency, card_auth_data)
+    else:
+        failed = _check_hash("sdad", block, block[2], un)
+    return failed if failed is not None else DynamicData(dynamic[1:1 + dynamic[0]], dynamic)
+
+
+def verify_cda(icc: IccPublicKey, sdad: bytes | None, un: bytes, cid: int,
+               transaction_data: bytes) -> CdaData | OdaFailure:
+    """Verify a combined DDA/AC signature, EMV Book 2 §6.6.2 steps 1–12.
+
+    ``cid`` is the CID (9F27) of the GENERATE AC response; ``transaction_data``
+    is what the Transaction Data Hash Code covers: PDOL data || CDOL1 data
+    (|| CDOL2 data) || the response's data objects other than 9F4B, in order.
+    """
+    opened = _open_sdad(icc, sdad)
+    if isinstance(opened, OdaFailure):
+        return opened
+    block, dynamic = opened
+    n = dynamic[0]
+    if len(dynamic) < n + 30:  # LDN | ICC Dynamic Number | CID | AC (8) | hash code (20), Table 19
+        return OdaFailure("sdad_dynamic_data",
+                          f"ICC Dynamic Data is {len(dynamic)} bytes, too short for CDA (needs {n + 30})")
+    signed_cid = dynamic[n + 1]
+    if signed_cid != cid:
+        return OdaFailure("cda_cid_mismatch",
+                          f"the signature carries CID {signed_cid:02X}, the response returned {cid:02X}")
+    failed = _check_hash("sdad", block, block[2], un)
+    if failed is not None:
+        return failed
+    hash_code = dynamic[n + 10:n + 30]
+    if hashlib.sha1(transaction_data).digest() != hash_code:
+        return OdaFailure("cda_transaction_hash",
+                          "the Transaction Data Hash Code does not match the PDOL/CDOL data and the response")
+    return CdaData(dynamic[1:n + 1], signed_cid, dynamic[n + 2:n + 10], hash_code)
+
+
+# --- Static data to be authenticated (Book 3 §10.3) ---
+
+def _template_70_value(record: bytes) -> bytes | None:
+    """The value of a record that is exactly one 70 template (BER length 1–3 bytes), else None."""
+    if len(record) < 2 or record[0] != 0x70:
+        return None
+    first = record[1]
+    if first < 0x80:
+        start, length = 2, first
+    elif first in (0x81, 0x82):
+        start = 2 + (first & 0x7F)
+        length = int.from_bytes(record[2:start], "big")
+    else:
+        return None
+    return record[start:] if start + length == len(record) else None
+
+
+def static_data_to_authenticate(records: list[tuple[int, bytes]], sda_tag_list: bytes | None,
+                                aip: bytes) -> bytes | OdaFailure:
+    """Assemble the static data to be authenticated, EMV Book 3 §10.3.
+
+    ``records`` are (SFI, READ RECORD response data) of the records the AFL
+    marks for ODA, in AFL order. SFI 1–10 records must be a 70 template and
+    contribute its value; SFI 11–30 records contribute the whole response.
+    An SDA Tag List (9F4A) may name only the AIP (82), whose value is appended.
+    """
+    parts: list[bytes] = []
+    for sfi, record in records:
+        if 1 <= sfi <= 10:
+            value = _template_70_value(record)
+            if value is None:
+                return OdaFailure("oda_record_not_template",
+                                  f"a record of SFI {sfi} marked for ODA is not a single 70 template")
+            parts.append(value)
+        elif 11 <= sfi <= 30:
+            parts.append(record)
+        else:
+            raise ValueError(f"SFI {sfi} is outside 1..30")
+    if sda_tag_list:
+        if any(b != 0x82 for b in sda_tag_list):
+            return OdaFailure("sda_tag_list_invalid",
+                              f"the SDA Tag List (9F4A) {sda_tag_list.hex().upper()} names a tag other than 82")
+        if not aip:
+            return _missing("the Application Interchange Profile (82)")
+        parts.extend([aip] * len(sda_tag_list))
+    return b"".join(parts)
