@@ -243,9 +243,14 @@ class Card:
         requested = ac.CID_ARQC if len(ttq) > 1 and ttq[1] & 0x80 else ac.CID_TC
         cvr = ac.Cvr(app.scheme)
         ctq = bytearray(app.data.get(0x9F6C, b"\x00\x00"))
-        if len(ttq) > 2 and ttq[2] & 0x40 and self._cdcvm_valid():
+        cdcvm = len(ttq) > 2 and bool(ttq[2] & 0x40) and self._cdcvm_valid()
+        if cdcvm:
             ctq[1] |= 0x80  # Consumer Device CVM Performed
             ac.cvr_bit(cvr, "cdcvm_performed")
+        elif len(ttq) > 1 and ttq[1] & 0x40 and ctq[0] & 0x80 and ttq[0] & 0x04:
+            # CVM required, the card wants online PIN and the reader takes
+            # it: online PIN is verified by the issuer, so the card goes online.
+            requested = ac.CID_ARQC
         cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
         cvr.set_ac_types(cid)
         iad = ac.issuer_application_data(app, cvr)
