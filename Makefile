@@ -25,10 +25,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all,dev]'
 	@touch $@
 
-# Until the terminal kernel lands, the demo decodes a Visa qVSDC GPO response.
-DEMO_GPO := 775582022000940C08010101100102001801010057134761739001010119D30122010000000000000F5F3401019F1007060112039000009F26081658DCAAC04CAB4E9F2701409F360200019F6C02A0009F6E0420000000
+# The main job on the built-in emulated cards: a contactless tap on each,
+# then a high-value tap on the wearable after its on-device verification.
 demo: setup
-	$(VENV)/bin/emvkit decode $(DEMO_GPO)
+	@for card in visa mastercard unionpay wearable; do \
+	  echo "=================== emu:$$card, 12.34 EUR ==================="; \
+	  $(VENV)/bin/emvkit tap --reader emu:$$card --amount 12.34 || exit 1; echo; \
+	done
+	@echo "=================== emu:wearable after CDCVM, 95.00 EUR ==================="
+	@$(VENV)/bin/emvkit tap --reader 'emu:wearable?cdcvm=1' --amount 95.00
 
 lint: setup
 	$(VENV)/bin/ruff check terminal firmware tests hil_tests bench

@@ -145,9 +145,9 @@ class _Scheme:
         """Data the card holds outside records (GPO response composition)."""
         if self.base == "mastercard":
             return []
-        # CTQ (C-3 Annex A): online PIN required above the CVM limit, go
-        # online if ODA fails; the wearable asks for CDCVM instead.
-        ctq = "2000" if self.name == "wearable" else "A000"
+        # CTQ (C-3 Annex A): online PIN required above the CVM limit (unless
+        # the wearable's consumer-device CVM was performed), go online if ODA fails.
+        ctq = "A000"
         # Form Factor Indicator: version 1, consumer device (wearable) or card.
         ffi = "22400000" if self.name == "wearable" else "20000000"
         return [["57", _track2(pan, expiry)], ["5F34", psn], ["9F6C", ctq], ["9F6E", ffi]]

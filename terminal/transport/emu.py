@@ -3,8 +3,9 @@
 ``emu:`` (the built-in Visa card), ``emu:visa``, ``emu:mastercard``,
 ``emu:unionpay``, ``emu:wearable`` or ``emu:path/to/card.json``, optionally
 with faults: ``emu:visa?tear=3&sw=A8:6985&corrupt=90&latency=2`` (see
-:mod:`terminal.emulator.faults`), and ``rng=counting`` for the pinned random
-source.
+:mod:`terminal.emulator.faults`), ``rng=counting`` for the pinned random
+source, and ``cdcvm=1`` for a wearable whose on-device verification has just
+succeeded.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def from_url(url: str) -> EmulatorTransport:
         rng = source(options.pop("rng", None))
     except ValueError as exc:
         raise ConfigError(f"{url}: {exc}") from exc
+    cdcvm = options.pop("cdcvm", None)
     card = open_card(spec or DEFAULT_CARD, rng=rng)
+    if cdcvm not in (None, "0"):
+        card.verify_cdcvm()  # the wearable's on-device verification just succeeded
     historical = getattr(card.profile, "atr_historical", b"")
     return EmulatorTransport(card, FaultPlan.from_query(urlencode(options)), url=url, historical=historical)

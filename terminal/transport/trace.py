@@ -4,7 +4,9 @@ A trace is the ordered list of exchanges with monotonic timestamps. It is
 saved as JSON (``{"format": "emvkit-trace", "version": 1, "atr": hex,
 "exchanges": [{"command": hex, "response": hex, "t_start": s, "t_end": s,
 "error": str|null}]}``) and replayed by the ``scripted`` transport. Trace
-files hold card data, so they are written with mode 0600.
+files hold card data, so they are written with mode 0600. ``meta`` records
+what the transaction was asked for (amount, date, unpredictable number), so a
+replay can ask for exactly the same.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ class Exchange:
 class Trace:
     atr: bytes = b""
     exchanges: list[Exchange] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)  # what was asked for: amount, date, UN, ...
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": 1,
             "atr": self.atr.hex().upper(),
+            "meta": self.meta,
             "exchanges": [e.to_json() for e in self.exchanges],
         }
 
@@ -81,7 +85,10 @@ def trace_from_json(doc: object, where: str = "trace") -> Trace:
     items = doc.get("exchanges")
     if not isinstance(items, list):
         raise ConfigError(f"{where}: 'exchanges' must be a list")
-    trace = Trace(atr=_hex(doc.get("atr", ""), f"{where}: atr"))
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: 'meta' must be an object")
+    trace = Trace(atr=_hex(doc.get("atr", ""), f"{where}: atr"), meta=meta)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: exchange {i} is not an object")
@@ -117,8 +124,9 @@ class TraceTransport(BaseTransport):
         super().__init__()
         self.inner = inner
         self.url = inner.url
-        self.trace = Trace()
+        self.trace = Trace(atr=inner.atr)
         self._clock = clock
+        self._open = bool(getattr(inner, "is_open", False))  # wrapping an open transport
 
     @property
     def exchanges(self) -> list[Exchange]:

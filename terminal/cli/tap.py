@@ -1,0 +1,214 @@
+"""``emvkit tap``: one contactless transaction, explained."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from terminal.bitmaps import explain
+from terminal.cli.args import BadArgument
+from terminal.currency import Currency, format_amount, lookup, parse_amount
+from terminal.kernel.config import TerminalConfig, load_config
+from terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
+from terminal.kernel.driver import Tap, run_transaction
+from terminal.kernel.outcome import Outcome
+from terminal.tlvdump import mask_pan
+from terminal.transport import Transport, open_transport
+
+DEFAULT_READER = "emu:visa"
+KERNEL_NAMES = {2: "C-2 Mastercard", 3: "C-3 Visa", 7: "C-7 UnionPay"}
+CID_NAMES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "tap",
+        help="run one contactless transaction and explain it",
+        description="Run one EMV contactless transaction (Entry Point, then kernel C-2, C-3 or C-7) against a "
+        "card and show each step, offline data authentication, the CVM, the TVR bit by bit, the cryptogram "
+        "and the outcome. Without --reader the built-in emulated Visa card (emu:visa) is tapped.",
+    )
+    parser.add_argument("--reader", metavar="URL", help="card to tap: emu:visa, emu:card.json, mpy:visa, "
+                        "scripted:trace.json ... (default emu:visa)")
+    parser.add_argument("--amount", default="12.34", help="amount, e.g. 12.34 (default 12.34)")
+    parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
+    parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")
+    parser.add_argument("--type", choices=sorted(TRANSACTION_TYPES), default="purchase")
+    parser.add_argument("--config", type=Path, help="terminal configuration (TOML); default: built-in")
+    parser.add_argument("--date", help="transaction date YYYY-MM-DD (default today)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
+    parser.add_argument("--reveal", action="store_true", help="show the full PAN")
+    parser.set_defaults(func=run)
+
+
+class RecordingRandom:
+    """The transaction's random source, remembered so a trace can replay it."""
+
+    def __init__(self, source: Callable[[int], bytes] = os.urandom) -> None:
+        self.source = source
+        self.drawn = bytearray()
+
+    def __call__(self, n: int) -> bytes:
+        out = self.source(n)
+        self.drawn += out
+        return out
+
+
+def replaying(drawn: bytes) -> Callable[[int], bytes]:
+    pool = bytearray(drawn)
+
+    def draw(n: int) -> bytes:
+        if len(pool) < n:
+            raise BadArgument("the trace's recorded random bytes ran out: not the same transaction")
+        out = bytes(pool[:n])
+        del pool[:n]
+        return out
+
+    return draw
+
+
+def _currency(args: argparse.Namespace, config: TerminalConfig) -> Currency:
+    if args.currency:
+        return lookup(args.currency)
+    return lookup(config.currency.hex())
+
+
+def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callable[[int], bytes]) -> TransactionRequest:
+    currency = _currency(args, config)
+    date = None
+    if args.date:
+        try:
+            date = datetime.date.fromisoformat(args.date)
+        except ValueError as exc:
+            raise BadArgument(f"--date: {exc}") from exc
+    return TransactionRequest(
+        amount=parse_amount(args.amount, currency),
+        amount_other=parse_amount(args.other_amount, currency),
+        transaction_type=TRANSACTION_TYPES[args.type],
+        currency=currency.bcd,
+        date=date,
+        random=rng,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    url = args.reader or DEFAULT_READER
+    if args.reader is None and not args.json:
+        print(f"No --reader given: tapping the built-in emulated card {DEFAULT_READER}.\n")
+    replay = url.startswith("scripted:") and url.endswith(".json")
+    rng: Callable[[int], bytes] = RecordingRandom()
+    if replay:
+        from terminal.transport.trace import load_trace
+
+        meta = load_trace(url.split(":", 1)[1]).meta
+        rng = replaying(bytes.fromhex(meta.get("random", "")))
+        for key in ("amount", "other_amount", "currency", "type", "date"):
+            if meta.get(key) is not None:
+                setattr(args, key, meta[key])
+    request = build_request(args, config, rng)
+    transport: Transport = open_transport(url)
+    with transport:
+        tap = run_transaction(transport, config, request)
+    if args.trace:
+        tap.trace.meta = _meta(args, request, rng)
+        tap.trace.save(args.trace)
+    currency = _currency(args, config)
+    if args.json:
+        print(json.dumps(to_json(tap, url, args.reveal, format_amount(request.amount, currency)), indent=2))
+    else:
+        print(report(tap, url, args.reveal, format_amount(request.amount, currency), args.type))
+    return 0
+
+
+def _meta(args: argparse.Namespace, request: TransactionRequest, rng: Callable[[int], bytes]) -> dict[str, Any]:
+    drawn = rng.drawn if isinstance(rng, RecordingRandom) else b""
+    return {
+        "amount": args.amount, "other_amount": args.other_amount, "currency": args.currency,
+        "type": args.type, "date": (request.date or datetime.date.today()).isoformat(),
+        "random": bytes(drawn).hex().upper(), "reader": args.reader or DEFAULT_READER,
+    }
+
+
+def _pan(tap: Tap, reveal: bool) -> str:
+    pan = tap.result.pan
+    return pan if reveal or not pan else mask_pan(pan)
+
+
+def to_json(tap: Tap, url: str, reveal: bool, amount: str) -> dict[str, Any]:
+    r = tap.result
+    return {
+        "reader": url,
+        "amount": amount,
+        "outcome": r.outcome.outcome.value,
+        "kernel": r.kernel,
+        "aid": r.aid.hex().upper(),
+        "label": r.label,
+        "pan": _pan(tap, reveal),
+        "tvr": r.tvr.hex().upper(),
+        "tsi": r.tsi.hex().upper(),
+        "cid": r.cid.hex().upper(),
+        "cryptogram": r.cryptogram.hex().upper(),
+        "atc": r.atc.hex().upper(),
+        "cvm": r.outcome.cvm.value,
+        "oda": r.oda,
+        "oda_result": r.oda_result,
+        "ui_message": r.outcome.ui_message,
+        "error": r.error,
+        "apdus": tap.apdus,
+        "bytes": tap.bytes_exchanged,
+        "elapsed_ms": round(tap.elapsed_ms, 3),
+        "steps": [{"step": s.name, "detail": s.detail} for s in r.steps],
+    }
+
+
+def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
+    r = tap.result
+    lines = [f"Card:        {url}", f"Transaction: {kind} of {amount}", ""]
+    for i, step in enumerate(r.steps, 1):
+        lines.append(f"  {i:2}. {step.name}" + (f": {step.detail}" if step.detail else ""))
+    lines.append("")
+    if r.aid:
+        lines.append(f"Application: {r.label or '-'} ({r.aid.hex().upper()}), kernel {KERNEL_NAMES.get(r.kernel or 0)}")
+    if r.pan:
+        lines.append(f"PAN:         {_pan(tap, reveal)}")
+    lines.append(f"ODA:         {r.oda}" + (f" ({r.oda_result})" if r.oda_result else ""))
+    lines.append(f"CVM:         {r.outcome.cvm.value}")
+    lines.append(f"TVR:         {r.tvr.hex().upper()}")
+    lines += [f"             {line}" for line in explain(0x95, r.tvr)]
+    lines.append(f"TSI:         {r.tsi.hex().upper()}")
+    if r.cid:
+        cid = CID_NAMES.get(r.cid[0] & 0xC0, "RFU")
+        lines.append(f"Cryptogram:  {cid} {r.cryptogram.hex().upper()}  ATC {r.atc.hex().upper()}")
+    lines.append("")
+    banner = r.outcome.outcome.value.upper()
+    lines.append(f"OUTCOME:     {banner}" + (f"  ({r.error})" if r.error and r.outcome.outcome is not
+                                             Outcome.APPROVED else ""))
+    if r.outcome.ui_message:
+        lines.append(f"Message:     {r.outcome.ui_message}")
+    lines.append("")
+    lines.append(f"{tap.apdus} APDUs, {tap.bytes_exchanged} bytes, {tap.elapsed_ms:.2f} ms in total")
+    for e in tap.trace.exchanges:
+        name = _command_name(e.command)
+        status = (e.response or b"")[-2:].hex().upper() if e.response else (e.error or "no response")
+        size = len(e.response or b"")
+        lines.append(f"  {name:22} {len(e.command):4} > {size:4} <  {status:6} {e.elapsed_ms:8.3f} ms")
+    return "\n".join(lines)
+
+
+def _command_name(apdu: bytes) -> str:
+    ins = apdu[1] if len(apdu) > 1 else 0
+    if ins == 0xA4:
+        name = apdu[5:5 + apdu[4]] if len(apdu) > 5 else b""
+        return "SELECT PPSE" if name == b"2PAY.SYS.DDF01" else f"SELECT {name.hex().upper()}"
+    if ins == 0xB2 and len(apdu) > 3:
+        return f"READ RECORD {apdu[3] >> 3}.{apdu[2]}"
+    return {0xA8: "GET PROCESSING OPTIONS", 0xAE: "GENERATE AC", 0xC0: "GET RESPONSE", 0x88: "INTERNAL AUTHENTICATE",
+            0xCA: "GET DATA"}.get(ins, f"INS {ins:02X}")
+

@@ -1,0 +1,92 @@
+"""Outcomes: what a contactless transaction ended with (EMV Contactless Book A §6.2).
+
+An outcome is a value. Every path through Entry Point and the kernels ends
+with a :class:`TransactionResult`: the Outcome Parameter Set, the data record
+(the tags the acquirer needs), and a readable account of what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["Cvm", "Outcome", "OutcomeParameterSet", "Step", "TransactionResult"]
+
+
+class Outcome(Enum):
+    """Book A §6.2.1 outcomes."""
+
+    APPROVED = "Approved"
+    DECLINED = "Declined"
+    ONLINE_REQUEST = "Online Request"
+    TRY_ANOTHER_INTERFACE = "Try Another Interface"
+    END_APPLICATION = "End Application"
+    SELECT_NEXT = "Select Next"
+    TRY_AGAIN = "Try Again"
+
+
+class Cvm(Enum):
+    """Book A §6.2.2 CVM of the Outcome Parameter Set."""
+
+    NO_CVM = "No CVM"
+    SIGNATURE = "Obtain Signature"
+    ONLINE_PIN = "Online PIN"
+    CONFIRMATION_CODE_VERIFIED = "Confirmation Code Verified"  # CDCVM on the consumer's device
+    NA = "N/A"
+
+
+@dataclass
+class OutcomeParameterSet:
+    """The Outcome Parameter Set (Book A Table 6-1), the fields emvkit fills."""
+
+    outcome: Outcome
+    start: str | None = None  # A, B, C or D: where a restart begins
+    cvm: Cvm = Cvm.NA
+    ui_message: str = ""
+    alternate_interface: str | None = None
+    field_off_request: bool = False
+    receipt: bool = False
+    data_record_present: bool = False
+
+
+@dataclass
+class Step:
+    """One line of the account the CLI prints: what was done and how it went."""
+
+    name: str
+    detail: str = ""
+
+
+@dataclass
+class TransactionResult:
+    outcome: OutcomeParameterSet
+    kernel: int | None = None
+    aid: bytes = b""
+    label: str = ""
+    data: dict[int, bytes] = field(default_factory=dict)  # every data element seen or set
+    tvr: bytes = bytes(5)
+    tsi: bytes = bytes(2)
+    oda: str = "not performed"  # fDDA, CDA, DDA, SDA, or "not performed"
+    oda_result: str = ""  # "successful", or the failure code
+    steps: list[Step] = field(default_factory=list)
+    error: str = ""  # why a transaction ended early (a status word, malformed data, a link error)
+
+    @property
+    def cid(self) -> bytes:
+        return self.data.get(0x9F27, b"")
+
+    @property
+    def cryptogram(self) -> bytes:
+        return self.data.get(0x9F26, b"")
+
+    @property
+    def atc(self) -> bytes:
+        return self.data.get(0x9F36, b"")
+
+    @property
+    def pan(self) -> str:
+        raw = self.data.get(0x5A)
+        if raw is None:
+            track2 = self.data.get(0x57, b"").hex().upper()
+            return track2.split("D", 1)[0] if "D" in track2 else ""
+        return raw.hex().upper().rstrip("F")
