@@ -25,7 +25,14 @@ from terminal.kernel.common import (
     terminal_action_analysis,
     terminal_risk_management,
 )
-from terminal.kernel.context import KernelContext, KernelStop, expect_ok, parse_template
+from terminal.kernel.context import (
+    KernelContext,
+    KernelStop,
+    expect_ok,
+    format1_value,
+    parse_template,
+    response_objects,
+)
 from terminal.kernel.outcome import Cvm, Outcome
 
 __all__ = ["run"]
@@ -110,19 +117,16 @@ def _generate_ac(ctx: KernelContext, requested: int, cda: bool) -> Gen:
     p1 = requested | (0x10 if cda else 0x00)
     response: ResponseAPDU = yield CommandAPDU(0x80, 0xAE, p1, 0x00, data, le=256)
     expect_ok(response, "GENERATE AC")
-    try:
-        nodes = tlv.decode(response.data)
-    except tlv.TLVError as exc:
-        raise KernelStop(Outcome.END_APPLICATION, f"GENERATE AC: malformed response: {exc}") from exc
-    if len(nodes) == 1 and nodes[0].tag == 0x80 and nodes[0].children is None:
-        value = nodes[0].value  # format 1: CID, ATC, AC, IAD
+    nodes = response_objects(response, "GENERATE AC")
+    value = format1_value(nodes)  # format 1: CID, ATC, AC, IAD
+    if value is not None:
         if len(value) < 11:
             raise KernelStop(Outcome.END_APPLICATION, "GENERATE AC: format 1 response too short")
         children = [tlv.TLV(0x9F27, value[:1]), tlv.TLV(0x9F36, value[1:3]), tlv.TLV(0x9F26, value[3:11])]
         if len(value) > 11:
             children.append(tlv.TLV(0x9F10, value[11:]))
     else:
-        children = parse_template(response, "GENERATE AC", (0x77,))
+        children = parse_template(response, "GENERATE AC", (0x77,), nodes)
     ctx.store_card_data(children, "GENERATE AC")
     returned = (ctx.card(0x9F27) or b"\x00")[0] & 0xC0
     ctx.step(f"GENERATE AC ({CID_NAMES[requested]}{' + CDA' if cda else ''})",

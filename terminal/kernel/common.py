@@ -12,7 +12,14 @@ from firmware import tlv
 from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
 from terminal.kernel import oda
-from terminal.kernel.context import KernelContext, KernelStop, expect_ok, parse_template
+from terminal.kernel.context import (
+    KernelContext,
+    KernelStop,
+    expect_ok,
+    format1_value,
+    parse_template,
+    response_objects,
+)
 from terminal.kernel.outcome import Cvm, Outcome
 
 __all__ = [
@@ -45,17 +52,14 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Gen:
     if response.sw == 0x6985:
         raise KernelStop(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS: conditions of use not satisfied (6985)")
     expect_ok(response, "GET PROCESSING OPTIONS")
-    try:
-        nodes = tlv.decode(response.data)
-    except tlv.TLVError as exc:
-        raise KernelStop(Outcome.END_APPLICATION, f"GET PROCESSING OPTIONS: malformed response: {exc}") from exc
-    if len(nodes) == 1 and nodes[0].tag == 0x80 and nodes[0].children is None:
-        value = nodes[0].value
+    nodes = response_objects(response, "GET PROCESSING OPTIONS")
+    value = format1_value(nodes)
+    if value is not None:
         if len(value) < 2 or (len(value) - 2) % 4:
             raise KernelStop(Outcome.END_APPLICATION, "GET PROCESSING OPTIONS: bad format 1 response")
         children = [tlv.TLV(0x82, value[:2]), tlv.TLV(0x94, value[2:])]
     else:
-        children = parse_template(response, "GET PROCESSING OPTIONS", (0x77,))
+        children = parse_template(response, "GET PROCESSING OPTIONS", (0x77,), nodes)
     ctx.store_card_data(children, "GET PROCESSING OPTIONS")
     if ctx.card(0x82) is None or len(ctx.card(0x82) or b"") != 2:
         raise KernelStop(Outcome.END_APPLICATION, "GET PROCESSING OPTIONS: no AIP (82)")

@@ -21,7 +21,18 @@ from terminal.kernel.config import AppConfig, TerminalConfig
 from terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
 from terminal.tags import FORMATS
 
-__all__ = ["Exchange", "KernelContext", "KernelStop", "Preprocessing", "TransactionRequest", "bcd_amount"]
+__all__ = [
+    "Exchange",
+    "KernelContext",
+    "KernelStop",
+    "Preprocessing",
+    "TransactionRequest",
+    "bcd_amount",
+    "expect_ok",
+    "format1_value",
+    "parse_template",
+    "response_objects",
+]
 
 # A kernel step: yields commands, receives responses, returns a value.
 Exchange = Generator[CommandAPDU, ResponseAPDU, object]
@@ -184,12 +195,27 @@ def expect_ok(response: ResponseAPDU, command: str) -> None:
                          f"{command}: card answered {response.sw:04X} ({sw_meaning(response.sw)})")
 
 
-def parse_template(response: ResponseAPDU, command: str, tags: tuple[int, ...]) -> list[tlv.TLV]:
-    """The response's single template (one of ``tags``) as decoded children."""
+def response_objects(response: ResponseAPDU, command: str) -> list[tlv.TLV]:
+    """The response data's objects; malformed TLV ends the kernel."""
     try:
-        nodes = tlv.decode(response.data)
+        return tlv.decode(response.data)
     except tlv.TLVError as exc:
         raise KernelStop(Outcome.END_APPLICATION, f"{command}: malformed response: {exc}") from exc
+
+
+def format1_value(nodes: list[tlv.TLV]) -> bytes | None:
+    """The value of a response message template format 1 (80), if that is what it is."""
+    if len(nodes) == 1 and nodes[0].tag == 0x80 and nodes[0].children is None:
+        value: bytes = nodes[0].value
+        return value
+    return None
+
+
+def parse_template(response: ResponseAPDU, command: str, tags: tuple[int, ...],
+                   nodes: list[tlv.TLV] | None = None) -> list[tlv.TLV]:
+    """The response's single template (one of ``tags``) as decoded children."""
+    if nodes is None:
+        nodes = response_objects(response, command)
     if len(nodes) != 1 or nodes[0].tag not in tags or nodes[0].children is None:
         expected = " or ".join(tlv.tag_hex(t) for t in tags)
         raise KernelStop(Outcome.END_APPLICATION, f"{command}: response is not a {expected} template")
