@@ -57,6 +57,7 @@ $(BENCH_VENV)/.installed:
 bench: setup $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/tlv_decode.py
 	$(PY) bench/card_transaction.py
+	$(PY) bench/kernel_transaction.py
 	$(PY) bench/vpcd_roundtrip.py
 	$(PY) bench/crypto_timing.py
 

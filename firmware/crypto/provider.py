@@ -39,6 +39,16 @@ if sys.implementation.name != "micropython":
     except ImportError:
         _TripleDES = None
 
+# Big-number modular exponentiation: GMP through gmpy2 where CPython has it
+# (about 9x faster for the card's RSA private operation), the builtin pow()
+# everywhere else.
+_gmp_powmod = None
+if sys.implementation.name != "micropython":
+    try:
+        from gmpy2 import powmod as _gmp_powmod
+    except ImportError:
+        _gmp_powmod = None
+
 _HAVE_NATIVE_DES = _TripleDES is not None
 _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
@@ -50,7 +60,8 @@ _pure_des = not _HAVE_NATIVE_DES
 
 
 def use_pure(flag: bool = True) -> None:
-    # Force (True) or release (False) the pure-Python DES and SHA-1.
+    # Force (True) or release (False) the pure-Python DES and SHA-1 and the
+    # builtin pow().
     global _forced, _pure_des
     _forced = bool(flag)
     _pure_des = _forced or not _HAVE_NATIVE_DES
@@ -147,6 +158,17 @@ def des_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(8)) -> bytes:
         out.append(block)
         chain = int.from_bytes(block, "big")
     return b"".join(out)
+
+
+def powmod(base: int, exponent: int, modulus: int) -> int:
+    # base ** exponent mod modulus (RSA, EMV Book 2 Annex B2.1).
+    if _gmp_powmod is not None and not _forced:
+        return int(_gmp_powmod(base, exponent, modulus))
+    return pow(base, exponent, modulus)
+
+
+def backend_powmod() -> str:
+    return "gmpy2" if _gmp_powmod is not None and not _forced else "pow"
 
 
 def sha1(data: bytes) -> bytes:

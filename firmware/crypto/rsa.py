@@ -48,8 +48,8 @@ def rsa_private_crt(data: bytes, p: int, q: int, dp: int, dq: int, qinv: int) ->
     c = int.from_bytes(bytes(data), "big")
     if len(data) != k or c >= n:
         raise ValueError("input must be %d bytes and less than the modulus" % k)
-    m1 = pow(c % p, dp, p)
-    m2 = pow(c % q, dq, q)
+    m1 = provider.powmod(c % p, dp, p)
+    m2 = provider.powmod(c % q, dq, q)
     h = (qinv * (m1 - m2)) % p
     return (m2 + h * q).to_bytes(k, "big")
 
