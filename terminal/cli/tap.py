@@ -87,12 +87,19 @@ def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callabl
             date = datetime.date.fromisoformat(args.date)
         except ValueError as exc:
             raise BadArgument(f"--date: {exc}") from exc
+    when = datetime.datetime.now().time().replace(microsecond=0)
+    if getattr(args, "time", None):
+        try:
+            when = datetime.time.fromisoformat(args.time)
+        except ValueError as exc:
+            raise BadArgument(f"time: {exc}") from exc
     return TransactionRequest(
         amount=parse_amount(args.amount, currency),
         amount_other=parse_amount(args.other_amount, currency),
         transaction_type=TRANSACTION_TYPES[args.type],
         currency=currency.bcd,
         date=date,
+        time=when,
         random=rng,
     )
 
@@ -100,8 +107,6 @@ def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callabl
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     url = args.reader or DEFAULT_READER
-    if args.reader is None and not args.json:
-        print(f"No --reader given: tapping the built-in emulated card {DEFAULT_READER}.\n")
     replay = url.startswith("scripted:") and url.endswith(".json")
     rng: Callable[[int], bytes] = RecordingRandom()
     if replay:
@@ -109,11 +114,13 @@ def run(args: argparse.Namespace) -> int:
 
         meta = load_trace(url.split(":", 1)[1]).meta
         rng = replaying(bytes.fromhex(meta.get("random", "")))
-        for key in ("amount", "other_amount", "currency", "type", "date"):
+        for key in ("amount", "other_amount", "currency", "type", "date", "time"):
             if meta.get(key) is not None:
                 setattr(args, key, meta[key])
     request = build_request(args, config, rng)
     transport: Transport = open_transport(url)
+    if args.reader is None and not args.json:
+        print(f"No --reader given: tapping the built-in emulated card {DEFAULT_READER}.\n")
     with transport:
         tap = run_transaction(transport, config, request)
     if args.trace:
@@ -132,6 +139,7 @@ def _meta(args: argparse.Namespace, request: TransactionRequest, rng: Callable[[
     return {
         "amount": args.amount, "other_amount": args.other_amount, "currency": args.currency,
         "type": args.type, "date": (request.date or datetime.date.today()).isoformat(),
+        "time": (request.time or datetime.time()).isoformat(),
         "random": bytes(drawn).hex().upper(), "reader": args.reader or DEFAULT_READER,
     }
 

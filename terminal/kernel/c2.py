@@ -109,10 +109,7 @@ def _generate_ac(ctx: KernelContext, requested: int, cda: bool) -> Gen:
     """First GENERATE AC with CDOL1 data; returns the response's TLV objects
     other than the SDAD, as CDA hashes them."""
     cdol1 = ctx.card(0x8C) or b""
-    try:
-        data = ctx.dol(cdol1)
-    except tlv.TLVError as exc:
-        raise KernelStop(Outcome.END_APPLICATION, f"CDOL1 is malformed: {exc}") from exc
+    data = ctx.dol(cdol1, "CDOL1")
     ctx.cdol1_data = data
     p1 = requested | (0x10 if cda else 0x00)
     response: ResponseAPDU = yield CommandAPDU(0x80, 0xAE, p1, 0x00, data, le=256)

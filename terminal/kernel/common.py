@@ -6,6 +6,7 @@ response); the others are plain functions on the :class:`KernelContext`.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from firmware import tlv
@@ -45,7 +46,7 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Gen:
     §3.3, C-3 §5.2). Format 1 (80: AIP || AFL) is turned into the same shape
     as format 2.
     """
-    pdol_data = ctx.dol(pdol) if pdol else b""
+    pdol_data = ctx.dol(pdol, "PDOL") if pdol else b""
     ctx.pdol_data = pdol_data
     command = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
     response: ResponseAPDU = yield command
@@ -103,9 +104,16 @@ def read_application_data(ctx: KernelContext, afl: bytes) -> Gen:
 # --- Processing restrictions (Book 3 §10.4) -------------------------------------------------
 
 
-def _date(value: bytes | None) -> str | None:
+def emv_date(value: bytes | None) -> datetime.date | None:
+    """A YYMMDD date (n 6); YY 50-99 is 19YY, 00-49 is 20YY (Book 3 Annex A)."""
     text = value.hex() if value else ""
-    return text if len(text) == 6 and text.isdigit() else None
+    if len(text) != 6 or not text.isdigit():
+        return None
+    year = int(text[:2])
+    try:
+        return datetime.date(1900 + year if year >= 50 else 2000 + year, int(text[2:4]), int(text[4:]))
+    except ValueError:
+        return None
 
 
 def processing_restrictions(ctx: KernelContext) -> None:
@@ -124,11 +132,10 @@ def processing_restrictions(ctx: KernelContext) -> None:
             allowed = auc[0] & (0x28 if domestic else 0x14)
         if not allowed or not auc[0] & 0x01:  # b1: valid at terminals other than ATMs
             ctx.set_tvr("SERVICE_NOT_ALLOWED")
-    today = ctx.today.strftime("%y%m%d")
-    effective, expiry = _date(ctx.card(0x5F25)), _date(ctx.card(0x5F24))
-    if effective is not None and effective > today:
+    effective, expiry = emv_date(ctx.card(0x5F25)), emv_date(ctx.card(0x5F24))
+    if effective is not None and effective > ctx.today:
         ctx.set_tvr("APPLICATION_NOT_YET_EFFECTIVE")
-    if expiry is not None and expiry < today:
+    if expiry is not None and expiry < ctx.today:
         ctx.set_tvr("EXPIRED_APPLICATION")
     ctx.step("processing restrictions", _tvr_note(ctx))
 
@@ -210,10 +217,10 @@ def cvm_list_processing(ctx: KernelContext, capability: int) -> Cvm:
     capability byte (9F33 byte 2 layout) chosen by the kernel."""
     aip = ctx.card(0x82) or bytes(2)
     cvm_list = ctx.card(0x8E)
-    ctx.set_tsi("CARDHOLDER_VERIFICATION_PERFORMED")
     if not is_set(aip, AIP_BITS, "CARDHOLDER_VERIFICATION_SUPPORTED") or not cvm_list or len(cvm_list) < 10:
-        ctx.data[0x9F34] = bytes.fromhex("3F0000")  # no CVM performed
+        ctx.data[0x9F34] = bytes.fromhex("3F0000")  # no CVM performed; the TSI bit stays 0
         return Cvm.NO_CVM
+    ctx.set_tsi("CARDHOLDER_VERIFICATION_PERFORMED")
     amount, x, y = ctx.request.amount, int.from_bytes(cvm_list[:4], "big"), int.from_bytes(cvm_list[4:8], "big")
     same_currency = ctx.card(0x9F42) in (None, ctx.data.get(0x5F2A))
     supported = {0x1F: capability & 0x08, 0x1E: capability & 0x20, 0x02: capability & 0x40}
@@ -230,7 +237,9 @@ def cvm_list_processing(ctx: KernelContext, capability: int) -> Cvm:
         if not applies:
             continue
         if method in _CVM_NAMES and supported.get(method):
-            ctx.data[0x9F34] = bytes((code, condition, 0x00 if method == 0x02 else 0x02))
+            # Result (Annex A, 9F34 byte 3): unknown (00) for online PIN and
+            # signature, which are verified later; successful (02) for no CVM.
+            ctx.data[0x9F34] = bytes((code, condition, 0x02 if method == 0x1F else 0x00))
             if method == 0x02:
                 ctx.set_tvr("ONLINE_PIN_ENTERED")
             return _CVM_NAMES[method]
@@ -253,7 +262,7 @@ def terminal_risk_management(ctx: KernelContext) -> None:
     target, maximum, threshold = (config.random_selection_percent, config.random_selection_max_percent,
                                   config.random_selection_threshold)
     floor = ctx.app.floor_limit
-    if target and not ctx.pre.floor_limit_exceeded:
+    if (target or maximum) and not ctx.pre.floor_limit_exceeded:
         amount = ctx.request.amount
         if amount < threshold:
             chance = target

@@ -106,6 +106,19 @@ class _Reader:
             raise ConfigError(f"{self.where}.{key}: {size} bytes expected, got {len(value)}")
         return value
 
+    def bounded(self, key: str, default: int, low: int, high: int) -> int:
+        value: int = self.get(key, int, default)
+        if not low <= value <= high:
+            raise ConfigError(f"{self.where}.{key}: {low} to {high}, got {value}")
+        return value
+
+    def strings(self, key: str, default: list[str]) -> list[str]:
+        values: list[Any] = self.get(key, list, default)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise ConfigError(f"{self.where}.{key}[{i}]: expected a string, got {value!r}")
+        return values
+
     def amount(self, key: str, default: int) -> int:
         value: int = self.get(key, int, default)
         if value < 0:
@@ -150,6 +163,13 @@ def _application(table: dict[str, Any], defaults: dict[str, Any], where: str) ->
     return app
 
 
+def _terminal_id(t: _Reader) -> bytes:
+    text: str = t.get("terminal_id", str, "EMVKIT01")
+    if not text.isascii() or not 1 <= len(text) <= 8:
+        raise ConfigError(f"{t.where}.terminal_id: 1 to 8 ASCII characters (9F1C is an 8)")
+    return text.encode().ljust(8)
+
+
 def config_from_toml(doc: dict[str, Any], where: str, base_dir: Path) -> TerminalConfig:
     top = _Reader(doc, where)
     t = _Reader(top.get("terminal", dict, {}), f"{where}: terminal")
@@ -159,30 +179,33 @@ def config_from_toml(doc: dict[str, Any], where: str, base_dir: Path) -> Termina
         additional_capabilities=t.hex("additional_capabilities", TerminalConfig.additional_capabilities, 5),
         country=t.hex("country", TerminalConfig.country, 2),
         currency=t.hex("currency", TerminalConfig.currency, 2),
-        currency_exponent=t.get("currency_exponent", int, 2),
+        currency_exponent=t.bounded("currency_exponent", 2, 0, 9),
         merchant_category_code=t.hex("merchant_category_code", TerminalConfig.merchant_category_code, 2),
-        terminal_id=t.get("terminal_id", str, "EMVKIT01").encode().ljust(8)[:8],
+        terminal_id=_terminal_id(t),
         source=where,
     )
     t.check_unknown()
     risk = _Reader(top.get("risk", dict, {}), f"{where}: risk")
-    config.random_selection_percent = risk.get("random_selection_percent", int, 0)
-    config.random_selection_max_percent = risk.get("random_selection_max_percent", int, 0)
+    config.random_selection_percent = risk.bounded("random_selection_percent", 0, 0, 99)
+    config.random_selection_max_percent = risk.bounded("random_selection_max_percent", 0, 0, 99)
     config.random_selection_threshold = risk.amount("random_selection_threshold", 0)
     risk.check_unknown()
     defaults = top.get("defaults", dict, {})
     apps = top.get("application", list, [])
     if not apps:
         raise ConfigError(f"{where}: at least one [[application]] is needed")
+    for i, app in enumerate(apps):
+        if not isinstance(app, dict):
+            raise ConfigError(f"{where}: application[{i}]: expected a table ([[application]])")
     config.applications = [_application(a, defaults, f"{where}: application[{i}]") for i, a in enumerate(apps)]
-    for name in top.get("capk_files", list, ["builtin"]):
+    for name in top.strings("capk_files", ["builtin"]):
         path = capk_path() if name == "builtin" else base_dir / name
         for key in CapkStore.load(path):
             config.capks.add(key)
     if "capk" in doc:
         for key in CapkStore.from_json(top.get("capk", list, []), f"{where}: capk"):
             config.capks.add(key)
-    for name in top.get("revocation_files", list, []):
+    for name in top.strings("revocation_files", []):
         config.revocations = RevocationList.load(base_dir / name)
     top.check_unknown()
     return config
@@ -192,9 +215,11 @@ def load_config(path: str | Path | None = None) -> TerminalConfig:
     """Load a terminal configuration file (the built-in default when None)."""
     source = Path(path) if path is not None else DEFAULT_CONFIG
     try:
-        text = source.read_text()
+        text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

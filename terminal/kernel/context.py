@@ -20,6 +20,7 @@ from terminal.bitmaps import TSI_BITS, TVR_BITS, is_set, set_bit
 from terminal.kernel.config import AppConfig, TerminalConfig
 from terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
 from terminal.tags import FORMATS
+from terminal.tags import info as tag_info
 
 __all__ = [
     "Exchange",
@@ -140,11 +141,15 @@ class KernelContext:
 
     # --- data ------------------------------------------------------------------------
 
-    def dol(self, dol: bytes) -> bytes:
-        """DOL-related data from everything known (Book 3 §5.4)."""
+    def dol(self, dol: bytes, name: str = "DOL") -> bytes:
+        """DOL-related data from everything known (Book 3 §5.4); a malformed
+        DOL from the card ends the kernel."""
         self.data[0x95] = bytes(self.tvr)
         self.data[0x9B] = bytes(self.tsi)
-        return tlv.build_dol(dol, self.data, FORMATS)
+        try:
+            return tlv.build_dol(dol, self.data, FORMATS)
+        except tlv.TLVError as exc:
+            raise KernelStop(Outcome.END_APPLICATION, f"the card's {name} is malformed: {exc}") from exc
 
     def store_card_data(self, nodes: list[tlv.TLV], where: str) -> None:
         """Keep the card's primitive data objects; a second, different value
@@ -154,7 +159,9 @@ class KernelContext:
             if known is not None and known != value:
                 raise KernelStop(Outcome.END_APPLICATION, f"{where}: tag {tlv.tag_hex(tag)} returned twice")
             self.card_data[tag] = value
-            self.data[tag] = value
+            info = tag_info(tag)
+            if info is None or info.source != "terminal":
+                self.data[tag] = value  # a card never overrides the terminal's own data
 
     def card(self, tag: int) -> bytes | None:
         return self.card_data.get(tag)
