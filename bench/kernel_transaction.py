@@ -48,7 +48,7 @@ the expected one stops the script.
      time; "n/a" without MicroPython); "total" = +FDT + card.
 
    The total is set against the 500 ms a tap is expected to stay well under.
-   The typical exchanges listed in /work/shared/FACTS.md (APDU count and total
+   Typical exchanges of real cards (APDU count and total
    bytes only) are priced the same way, assuming 14-byte C-APDUs (one block
    each) and the remaining bytes split evenly among the R-APDUs; they are
    rough sanity lines.
@@ -105,7 +105,7 @@ CASES = [
     (7, "unionpay", ONLINE, "ONLINE_REQUEST", "not performed"),
 ]
 
-# Typical exchanges from FACTS.md: (what, APDUs, total bytes).
+# Typical exchanges of real cards: (what, APDUs, total bytes).
 TYPICAL = [
     ("Visa qVSDC online", 3, 270),
     ("Visa qVSDC offline fDDA", 6, 750),
@@ -396,7 +396,7 @@ def main() -> None:
         card_text = f"{card_ms:8.2f}" if card_ms is not None else f"{'n/a':>8}"
         print(f"   {case.label:24} {tap.apdus:5} {sent:8} {received:8} {tap.bytes_exchanged:7} {air.frames:6} "
               f"{air.air_ms:7.2f} {air.with_fdt_ms:8.2f} {card_text} {full:8.2f} {full / BUDGET_MS:9.1%}")
-    print(f"   typical exchanges (FACTS.md; {TYPICAL_COMMAND}-byte C-APDUs, the rest split evenly among R-APDUs):")
+    print(f"   typical exchanges of real cards ({TYPICAL_COMMAND}-byte C-APDUs, the rest split evenly among R-APDUs):")
     for what, apdus, total in TYPICAL:
         air = typical_air(apdus, total)
         print(f"   {what:24} {apdus:5} {'':8} {'':8} {total:7} {air.frames:6} {air.air_ms:7.2f} "

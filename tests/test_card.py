@@ -566,3 +566,42 @@ def test_bad_profiles_are_typed_errors(mutate, message: str) -> None:  # type: i
     mutate(doc)
     with pytest.raises(ProfileError, match=message):
         Card(doc)
+
+
+def test_visa_cvn18_second_generate_ac_checks_arpc_method_2() -> None:
+    doc = profile("visa")
+    x = make_card(doc)
+    x.ok(select(VISA))
+    t = terminal_data(t9F66=bytes.fromhex("80004000"))  # no EMV mode: AIP/AFL, then GENERATE AC
+    x.ok(gpo(tlv.build_dol(PDOL, t)))
+    first = flat(x.ok(generate_ac(0x80, tlv.build_dol(CDOL1, t))))
+    assert first[0x9F27] == b"\x80"
+    csu, prop = bytes.fromhex("00820000"), bytes.fromhex("0000")
+    arpc = reference(pyemv_cvn.VisaCVN18, doc["secrets"]).generate_arpc(first[0x9F26], first[0x9F36], csu, prop)
+    assert len(arpc) == 4
+    cdol2 = tlv.build_dol(CDOL2, {0x8A: b"00", 0x91: arpc + csu + prop, 0x9F37: t[0x9F37]})
+    assert flat(x.ok(generate_ac(0x40, cdol2)))[0x9F27] == b"\x40"
+    assert x.card.store.load().last_online_atc == 1
+
+
+def test_visa_cvn18_wrong_arpc_declines() -> None:
+    x = make_card("visa")
+    x.ok(select(VISA))
+    t = terminal_data(t9F66=bytes.fromhex("80004000"))
+    x.ok(gpo(tlv.build_dol(PDOL, t)))
+    assert flat(x.ok(generate_ac(0x80, tlv.build_dol(CDOL1, t))))[0x9F27] == b"\x80"
+    cdol2 = tlv.build_dol(CDOL2, {0x8A: b"00", 0x91: bytes.fromhex("0102030400820000" "0000"), 0x9F37: t[0x9F37]})
+    assert flat(x.ok(generate_ac(0x40, cdol2)))[0x9F27] == b"\x00"
+
+
+def test_reader_requiring_cvm_sends_online_pin_card_online() -> None:
+    x = make_card("visa")  # CTQ: online PIN required
+    r = quick_gpo(x, VISA, t9F66=bytes.fromhex("36404000"), t9F02=bytes.fromhex("000000001000"))
+    assert r[0x9F27] == b"\x80"
+
+
+def test_unknown_cryptogram_version_is_refused_at_load() -> None:
+    doc = profile("visa")
+    doc["applications"][0]["cryptogram_version"] = "visa_cvn99"
+    with pytest.raises(ProfileError, match="cryptogram_version"):
+        Card(doc)

@@ -3,7 +3,7 @@
 Three layers: ATR vectors (pure); the bridge against a fake vpcd written here
 (exact wire bytes, no pcscd); and end to end, pyscard and scriptor (pcsc-tools)
 in subprocesses -> a private pcscd -> vpcd -> VpcdBridge -> a test card.
-The end-to-end tests are skipped when pcscd or vpcd is not installed.
+The end-to-end tests fail when pcscd or vpcd is not installed (`make test` installs them).
 """
 
 from __future__ import annotations

@@ -370,7 +370,11 @@ class Card:
         cvr = ac.Cvr(app.scheme)
         auth_ok = None  # issuer authentication not performed
         if iad91.strip(b"\x00"):
-            arpc, response = iad91[:8], iad91[8:]
+            # Issuer Authentication Data (91): ARPC method 1 is ARPC(8) ||
+            # ARC(2); method 2 (CVN 18) is ARPC(4) || CSU(4) || proprietary
+            # data (Book 2 §8.2).
+            split = 4 if app.cryptogram_version == "visa_cvn18" else 8
+            arpc, response = iad91[:split], iad91[split:]
             try:
                 expected = ac.expected_arpc(app, self.secrets.icc_mk_ac, tx.atc, tx.arqc, response,
                                             tx.terminal.get(0x9F37, bytes(4)))

@@ -8,6 +8,7 @@
 # "secrets" can be shared; the card refuses to run without it.
 
 from firmware import tlv
+from firmware.crypto.emv import CRYPTOGRAM_VERSIONS
 from firmware.crypto.rsa import RSAPrivateKey
 
 FORMAT = "emvkit-card"
@@ -78,6 +79,9 @@ class Application:
         if self.scheme not in SCHEMES:
             raise ProfileError("%s.scheme: one of %s" % (where, ", ".join(SCHEMES)))
         self.cryptogram_version = doc.get("cryptogram_version")
+        if self.cryptogram_version not in CRYPTOGRAM_VERSIONS:
+            raise ProfileError("%s.cryptogram_version: one of %s"
+                               % (where, ", ".join(sorted(CRYPTOGRAM_VERSIONS))))
         self.cvn = _int(doc, "cvn", where)
         self.dki = _int(doc, "dki", where, 1)
         self.pdol = _hex(doc.get("pdol", ""), where + ".pdol")

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help=f"attach to vpcd (default 127.0.0.1:{DEFAULT_VPCD_PORT})")
     parser.add_argument("--cdcvm", action="store_true",
                         help="the token's on-device verification has just succeeded (wearable profiles)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log connections (APDUs at -vv)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log connections; -vv also logs every APDU (card data: use with care)")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.vpcd is None:
         raise BadArgument("choose where to serve the card: --vpcd [HOST:PORT]")
     host, port = _host_port(args.vpcd)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     card = open_card(args.card or args.profile)
     if args.cdcvm:

@@ -1,4 +1,4 @@
-"""A private pcscd with one vpcd reader, for tests, benchmarks and the CLI.
+"""A private pcscd with one vpcd reader, for tests and benchmarks.
 
 pcscd 1.9 has no option for its socket path: it always serves
 ``/run/pcscd/pcscd.comm`` (and writes ``/run/pcscd/pcscd.pid`` to refuse a

@@ -194,6 +194,8 @@ def _check(options: CardOptions) -> str:
     pan = options.pan or luhn_complete(DEFAULT_PAN_PREFIX[options.scheme])
     if not pan.isdigit() or not 12 <= len(pan) <= 19:
         raise ConfigError("PAN: 12 to 19 digits")
+    if luhn_complete(pan[:-1]) != pan:
+        raise ConfigError(f"PAN: the check digit should be {luhn_complete(pan[:-1])[-1]} (ISO/IEC 7812 Luhn)")
     for name, value, size in (("expiry", options.expiry, 4), ("effective date", options.effective, 6),
                               ("issuer certificate expiry", options.issuer_cert_expiry, 4),
                               ("ICC certificate expiry", options.icc_cert_expiry, 4)):

@@ -32,7 +32,7 @@ TIMEOUT_S = 10.0
 
 
 def find_micropython() -> str:
-    """The MicroPython unix port: next to this Python, on PATH, or $EMVKIT_MICROPYTHON."""
+    """The MicroPython unix port: $EMVKIT_MICROPYTHON, else next to this Python, else on PATH."""
     explicit = os.environ.get("EMVKIT_MICROPYTHON")
     if explicit:
         return explicit
@@ -46,9 +46,11 @@ def find_micropython() -> str:
 
 
 class MicroPythonTransport(BaseTransport):
-    def __init__(self, profile: Path, rng: str | None = None, url: str = "mpy:", timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, profile: Path, rng: str | None = None, url: str = "mpy:", timeout: float = TIMEOUT_S,
+                 historical: bytes = b"") -> None:
         super().__init__()
         self.profile = profile
+        self.historical = historical
         self.rng = rng
         self.url = url
         self.timeout = timeout
@@ -63,10 +65,25 @@ class MicroPythonTransport(BaseTransport):
                                           stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
         except OSError as exc:
             raise TransportError(f"{self.url}: cannot start MicroPython: {exc}") from exc
-        first = self._readline()
+        try:
+            first = self._readline()
+        except TransportError:
+            first = ""
         if first != "ready":
-            raise TransportError(f"{self.url}: firmware did not start: {first or self._stderr()}")
-        self._atr = contactless_atr()
+            proc = self._proc
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            # MicroPython prints an uncaught exception on stdout: its last line says what failed.
+            rest = proc.stdout.read() if proc.stdout is not None else ""
+            lines = [line.strip() for line in (first + "\n" + rest).splitlines() if line.strip()]
+            reason = (lines[-1] if lines and lines[-1] != "Traceback (most recent call last):" else "") \
+                or self._stderr() or "no output"
+            self.close()
+            raise TransportError(f"{self.url}: firmware did not start: {reason}")
+        self._atr = contactless_atr(self.historical)
         super().open()
 
     def close(self) -> None:
@@ -93,8 +110,8 @@ class MicroPythonTransport(BaseTransport):
         proc = self._proc
         if proc is None or proc.stderr is None or proc.poll() is None:
             return ""
-        lines = proc.stderr.read().strip().splitlines()
-        return lines[-1] if lines else f"exit status {proc.returncode}"
+        lines = [line for line in proc.stderr.read().strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else f"exit status {proc.returncode}"
 
     def _readline(self) -> str:
         proc = self._proc
@@ -135,9 +152,10 @@ def from_url(url: str) -> MicroPythonTransport:
         raise ConfigError(f"{url}: unknown option(s) {', '.join(sorted(unknown))} (rng)")
     if options.get("rng") not in (None, "os", "counting"):
         raise ConfigError(f"{url}: rng is os or counting")
-    if spec in builtin_names():
-        path = profile_path(spec)
-    else:
-        load_profile(spec)  # a clear error for a bad file before a subprocess starts
-        path = Path(spec)
-    return MicroPythonTransport(path, options.get("rng"), url=url)
+    doc = load_profile(spec)  # a clear error for a bad file before a subprocess starts
+    path = profile_path(spec) if spec in builtin_names() else Path(spec)
+    try:
+        historical = bytes.fromhex(doc.get("atr_historical", ""))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{url}: atr_historical is not hex") from exc
+    return MicroPythonTransport(path, options.get("rng"), url=url, historical=historical)

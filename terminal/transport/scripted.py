@@ -9,8 +9,10 @@ URL: ``scripted:PATH`` where PATH is an emvkit trace (JSON) or a text script::
 
     # comments and blank lines are ignored
     > 00A404000E325041592E5359532E444446303100
-    < 6F..9000
-    > 80A80000??...
+    < 6A82
+    > 80A8000006 8304 ?? ?? ?? ?? 00
+    < 77 0A 82 02 19 80 94 04 08 01 01 00 90 00
+    > 00B2010C00
     < !removed
 """
 

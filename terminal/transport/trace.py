@@ -65,6 +65,7 @@ class Trace:
 
     def save(self, path: str | Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when overwriting an existing file
         with os.fdopen(fd, "w") as out:
             json.dump(self.to_json(), out, indent=1)
             out.write("\n")
