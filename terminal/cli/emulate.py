@@ -3,29 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from terminal.cli.args import BadArgument
 from terminal.emulator.atr import contactless_atr
 from terminal.emulator.cards import open_card
-from terminal.emulator.vpcd import DEFAULT_VPCD_PORT, serve_forever
+from terminal.emulator.vpcd import DEFAULT_VPCD_PORT
 from terminal.perso.builtin import builtin_names
+
+# Where the card can be served: option -> module under terminal.emulator with
+# serve_forever(card, target, atr) -> exit status.
+SERVERS = {"vpcd": "vpcd", "nfc": "nfc_listener", "serial": "serial_server", "tcp": "serial_server"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "emulate",
-        help="serve an emulated card to PC/SC applications (through pcscd and vsmartcard-vpcd)",
-        description="Run a card (a built-in profile or a profile file) and attach it to pcscd through the "
-        "vsmartcard-vpcd virtual reader, so any PC/SC application sees a contactless card in "
-        "'Virtual PCD 00 00'. Runs until interrupted (SIGINT or SIGTERM); reconnects when pcscd restarts.",
+        help="serve an emulated card: to PC/SC programs (vpcd), nfcpy readers (udp), a serial link or TCP",
+        description="Run a card (a built-in profile or a profile file) and serve it until interrupted "
+        "(SIGINT or SIGTERM): --vpcd attaches it to pcscd through vsmartcard-vpcd ('Virtual PCD 00 00'); "
+        "--nfc answers as an ISO-DEP Type 4A card over nfcpy's udp driver; --serial speaks the emvkit "
+        "link framing on a pty or serial URL; --tcp speaks it on a TCP port.",
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--card", metavar="PROFILE.json", help="a card profile file (from emvkit perso)")
     which.add_argument("--profile", choices=builtin_names(), help="a built-in card")
-    parser.add_argument("--vpcd", nargs="?", const=f"127.0.0.1:{DEFAULT_VPCD_PORT}", metavar="HOST:PORT",
-                        help=f"attach to vpcd (default 127.0.0.1:{DEFAULT_VPCD_PORT})")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--vpcd", nargs="?", const=f"127.0.0.1:{DEFAULT_VPCD_PORT}", metavar="HOST:PORT",
+                       help=f"attach to vpcd (default 127.0.0.1:{DEFAULT_VPCD_PORT})")
+    where.add_argument("--nfc", metavar="udp:HOST:PORT", help="listen as an ISO-DEP card on nfcpy's udp driver")
+    where.add_argument("--serial", metavar="pty|URL", help="serve the link framing on a new pty or a serial URL")
+    where.add_argument("--tcp", metavar="[HOST:]PORT", help="serve the link framing on a TCP port")
     parser.add_argument("--cdcvm", action="store_true",
                         help="the token's on-device verification has just succeeded (wearable profiles)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -33,22 +43,31 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(func=run)
 
 
+def run(args: argparse.Namespace) -> int:
+    chosen = [(name, getattr(args, name)) for name in SERVERS if getattr(args, name) is not None]
+    if not chosen:
+        raise BadArgument("choose where to serve the card: --vpcd, --nfc, --serial or --tcp")
+    name, target = chosen[0]
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    card = open_card(args.card or args.profile)
+    if args.cdcvm:
+        card.verify_cdcvm()
+    atr = contactless_atr(card.profile.atr_historical)
+    module = importlib.import_module(f"terminal.emulator.{SERVERS[name]}")
+    print(f"emulating {card.profile.id} on {name} {target}; stop with Ctrl-C", file=sys.stderr, flush=True)
+    if name == "vpcd":
+        host, port = _host_port(target)
+        status: int = module.serve_forever(card, host, port, atr)
+    elif name == "tcp":
+        status = module.serve_tcp_forever(card, target, atr)
+    else:
+        status = module.serve_forever(card, target, atr)
+    return status
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadArgument(f"--vpcd: expected HOST:PORT, got {text!r}")
     return host or "127.0.0.1", int(port)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.vpcd is None:
-        raise BadArgument("choose where to serve the card: --vpcd [HOST:PORT]")
-    host, port = _host_port(args.vpcd)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    card = open_card(args.card or args.profile)
-    if args.cdcvm:
-        card.verify_cdcvm()
-    print(f"emulating {card.profile.id} on vpcd {host}:{port}; stop with Ctrl-C", file=sys.stderr, flush=True)
-    return serve_forever(card, host, port, contactless_atr(card.profile.atr_historical))
