@@ -1,49 +1,9 @@
-"""What a terminal sends an issuer and what it gets back, independent of the wire.
+"""The authorisation interface, as the host side sees it.
 
-An :class:`Authoriser` is anything that can answer an authorisation request:
-the in-process issuer host simulator or a client speaking ISO 8583 to
-``emvkit host serve``. The kernel's online processing uses only this
-interface.
+The types live with the kernel (:mod:`terminal.kernel.online`), which sends
+requests and consumes responses; the host implements :class:`Authoriser`.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Protocol
+from terminal.kernel.online import AuthorisationRequest, AuthorisationResponse, Authoriser
 
 __all__ = ["AuthorisationRequest", "AuthorisationResponse", "Authoriser"]
-
-
-@dataclass(frozen=True)
-class AuthorisationRequest:
-    """An authorisation (MTI 0100) or financial (0200) request from a terminal."""
-
-    pan: str  # digits
-    amount: int  # minor units (DE 4)
-    currency: bytes  # 5F2A, n 3 as 2 bytes BCD (DE 49)
-    icc_data: dict[int, bytes]  # DE 55: 9F26, 9F27, 9F10, 9F37, 9F36, 95, 9A, 9C, 9F02, 5F2A, 82, 9F1A, ...
-    psn: str | None = None  # 5F34 as 2 digits (DE 23)
-    track2: bytes | None = None  # 57 (DE 35)
-    amount_other: int = 0
-    processing_code: str = "000000"  # DE 3: 00 purchase, 01 cash, 09 cashback, 20 refund
-    pos_entry_mode: str = "072"  # DE 22: contactless chip
-    mti: str = "0100"
-    stan: int = 0  # DE 11
-    terminal_id: str = ""  # DE 41
-
-
-@dataclass(frozen=True)
-class AuthorisationResponse:
-    """The issuer's answer (MTI 0110 / 0210)."""
-
-    approved: bool
-    response_code: str  # DE 39: "00" approved, "05" do not honour, "30" format error, ...
-    arc: bytes  # 8A: the response code as 2 ASCII bytes
-    issuer_authentication_data: bytes | None = None  # 91, in the card scheme's format
-    issuer_scripts: bytes = b""  # 71 / 72 templates, as received
-    reason: str = ""  # why, for people (never a PAN or key)
-    icc_data: dict[int, bytes] = field(default_factory=dict)  # DE 55 of the response
-
-
-class Authoriser(Protocol):
-    def authorise(self, request: AuthorisationRequest) -> AuthorisationResponse: ...

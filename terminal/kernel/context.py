@@ -13,6 +13,7 @@ import datetime
 import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 from firmware import tlv
 from terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
@@ -99,6 +100,7 @@ class KernelContext:
     card_data: dict[int, bytes] = field(default_factory=dict)  # what the card returned
     pdol_data: bytes = b""  # as sent in GPO (CDA hashes it)
     cdol1_data: bytes = b""  # as sent in the first GENERATE AC
+    authorisation: Any = None  # the issuer's AuthorisationResponse, after online processing
 
     def __post_init__(self) -> None:
         today = self.request.date or datetime.date.today()
@@ -191,7 +193,7 @@ class KernelContext:
         return TransactionResult(
             outcome=params, kernel=self.kernel, aid=self.aid, label=self.label, data=dict(self.data),
             tvr=bytes(self.tvr), tsi=bytes(self.tsi), oda=self.oda, oda_result=self.oda_result,
-            steps=self.steps, error=error,
+            steps=self.steps, error=error, authorisation=self.authorisation,
         )
 
 

@@ -17,6 +17,7 @@ from terminal.errors import APDUError, TransportError
 from terminal.kernel.config import TerminalConfig
 from terminal.kernel.context import TransactionRequest
 from terminal.kernel.entry_point import transaction
+from terminal.kernel.online import AuthorisationResponse, Authoriser, OnlineRequest
 from terminal.kernel.outcome import TransactionResult
 from terminal.transport.base import Transport
 from terminal.transport.trace import Trace, TraceTransport
@@ -24,19 +25,34 @@ from terminal.transport.trace import Trace, TraceTransport
 __all__ = ["Tap", "drive", "run_transaction"]
 
 
-def drive(kernel: Generator[CommandAPDU, ResponseAPDU, TransactionResult], channel: Channel) -> TransactionResult:
+KernelGen = Generator[CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]
+
+
+def drive(kernel: KernelGen, channel: Channel, authoriser: Authoriser | None = None) -> TransactionResult:
     try:
-        command = next(kernel)
+        item = next(kernel)
         while True:
+            if isinstance(item, OnlineRequest):
+                item = kernel.send(_authorise(authoriser, item))
+                continue
             try:
-                response = channel.transmit(command)
+                response = channel.transmit(item)
             except (TransportError, APDUError) as exc:
-                command = kernel.throw(exc)
+                item = kernel.throw(exc)
             else:
-                command = kernel.send(response)
+                item = kernel.send(response)
     except StopIteration as stop:
         result: TransactionResult = stop.value
         return result
+
+
+def _authorise(authoriser: Authoriser | None, item: OnlineRequest) -> AuthorisationResponse | None:
+    if authoriser is None:
+        return None
+    try:
+        return authoriser.authorise(item.request)
+    except TransportError:
+        return None  # the kernel decides what an unreachable host means
 
 
 @dataclass
@@ -56,10 +72,12 @@ class Tap:
         return sum(len(e.command) + len(e.response or b"") for e in self.trace.exchanges)
 
 
-def run_transaction(transport: Transport, config: TerminalConfig, request: TransactionRequest) -> Tap:
-    """Run one transaction on an open transport, recording every exchange."""
+def run_transaction(transport: Transport, config: TerminalConfig, request: TransactionRequest,
+                    authoriser: Authoriser | None = None) -> Tap:
+    """Run one transaction on an open transport, recording every exchange.
+    With an ``authoriser``, Online Requests are authorised by it."""
     traced = TraceTransport(transport)
     start = time.perf_counter()
-    result = drive(transaction(config, request), Channel(traced))
+    result = drive(transaction(config, request, online=authoriser is not None), Channel(traced), authoriser)
     elapsed = (time.perf_counter() - start) * 1000.0
     return Tap(result, traced.trace, elapsed)

@@ -16,6 +16,7 @@ from terminal.errors import APDUError, CardRemoved, TransportError
 from terminal.kernel import c2, c3
 from terminal.kernel.config import AppConfig, TerminalConfig
 from terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
+from terminal.kernel.online import AuthorisationResponse, OnlineRequest, online_processing
 from terminal.kernel.outcome import Outcome, OutcomeParameterSet, Step, TransactionResult
 
 __all__ = ["Candidate", "build_candidates", "preprocess", "transaction"]
@@ -96,6 +97,13 @@ def _select(name: bytes) -> CommandAPDU:
     return CommandAPDU(0x00, 0xA4, 0x04, 0x00, name, le=256)
 
 
+def _exchange(command: CommandAPDU) -> Generator[
+        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, ResponseAPDU]:
+    response = yield command
+    assert isinstance(response, ResponseAPDU)
+    return response
+
+
 def _early_result(outcome: Outcome, steps: list[Step], error: str = "") -> TransactionResult:
     params = OutcomeParameterSet(outcome=outcome)
     if outcome is Outcome.TRY_AGAIN:
@@ -107,9 +115,11 @@ def _early_result(outcome: Outcome, steps: list[Step], error: str = "") -> Trans
     return TransactionResult(outcome=params, steps=steps, error=error)
 
 
-def transaction(config: TerminalConfig, request: TransactionRequest) -> Generator[
-        CommandAPDU, ResponseAPDU, TransactionResult]:
-    """One contactless transaction, from pre-processing to the outcome."""
+def transaction(config: TerminalConfig, request: TransactionRequest, online: bool = False) -> Generator[
+        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]:
+    """One contactless transaction, from pre-processing to the outcome. With
+    ``online``, an Online Request goes to the issuer (an :class:`OnlineRequest`
+    is yielded) and the transaction ends Approved or Declined."""
     steps: list[Step] = []
     pre = preprocess(config, request)
     if all(p.not_allowed for p in pre.values()):
@@ -117,7 +127,7 @@ def transaction(config: TerminalConfig, request: TransactionRequest) -> Generato
         return _early_result(Outcome.TRY_ANOTHER_INTERFACE, steps)
     ctx: KernelContext | None = None
     try:
-        response = yield _select(PPSE)
+        response = yield from _exchange(_select(PPSE))
         if response.sw != 0x9000:
             reason = f"SELECT PPSE: {response.sw:04X} ({sw_meaning(response.sw)})"
             steps.append(Step("SELECT PPSE", reason))
@@ -133,7 +143,7 @@ def transaction(config: TerminalConfig, request: TransactionRequest) -> Generato
                           + ", ".join(f"{c.adf.hex().upper()} (kernel {c.kernel})" for c in candidates)))
         while candidates:
             best = min(candidates, key=lambda c: (c.priority, c.order))
-            response = yield _select(best.adf)
+            response = yield from _exchange(_select(best.adf))
             fci_data = _final_selection(response, best)
             if fci_data is None:
                 steps.append(Step(f"SELECT {best.adf.hex().upper()}", f"failed ({response.sw:04X}); next candidate"))
@@ -143,7 +153,7 @@ def transaction(config: TerminalConfig, request: TransactionRequest) -> Generato
             ctx = KernelContext(config=config, app=best.app, request=request, pre=pre[best.app],
                                 kernel=best.kernel, aid=best.adf, label=label, steps=steps)
             ctx.step(f"SELECT {best.adf.hex().upper()}", f"{label or 'no label'}, kernel {best.kernel}")
-            result = yield from _run_kernel(ctx, fci_data)
+            result = yield from _run_kernel(ctx, fci_data, online)
             if result.outcome.outcome is not Outcome.SELECT_NEXT:
                 return result
             steps.append(Step("Select Next", result.error))
@@ -178,10 +188,14 @@ def _final_selection(response: ResponseAPDU, candidate: Candidate) -> dict[int, 
     return tlv.flatten(nodes)
 
 
-def _run_kernel(ctx: KernelContext, fci: dict[int, bytes]) -> Generator[CommandAPDU, ResponseAPDU, TransactionResult]:
-    """Activate the kernel; its KernelStop becomes the outcome."""
+def _run_kernel(ctx: KernelContext, fci: dict[int, bytes], online: bool) -> Generator[
+        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]:
+    """Activate the kernel, then online processing; a KernelStop becomes the outcome."""
     try:
         result = yield from KERNELS[ctx.kernel](ctx, fci)
+        assert isinstance(result, TransactionResult)
+        if online and result.outcome.outcome is Outcome.ONLINE_REQUEST:
+            result = yield from online_processing(ctx)
     except KernelStop as stop:
         ctx.step("end", stop.reason)
         return ctx.result(stop.outcome, error=stop.reason, cvm=stop.cvm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 __all__ = ["Cvm", "Outcome", "OutcomeParameterSet", "Step", "TransactionResult"]
 
@@ -70,6 +71,7 @@ class TransactionResult:
     oda_result: str = ""  # "successful", or the failure code
     steps: list[Step] = field(default_factory=list)
     error: str = ""  # why a transaction ended early (a status word, malformed data, a link error)
+    authorisation: Any = None  # the issuer's AuthorisationResponse when the transaction went online
 
     @property
     def cid(self) -> bytes:
