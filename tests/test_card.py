@@ -43,6 +43,7 @@ UPI_CREDIT = bytes.fromhex("A000000333010102")
 PDOL = bytes.fromhex("9F66049F02069F03069F1A0295055F2A029A039C019F3704")
 CDOL1 = bytes.fromhex("9F02069F03069F1A0295055F2A029A039C019F37049F35019F3403")
 CDOL2 = bytes.fromhex("8A02910A95059F3704")
+MC_AIP = bytes.fromhex("1D80")  # CVM, terminal risk management, issuer authentication, CDA; EMV mode
 
 
 def reference(cls, secrets: dict):  # type: ignore[no-untyped-def]
@@ -319,14 +320,14 @@ def mc_start(doc: dict) -> Exchange:
     x = make_card(doc)
     x.ok(select(MASTERCARD))
     r = flat(x.ok(gpo(b"")))
-    assert r[0x82] == bytes.fromhex("1980") and len(r[0x94]) % 4 == 0
+    assert r[0x82] == MC_AIP and len(r[0x94]) % 4 == 0
     return x
 
 
 def mc_expected_ac(doc: dict, t: dict[int, bytes], atc: bytes, cvr: bytes) -> bytes:
     s = doc["secrets"]
     scheme = reference(pyemv_cvn.MasterCardCVN16, s)
-    return scheme.generate_ac(**ac_inputs(t), tag_82=bytes.fromhex("1980"), tag_9f36=atc, cvr=cvr)
+    return scheme.generate_ac(**ac_inputs(t), tag_82=MC_AIP, tag_9f36=atc, cvr=cvr)
 
 
 def test_mastercard_offline_tc_with_cda() -> None:
@@ -408,7 +409,7 @@ def test_mastercard_mc_cvn17_matches_pyemv() -> None:
     r = flat(x.ok(generate_ac(0x80, tlv.build_dol(CDOL1, t))))
     scheme = reference(pyemv_cvn.MasterCardCVN17, s)
     iad = r[0x9F10]
-    expected = scheme.generate_ac(**ac_inputs(t), tag_82=bytes.fromhex("1980"), tag_9f36=r[0x9F36],
+    expected = scheme.generate_ac(**ac_inputs(t), tag_82=MC_AIP, tag_9f36=r[0x9F36],
                                   cvr=iad[2:8], counters=iad[10:18])
     assert r[0x9F26] == expected
 
@@ -483,7 +484,7 @@ def test_internal_authenticate_dda() -> None:
 
 
 def test_internal_authenticate_refused_without_dda() -> None:
-    x = make_card("mastercard")  # AIP 1980: CDA, no DDA
+    x = make_card("mastercard")  # AIP 1D80: CDA and issuer authentication, no DDA
     assert x.send(internal_authenticate(b"\x01\x02\x03\x04"))[1] == 0x6985
     x.ok(select(MASTERCARD))
     assert x.send(internal_authenticate(b"\x01\x02\x03\x04"))[1] == 0x6985

@@ -110,7 +110,7 @@ class _Scheme:
             return [{
                 "aid": "A0000000041010", "label": "MASTERCARD", "priority": 1, "kernel": 2,
                 "scheme": "mastercard", "cryptogram_version": "mc_cvn16", "cvn": 0x10,
-                "aip": "1980", "cdol1": EMV_CDOL1, "cdol2": EMV_CDOL2,
+                "aip": "1D80", "cdol1": EMV_CDOL1, "cdol2": EMV_CDOL2,
                 "fci": [["5F2D", _h(b"en")]],
                 "risk": {"lower_consecutive_offline_limit": 3, "upper_consecutive_offline_limit": 6,
                          "single_offline_limit": 5000, "cumulative_offline_limit": 15000},
