@@ -33,8 +33,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "card and show each step, offline data authentication, the CVM, the TVR bit by bit, the cryptogram "
         "and the outcome. Without --reader the built-in emulated Visa card (emu:visa) is tapped.",
     )
-    parser.add_argument("--reader", metavar="URL", help="card to tap: emu:visa, emu:card.json, mpy:visa, "
-                        "scripted:trace.json ... (default emu:visa)")
+    parser.add_argument("--reader", metavar="URL",
+                        help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, "
+                        "emu:card.json, mpy:visa, scripted:trace.json ... (default emu:visa)")
     parser.add_argument("--amount", default="12.34", help="amount, e.g. 12.34 (default 12.34)")
     parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
     parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")

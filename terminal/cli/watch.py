@@ -1,0 +1,157 @@
+"""``emvkit watch``: wait for taps as a terminal does, one transaction per card presented.
+
+The loop (EMV Book A §5's "present card", "processing", "remove card"): wait
+for a card, run one transaction (the same request, kernel and report as
+``emvkit tap``), print the outcome, wait until the card has left, repeat.
+It stops after ``--count`` transactions or on Ctrl-C / SIGTERM, with status 0.
+
+With a ``pcsc:`` reader the waits ask pcscd (in short slices, so a signal
+is handled within a fraction of a second). Other transports (``emu:``,
+``mpy:``, ...) always have a card, so ``--count`` is required with them; each
+transaction opens the transport anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from terminal.cli.args import BadArgument
+from terminal.cli.tap import build_request, report, to_json
+from terminal.currency import format_amount, lookup
+from terminal.errors import CardRemoved
+from terminal.kernel.config import TerminalConfig, load_config
+from terminal.kernel.context import TRANSACTION_TYPES
+from terminal.kernel.driver import Tap, run_transaction
+from terminal.transport import Transport, make_transport
+
+DEFAULT_READER = "pcsc:"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "watch",
+        help="wait for cards like a terminal: one transaction per tap, until Ctrl-C or --count",
+        description="Wait for a card, run one contactless transaction, print the outcome, wait for the card to be "
+        "removed, and repeat until interrupted (Ctrl-C or SIGTERM: status 0) or --count transactions are done. "
+        "The reader is a PC/SC reader by default (pcsc:, pcsc:0, pcsc:NAME); with emu: or mpy: cards, which are "
+        "always present, --count is required.",
+    )
+    parser.add_argument("--reader", metavar="URL", default=DEFAULT_READER,
+                        help=f"reader to watch: pcsc:, pcsc:0, pcsc:NAME, or emu:/mpy: with --count "
+                        f"(default {DEFAULT_READER}, any PC/SC reader)")
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N transactions")
+    parser.add_argument("--amount", default="12.34", help="amount of every transaction (default 12.34)")
+    parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
+    parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")
+    parser.add_argument("--type", choices=sorted(TRANSACTION_TYPES), default="purchase")
+    parser.add_argument("--config", type=Path, help="terminal configuration (TOML); default: built-in")
+    parser.add_argument("--date", help="transaction date YYYY-MM-DD (default today)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line, one per transaction")
+    parser.add_argument("--reveal", action="store_true", help="show full PANs")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise BadArgument(f"--count: expected a number of transactions from 1 up, got {args.count}")
+    url: str = args.reader
+    scheme = url.partition(":")[0]
+    if scheme != "pcsc" and args.count is None:
+        raise BadArgument(f"--reader {url}: a {scheme}: card is always present, so watch would never stop; "
+                          "give --count N")
+    config = load_config(args.config)
+    currency = lookup(args.currency) if args.currency else lookup(config.currency.hex())
+    amount = format_amount(build_request(args, config, os.urandom).amount, currency)  # bad arguments fail now
+    done = 0
+    with _sigterm_interrupts():
+        try:
+            while args.count is None or done < args.count:
+                tap, reader_name = _one_tap(args, url, config)
+                if tap is None:
+                    continue
+                done += 1
+                _print_tap(args, tap, url, reader_name, amount, done)
+                if scheme == "pcsc" and (args.count is None or done < args.count):
+                    _wait_for_removal(args, reader_name)
+        except KeyboardInterrupt:
+            _say(args, f"\nstopped after {done} transaction(s)")
+    return 0
+
+
+def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig) -> tuple[Tap | None, str]:
+    """Wait for a card and run one transaction: (the tap or None if the card left first, the reader's name)."""
+    transport: Transport
+    if url.startswith("pcsc:"):
+        from terminal.transport import pcsc
+
+        options = pcsc.parse_url(url)
+        _say(args, f"Present card ({url}; Ctrl-C to stop)")
+        state = pcsc.wait_for_card(options.reader, None)
+        assert state is not None  # no timeout: only a card (or an exception) ends the wait
+        reader_name = state.name
+        transport = pcsc.PcscTransport(pcsc.PcscOptions(state.name, 0.0, options.protocol), url=url)
+    else:
+        reader_name = url
+        transport = make_transport(url)
+    request = build_request(args, config, os.urandom)
+    try:
+        transport.open()
+    except CardRemoved as exc:
+        _say(args, f"card left before the transaction began ({exc})")
+        return None, reader_name
+    with transport:
+        return run_transaction(transport, config, request), reader_name
+
+
+def _wait_for_removal(args: argparse.Namespace, reader_name: str) -> None:
+    from terminal.transport import pcsc
+
+    if pcsc.wait_for_removal(reader_name, 0.0):
+        return
+    _say(args, "Remove card")
+    pcsc.wait_for_removal(reader_name, None)
+
+
+def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, amount: str, number: int) -> None:
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    if args.json:
+        doc = {"tap": number, "time": when, "reader_name": reader_name, **to_json(tap, url, args.reveal, amount)}
+        print(json.dumps(doc), flush=True)
+        return
+    print(f"=== tap {number} at {when} on {reader_name} ===")
+    print(report(tap, url, args.reveal, amount, args.type))
+    print(flush=True)
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """Prompts for the person at the reader: on stderr, and not at all with --json."""
+    if not args.json:
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Let SIGTERM stop the loop as Ctrl-C does (main thread only); restore the old handler after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
