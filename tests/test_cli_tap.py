@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -89,9 +90,14 @@ def test_reveal_shows_the_full_pan(capsys: pytest.CaptureFixture[str]) -> None:
 # --- text ------------------------------------------------------------------------------------------
 
 
-def test_text_report_of_the_default_reader(capsys: pytest.CaptureFixture[str]) -> None:
-    out = tap_text(capsys)
-    assert out.startswith("No --reader given: tapping the built-in emulated card emu:visa.")
+def test_text_report_of_the_default_reader(tmp_path: Path) -> None:
+    # No PC/SC service for this process (libpcsclite reads the socket path at
+    # its first call, so it runs in a subprocess): the built-in card is tapped.
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}
+    run = subprocess.run([venv_tool("emvkit"), "tap"], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert out.startswith("No --reader given and no PC/SC reader: tapping the built-in emulated card emu:visa.")
     assert "Card:        emu:visa" in out
     assert "Transaction: purchase of 12.34 EUR" in out
     for step in ("SELECT PPSE", "SELECT A0000000031010", "GET PROCESSING OPTIONS", "read application data",

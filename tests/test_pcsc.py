@@ -434,3 +434,13 @@ def test_tap_over_pcsc(pcscd: PrivatePcscd) -> None:
     doc = json.loads(done.stdout)
     assert (doc["reader"], doc["outcome"], doc["oda"]) == ("pcsc:", "Approved", "fDDA")
     assert doc["pan"] == "476173******0119"
+
+
+def test_tap_without_reader_uses_the_connected_pcsc_reader(pcscd: PrivatePcscd) -> None:
+    with inserted(pcscd, Powered(open_card("mastercard"))):
+        done = run_cli(client_env(pcscd), "tap")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("No --reader given: waiting up to 15 s for a card on the first PC/SC reader "
+                                  f"({READER}).")
+    assert "Card:        pcsc:?timeout=15" in done.stdout
+    assert "kernel C-2 Mastercard" in done.stdout and "OUTCOME:     APPROVED" in done.stdout

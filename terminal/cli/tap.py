@@ -13,6 +13,7 @@ from typing import Any
 from terminal.bitmaps import explain
 from terminal.cli.args import BadArgument
 from terminal.currency import Currency, format_amount, lookup, parse_amount
+from terminal.errors import EmvkitError
 from terminal.kernel.config import TerminalConfig, load_config
 from terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
 from terminal.kernel.driver import Tap, run_transaction
@@ -21,6 +22,7 @@ from terminal.tlvdump import mask_pan
 from terminal.transport import Transport, open_transport
 
 DEFAULT_READER = "emu:visa"
+CARD_WAIT_S = 15
 KERNEL_NAMES = {2: "C-2 Mastercard", 3: "C-3 Visa", 7: "C-7 UnionPay"}
 CID_NAMES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}
 
@@ -31,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="run one contactless transaction and explain it",
         description="Run one EMV contactless transaction (Entry Point, then kernel C-2, C-3 or C-7) against a "
         "card and show each step, offline data authentication, the CVM, the TVR bit by bit, the cryptogram "
-        "and the outcome. Without --reader the built-in emulated Visa card (emu:visa) is tapped.",
+        "and the outcome. Without --reader: the card on the first PC/SC reader if one is connected, otherwise "
+        "the built-in emulated Visa card (emu:visa).",
     )
     parser.add_argument("--reader", metavar="URL",
                         help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, "
@@ -46,6 +49,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
     parser.add_argument("--reveal", action="store_true", help="show the full PAN")
     parser.set_defaults(func=run)
+
+
+def default_reader() -> tuple[str, str]:
+    """A PC/SC reader when one is connected (waiting for the tap), else the
+    built-in emulated Visa card; and a line saying which."""
+    try:
+        from terminal.transport.pcsc import list_readers
+
+        readers = list_readers()
+    except (EmvkitError, ImportError):
+        readers = []
+    if readers:
+        return (f"pcsc:?timeout={CARD_WAIT_S}",
+                f"No --reader given: waiting up to {CARD_WAIT_S} s for a card on the first PC/SC reader "
+                f"({readers[0].name}).")
+    return DEFAULT_READER, ("No --reader given and no PC/SC reader: tapping the built-in emulated card "
+                            f"{DEFAULT_READER}.")
 
 
 class RecordingRandom:
@@ -107,7 +127,7 @@ def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callabl
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    url = args.reader or DEFAULT_READER
+    url, note = (args.reader, "") if args.reader else default_reader()
     replay = url.startswith("scripted:") and url.endswith(".json")
     rng: Callable[[int], bytes] = RecordingRandom()
     if replay:
@@ -120,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
                 setattr(args, key, meta[key])
     request = build_request(args, config, rng)
     transport: Transport = open_transport(url)
-    if args.reader is None and not args.json:
-        print(f"No --reader given: tapping the built-in emulated card {DEFAULT_READER}.\n")
+    if note and not args.json:
+        print(note + "\n")
     with transport:
         tap = run_transaction(transport, config, request)
     if args.trace:
@@ -141,7 +161,7 @@ def _meta(args: argparse.Namespace, request: TransactionRequest, rng: Callable[[
         "amount": args.amount, "other_amount": args.other_amount, "currency": args.currency,
         "type": args.type, "date": (request.date or datetime.date.today()).isoformat(),
         "time": (request.time or datetime.time()).isoformat(),
-        "random": bytes(drawn).hex().upper(), "reader": args.reader or DEFAULT_READER,
+        "random": bytes(drawn).hex().upper(), "reader": args.reader or "default",
     }
 
 
