@@ -59,6 +59,8 @@ bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/card_transaction.py
 	$(PY) bench/kernel_transaction.py
 	$(PY) bench/vpcd_roundtrip.py
+	$(PY) bench/pcsc_roundtrip.py
+	$(PY) bench/nfc_roundtrip.py
 	$(PY) bench/crypto_timing.py
 
 clean:
