@@ -61,6 +61,7 @@ bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/vpcd_roundtrip.py
 	$(PY) bench/pcsc_roundtrip.py
 	$(PY) bench/nfc_roundtrip.py
+	$(PY) bench/serial_roundtrip.py
 	$(PY) bench/crypto_timing.py
 
 clean:

@@ -1,0 +1,443 @@
+# Serial link framing between the host and the token (USB serial, a pty,
+# TCP): one frame per message, shared by the firmware (firmware/devlink.py)
+# and the host (terminal/transport/serial.py, terminal/emulator/serial_server.py).
+#
+# Portable: runs unchanged on CPython and MicroPython.
+#
+# A frame on the wire:
+#
+#   00 | COBS( type | seq | length | payload | crc ) | 00
+#
+#   type     1 byte, one of the message types below
+#   seq      1 byte; a request's answer carries the request's seq
+#   length   2 bytes big-endian, the payload length (0..MAX_PAYLOAD)
+#   payload  `length` bytes
+#   crc      2 bytes big-endian, CRC-16/CCITT-FALSE (poly 0x1021, init
+#            0xFFFF, not reflected, no final XOR; check value of
+#            "123456789" is 0x29B1) over type..payload
+#
+# COBS (Cheshire and Baker, "Consistent Overhead Byte Stuffing", IEEE/ACM
+# ToN 1999) removes every 00 byte from the frame, so 00 is only ever a
+# delimiter: a receiver that starts in the middle of a frame, or after
+# garbage, is back in step at the next 00. A frame starts with a 00 as well
+# as ending with one, so garbage before a frame is cut off from it; empty
+# frames (00 00) are ignored.
+#
+# The decoder never raises on wire data: a run of bytes between delimiters
+# that is not a valid frame comes out as a Fault (bad CRC, too long, or
+# malformed), in order with the Frames. LinkError is for API misuse only.
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
+try:
+    from binascii import crc_hqx as _crc_hqx  # CPython: CRC-CCITT in C
+except ImportError:
+    _crc_hqx = None
+
+# --- message types ---
+APDU_COMMAND = const(0x01)  # host -> device: a C-APDU
+APDU_RESPONSE = const(0x02)  # device -> host: the R-APDU, same seq
+POWER_ON = const(0x10)  # host -> device; answered with ATR
+POWER_OFF = const(0x11)  # host -> device; answered with an empty ATR
+RESET = const(0x12)  # host -> device; answered with ATR
+ATR = const(0x13)  # device -> host: the answer to reset
+DEVICE_INFO_REQUEST = const(0x20)  # host -> device
+DEVICE_INFO = const(0x21)  # device -> host: "key=value" lines (UTF-8)
+LOG = const(0x30)  # device -> host: one log line (UTF-8), own seq
+ERROR = const(0x7F)  # payload: error code (1 byte) + UTF-8 text
+
+TYPE_NAMES = {
+    APDU_COMMAND: "APDU_COMMAND",
+    APDU_RESPONSE: "APDU_RESPONSE",
+    POWER_ON: "POWER_ON",
+    POWER_OFF: "POWER_OFF",
+    RESET: "RESET",
+    ATR: "ATR",
+    DEVICE_INFO_REQUEST: "DEVICE_INFO_REQUEST",
+    DEVICE_INFO: "DEVICE_INFO",
+    LOG: "LOG",
+    ERROR: "ERROR",
+}
+
+# --- fault kinds, which are also the ERROR codes of a NAK ---
+# A NAK (an ERROR frame with one of these codes) tells the sender that a
+# frame was lost on the way: resend the outstanding request.
+FAULT_CRC = const(1)  # a frame whose CRC does not match
+FAULT_FRAMING = const(2)  # bad COBS, a runt, or a length field that disagrees
+FAULT_TOO_LONG = const(3)  # more than the maximum frame size between delimiters
+# --- other ERROR codes: the frame arrived intact but cannot be served ---
+ERR_UNSUPPORTED = const(4)  # a message type the device does not take
+ERR_NOT_POWERED = const(5)  # an APDU before POWER_ON or after POWER_OFF
+ERR_BAD_REQUEST = const(6)  # a request whose payload makes no sense
+
+NAK_CODES = (FAULT_CRC, FAULT_FRAMING, FAULT_TOO_LONG)
+
+FAULT_NAMES = {
+    FAULT_CRC: "bad CRC",
+    FAULT_FRAMING: "malformed frame",
+    FAULT_TOO_LONG: "frame too long",
+    ERR_UNSUPPORTED: "unsupported message type",
+    ERR_NOT_POWERED: "card not powered",
+    ERR_BAD_REQUEST: "bad request",
+}
+
+MAX_PAYLOAD = const(1024)
+HEADER_SIZE = const(4)  # type, seq, length
+CRC_SIZE = const(2)
+OVERHEAD = const(6)  # header + CRC
+
+
+def max_body(max_payload: int) -> int:
+    return max_payload + OVERHEAD
+
+
+def max_encoded(max_payload: int) -> int:
+    # COBS adds one code byte per 254 bytes (and one for the last block).
+    n = max_body(max_payload)
+    return n + n // 254 + 1
+
+
+def max_wire(max_payload: int) -> int:
+    # Both delimiters included.
+    return max_encoded(max_payload) + 2
+
+
+class LinkError(ValueError):
+    # API misuse: a type, seq or payload that cannot be framed.
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+
+
+# --- CRC-16/CCITT-FALSE ---
+
+def _crc_table() -> tuple:
+    table = []
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+        table.append(c & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16_portable(data, crc: int = 0xFFFF) -> int:
+    # Table-driven, one byte at a time; what MicroPython uses.
+    table = _CRC_TABLE
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
+    return crc
+
+
+def crc16(data, crc: int = 0xFFFF) -> int:
+    # CRC-16/CCITT-FALSE of `data` (any bytes-like); `crc` continues a
+    # running CRC. binascii.crc_hqx is the same CRC with a chosen initial value.
+    if _crc_hqx is not None:
+        return _crc_hqx(data, crc)
+    return crc16_portable(data, crc)
+
+
+# --- COBS ---
+
+def cobs_encode_into(src, n: int, dst, d: int) -> int:
+    # Encode src[0:n] into dst starting at index d; return the end index.
+    # dst must have room for n + n // 254 + 1 bytes. A final run of exactly
+    # 254 non-zero bytes gets no trailing 01 block (the usual convention).
+    mv = memoryview(src)
+    pos = 0
+    while True:
+        z = src.find(b"\x00", pos, n)
+        end = n if z < 0 else z
+        full = False
+        while end - pos >= 254:
+            dst[d] = 0xFF
+            dst[d + 1:d + 255] = mv[pos:pos + 254]
+            d += 255
+            pos += 254
+            full = True
+        if z >= 0 or pos < end or not full:
+            k = end - pos
+            dst[d] = k + 1
+            dst[d + 1:d + 1 + k] = mv[pos:end]
+            d += k + 1
+        if z < 0:
+            return d
+        pos = z + 1
+
+
+def cobs_encode(data) -> bytes:
+    src = bytes(data)
+    n = len(src)
+    dst = bytearray(n + n // 254 + 1)
+    return bytes(dst[:cobs_encode_into(src, n, dst, 0)])
+
+
+def cobs_decode_into(src, n: int, dst) -> int:
+    # Decode src[0:n] (no delimiters) into dst; return the decoded length,
+    # or -1 when src is not valid COBS (a 00 code byte, or a block that runs
+    # past the end). 00 bytes inside blocks are not looked for: the Decoder
+    # never passes any. dst must have room for n bytes.
+    mv = memoryview(src)
+    r = 0
+    w = 0
+    while r < n:
+        code = src[r]
+        if code == 0:
+            return -1
+        r += 1
+        k = code - 1
+        if r + k > n:
+            return -1
+        if k:
+            dst[w:w + k] = mv[r:r + k]
+            w += k
+            r += k
+        if code != 0xFF and r < n:
+            dst[w] = 0
+            w += 1
+    return w
+
+
+def cobs_decode(data) -> bytes:
+    src = bytes(data)
+    dst = bytearray(len(src))
+    n = -1 if b"\x00" in src else cobs_decode_into(src, len(src), dst)
+    if n < 0:
+        raise LinkError("not valid COBS")
+    return bytes(dst[:n])
+
+
+# --- frames ---
+
+class Frame:
+    # One decoded message.
+    __slots__ = ("type", "seq", "payload")
+
+    def __init__(self, type: int, seq: int, payload: bytes = b"") -> None:
+        self.type = type
+        self.seq = seq
+        self.payload = payload
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and other.type == self.type and other.seq == self.seq \
+            and other.payload == self.payload
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __repr__(self) -> str:
+        name = TYPE_NAMES.get(self.type, "0x%02X" % self.type)
+        return "Frame(%s, seq=%d, %d bytes)" % (name, self.seq, len(self.payload))
+
+
+class Fault:
+    # A run of bytes between delimiters that was not a valid frame. `kind`
+    # is FAULT_CRC, FAULT_FRAMING or FAULT_TOO_LONG; `size` is the number of
+    # wire bytes dropped.
+    __slots__ = ("kind", "size")
+
+    def __init__(self, kind: int, size: int) -> None:
+        self.kind = kind
+        self.size = size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fault) and other.kind == self.kind and other.size == self.size
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __repr__(self) -> str:
+        return "Fault(%s, %d bytes)" % (FAULT_NAMES.get(self.kind, str(self.kind)), self.size)
+
+
+def _check(ftype: int, seq: int, n: int, max_payload: int) -> None:
+    if not 0 <= ftype <= 0xFF:
+        raise LinkError("frame type %r is not a byte" % ftype)
+    if not 0 <= seq <= 0xFF:
+        raise LinkError("sequence number %r is not a byte" % seq)
+    if n > max_payload:
+        raise LinkError("payload of %d bytes exceeds the maximum of %d" % (n, max_payload))
+
+
+class FrameWriter:
+    # Encodes frames into one preallocated buffer, reused for every frame:
+    # encode() returns a memoryview that is valid until the next call.
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._body = bytearray(max_body(max_payload))
+        self._wire = bytearray(max_wire(max_payload))
+        self._view = memoryview(self._wire)
+
+    def encode(self, ftype: int, seq: int, payload=b"") -> memoryview:
+        n = len(payload)
+        _check(ftype, seq, n, self.max_payload)
+        body = self._body
+        body[0] = ftype
+        body[1] = seq
+        body[2] = n >> 8
+        body[3] = n & 0xFF
+        body[HEADER_SIZE:HEADER_SIZE + n] = payload
+        end = HEADER_SIZE + n
+        crc = crc16(memoryview(body)[:end])
+        body[end] = crc >> 8
+        body[end + 1] = crc & 0xFF
+        wire = self._wire
+        wire[0] = 0
+        d = cobs_encode_into(body, end + CRC_SIZE, wire, 1)
+        wire[d] = 0
+        return self._view[:d + 1]
+
+
+def encode_frame(ftype: int, seq: int, payload=b"", max_payload: int = MAX_PAYLOAD) -> bytes:
+    # One frame as new bytes (allocates; FrameWriter reuses its buffer).
+    n = len(payload)
+    _check(ftype, seq, n, max_payload)
+    body = bytearray(HEADER_SIZE + n + CRC_SIZE)
+    body[0] = ftype
+    body[1] = seq
+    body[2] = n >> 8
+    body[3] = n & 0xFF
+    body[HEADER_SIZE:HEADER_SIZE + n] = payload
+    crc = crc16(memoryview(body)[:HEADER_SIZE + n])
+    body[HEADER_SIZE + n] = crc >> 8
+    body[HEADER_SIZE + n + 1] = crc & 0xFF
+    m = len(body)
+    wire = bytearray(m + m // 254 + 3)
+    d = cobs_encode_into(body, m, wire, 1)
+    wire[d] = 0
+    return bytes(wire[:d + 1])
+
+
+class Decoder:
+    # Incremental decoder: feed() takes bytes as they arrive and returns the
+    # Frames and Faults completed by them, in order. Bytes before the first
+    # delimiter are treated like any other candidate frame.
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._limit = max_encoded(max_payload)
+        self._raw = bytearray(self._limit)
+        self._body = bytearray(self._limit)
+        self._raw_view = memoryview(self._raw)
+        self._n = 0  # bytes of the current candidate in _raw
+        self._dropped = 0  # > 0: over-long candidate, dropping to the next 00
+        self._code_at = 0  # index in _raw of the next COBS code byte
+
+    def reset(self) -> None:
+        self._n = 0
+        self._dropped = 0
+        self._code_at = 0
+
+    def want(self) -> int:
+        # How many bytes a blocking reader can ask for now without waiting
+        # past the end of a well-formed frame: the rest of the current COBS
+        # block plus the byte after it (the next code byte, or the closing
+        # 00). One read per COBS block instead of one per byte.
+        n = self._n
+        if self._dropped or n == 0 or self._code_at <= n:
+            return 1
+        want = self._code_at - n + 1
+        room = self._limit - n + 1
+        return want if want < room else room
+
+    def feed(self, data) -> list:
+        out = []
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        pos = 0
+        size = len(data)
+        while pos < size:
+            z = data.find(b"\x00", pos)
+            end = size if z < 0 else z
+            if end > pos:
+                self._append(data, pos, end)
+            if z < 0:
+                break
+            self._finish(out)
+            pos = z + 1
+        return out
+
+    def _append(self, data, pos: int, end: int) -> None:
+        k = end - pos
+        if self._dropped:
+            self._dropped += k
+            return
+        n = self._n
+        if n + k > self._limit:
+            self._dropped = n + k
+            self._n = 0
+            return
+        self._raw[n:n + k] = memoryview(data)[pos:end]
+        n += k
+        self._n = n
+        raw = self._raw
+        at = self._code_at
+        while at < n:
+            at += raw[at]
+        self._code_at = at
+
+    def _finish(self, out: list) -> None:
+        n = self._n
+        dropped = self._dropped
+        self._n = 0
+        self._dropped = 0
+        self._code_at = 0
+        if dropped:
+            out.append(Fault(FAULT_TOO_LONG, dropped))
+            return
+        if n == 0:
+            return  # 00 00: an empty frame between delimiters
+        body = self._body
+        m = cobs_decode_into(self._raw, n, body)
+        if m < OVERHEAD:
+            out.append(Fault(FAULT_FRAMING, n))
+            return
+        crc = crc16(memoryview(body)[:m - CRC_SIZE])
+        if crc != (body[m - 2] << 8) | body[m - 1]:
+            out.append(Fault(FAULT_CRC, n))
+            return
+        length = (body[2] << 8) | body[3]
+        if length != m - OVERHEAD or length > self.max_payload:
+            out.append(Fault(FAULT_FRAMING, n))
+            return
+        out.append(Frame(body[0], body[1], bytes(body[HEADER_SIZE:HEADER_SIZE + length])))
+
+
+def decode_frames(data, max_payload: int = MAX_PAYLOAD) -> list:
+    # Everything in `data` at once (a final frame needs its closing 00).
+    return Decoder(max_payload).feed(data)
+
+
+# --- payload helpers ---
+
+def error_payload(code: int, text: str = "") -> bytes:
+    return bytes((code,)) + text.encode()
+
+
+def parse_error(payload: bytes) -> tuple:
+    # (code, text) of an ERROR frame; a missing code reads as 0.
+    if not payload:
+        return 0, ""
+    try:
+        text = bytes(payload[1:]).decode()
+    except UnicodeError:
+        text = ""
+    return payload[0], text
+
+
+def info_payload(items: list) -> bytes:
+    # [(key, value), ...] -> "key=value" lines.
+    return "\n".join(["%s=%s" % (k, v) for k, v in items]).encode()
+
+
+def parse_info(payload: bytes) -> dict:
+    out = {}
+    for line in bytes(payload).decode().split("\n"):
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out

@@ -1,0 +1,340 @@
+# Portable tests of firmware.link (framing) and firmware.devlink (the dev-link
+# dispatcher): run by pytest on CPython (tests/test_portable.py) and by
+# tests/portable/run.py under MicroPython. Plain asserts only.
+from firmware import devlink, link
+
+# CRC-16/CCITT-FALSE check value from the CRC catalogue (reveng.sourceforge.io
+# "CRC-16/IBM-3740", alias CCITT-FALSE): poly 1021, init FFFF, check 29B1.
+_CHECK = b"123456789"
+
+# COBS examples 1-11 of Wikipedia's "Consistent Overhead Byte Stuffing"
+# article (the trailing 00 delimiter left off: cobs_encode does not add it).
+_R254 = bytes(range(1, 255))  # 01..FE
+
+
+def _cobs_vectors():
+    return [
+        (b"\x00", b"\x01\x01"),
+        (b"\x00\x00", b"\x01\x01\x01"),
+        (b"\x00\x11\x00", b"\x01\x02\x11\x01"),
+        (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
+        (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
+        (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
+        (_R254, b"\xff" + _R254),
+        (b"\x00" + _R254, b"\x01\xff" + _R254),
+        (_R254 + b"\xff", b"\xff" + _R254 + b"\x02\xff"),
+        (_R254[1:] + b"\xff\x00", b"\xff" + _R254[1:] + b"\xff\x01\x01"),
+        (_R254[2:] + b"\xff\x00\x01", b"\xfe" + _R254[2:] + b"\xff\x02\x01"),
+        (b"", b"\x01"),
+    ]
+
+
+def _frames(data):
+    return [e for e in link.decode_frames(data) if isinstance(e, link.Frame)]
+
+
+def _faults(events):
+    return [e for e in events if isinstance(e, link.Fault)]
+
+
+def _raises(call, exc_type):
+    try:
+        call()
+    except exc_type as exc:
+        return exc
+    raise AssertionError("no %s" % exc_type.__name__)
+
+
+# --- CRC ---
+
+def test_crc16_ccitt_false_check_value():
+    assert link.crc16(_CHECK) == 0x29B1
+    assert link.crc16_portable(_CHECK) == 0x29B1
+    assert link.crc16(b"") == 0xFFFF
+    assert link.crc16(b"\x00") == link.crc16_portable(b"\x00") == 0xE1F0
+
+
+def test_crc16_runs_on():
+    assert link.crc16(_CHECK[4:], link.crc16(_CHECK[:4])) == 0x29B1
+    data = bytes(range(256)) * 3
+    assert link.crc16(data) == link.crc16_portable(data)
+    assert link.crc16(memoryview(data)[10:20]) == link.crc16_portable(data[10:20])
+
+
+# --- COBS ---
+
+def test_cobs_published_vectors():
+    for raw, encoded in _cobs_vectors():
+        assert link.cobs_encode(raw) == encoded, (raw, link.cobs_encode(raw))
+        assert link.cobs_decode(encoded) == raw
+        assert 0 not in link.cobs_encode(raw)
+
+
+def test_cobs_round_trip_around_block_sizes():
+    for n in (0, 1, 2, 253, 254, 255, 256, 507, 508, 509, 1030):
+        for data in (bytes([(i % 255) + 1 for i in range(n)]), bytes(n), bytes([0xFF]) * n,
+                     bytes([i & 0xFF for i in range(n)])):
+            enc = link.cobs_encode(data)
+            assert 0 not in enc
+            assert len(enc) <= n + n // 254 + 1
+            assert link.cobs_decode(enc) == data, n
+
+
+def test_cobs_decode_rejects_bad_input():
+    for bad in (b"\x00", b"\x05\x11\x22", b"\x03\x11\x00"):
+        _raises(lambda bad=bad: link.cobs_decode(bad), link.LinkError)
+    dst = bytearray(8)
+    assert link.cobs_decode_into(b"\x05\x11", 2, dst) == -1
+
+
+# --- frames ---
+
+def test_frame_layout():
+    wire = link.encode_frame(link.APDU_COMMAND, 7, b"\x00\xa4")
+    assert wire[0] == 0 and wire[-1] == 0 and 0 not in wire[1:-1]
+    body = link.cobs_decode(wire[1:-1])
+    assert body[:4] == b"\x01\x07\x00\x02" and body[4:6] == b"\x00\xa4"
+    assert int.from_bytes(body[6:], "big") == link.crc16(body[:6])
+
+
+def test_round_trip_payload_sizes():
+    for n in (0, 1, 253, 254, 255, 256, 1024):
+        for payload in (bytes(n), bytes([0xFF]) * n, bytes([i & 0xFF for i in range(n)])):
+            wire = link.encode_frame(link.APDU_RESPONSE, n & 0xFF, payload)
+            assert _frames(wire) == [link.Frame(link.APDU_RESPONSE, n & 0xFF, payload)], n
+            assert len(wire) <= link.max_wire(link.MAX_PAYLOAD)
+
+
+def test_frame_writer_matches_encode_frame_and_reuses_its_buffer():
+    writer = link.FrameWriter()
+    first = writer.encode(link.LOG, 1, b"hello")
+    assert bytes(first) == link.encode_frame(link.LOG, 1, b"hello")
+    second = writer.encode(link.ERROR, 255, bytes(300))
+    assert bytes(second) == link.encode_frame(link.ERROR, 255, bytes(300))
+    assert bytes(writer.encode(link.ATR, 0, b"")) == link.encode_frame(link.ATR, 0, b"")
+
+
+def test_misuse_is_link_error():
+    _raises(lambda: link.encode_frame(256, 0, b""), link.LinkError)
+    _raises(lambda: link.encode_frame(1, -1, b""), link.LinkError)
+    _raises(lambda: link.encode_frame(1, 0, bytes(1025)), link.LinkError)
+    _raises(lambda: link.FrameWriter(16).encode(1, 0, bytes(17)), link.LinkError)
+    assert isinstance(link.LinkError("x"), ValueError)
+
+
+def test_byte_at_a_time_and_all_at_once_agree():
+    stream = b"".join([link.encode_frame(link.APDU_COMMAND, i, bytes([i]) * i) for i in range(6)])
+    whole = link.decode_frames(stream)
+    dec = link.Decoder()
+    pieces = []
+    for i in range(len(stream)):
+        pieces += dec.feed(stream[i:i + 1])
+    assert pieces == whole and len(whole) == 6
+
+
+def test_garbage_before_between_and_after_frames():
+    f1 = link.encode_frame(link.APDU_COMMAND, 1, b"\x00\xb2\x01\x0c\x00")
+    f2 = link.encode_frame(link.POWER_ON, 2, b"")
+    events = link.decode_frames(b"\x13\x37\xff" + f1 + b"\x41\x00\x42\x43" + f2 + b"\x99\x98")
+    frames = [e for e in events if isinstance(e, link.Frame)]
+    assert frames == [link.Frame(1, 1, b"\x00\xb2\x01\x0c\x00"), link.Frame(link.POWER_ON, 2, b"")]
+    assert len(_faults(events)) == 3  # 13 37 FF, 41, 42 43 (99 98 awaits its delimiter)
+    assert [f.kind for f in _faults(events)] == [link.FAULT_FRAMING] * 3
+
+
+def test_truncated_frame_is_dropped_and_the_next_one_decodes():
+    f1 = link.encode_frame(link.APDU_COMMAND, 1, bytes(range(1, 40)))
+    f2 = link.encode_frame(link.APDU_COMMAND, 2, b"\x01\x02")
+    dec = link.Decoder()
+    assert dec.feed(f1[:-9]) == []
+    events = dec.feed(f2)
+    assert len(events) == 2 and isinstance(events[0], link.Fault)
+    assert events[1] == link.Frame(link.APDU_COMMAND, 2, b"\x01\x02")
+
+
+def test_every_single_bit_flip_is_reported_never_delivered():
+    payload = bytes.fromhex("00A404000E325041592E5359532E444446303100")
+    wire = link.encode_frame(link.APDU_COMMAND, 9, payload)
+    good = link.encode_frame(link.APDU_COMMAND, 10, b"\x90\x00")
+    for i in range(1, len(wire) - 1):  # inside the frame, delimiters kept
+        for bit in range(8):
+            bad = bytearray(wire)
+            bad[i] ^= 1 << bit
+            events = link.decode_frames(bytes(bad) + good)
+            frames = [e for e in events if isinstance(e, link.Frame)]
+            assert frames == [link.Frame(link.APDU_COMMAND, 10, b"\x90\x00")], (i, bit, events)
+            assert _faults(events), (i, bit)
+
+
+def test_flipped_payload_bit_is_a_crc_fault():
+    wire = bytearray(link.encode_frame(link.APDU_COMMAND, 1, b"\x11\x22\x33"))
+    wire[-3] ^= 0x04  # a CRC byte, still non-zero
+    events = link.decode_frames(bytes(wire))
+    assert len(events) == 1 and events[0].kind == link.FAULT_CRC
+
+
+def test_over_long_frame_is_one_fault_then_back_in_step():
+    dec = link.Decoder(max_payload=64)
+    limit = link.max_encoded(64)
+    events = dec.feed(b"\x00" + b"\x41" * (limit + 500))
+    assert events == []
+    events = dec.feed(b"\x42" * 100 + link.encode_frame(link.APDU_COMMAND, 3, b"ok"))
+    assert events[0] == link.Fault(link.FAULT_TOO_LONG, limit + 600)
+    assert events[1:] == [link.Frame(link.APDU_COMMAND, 3, b"ok")]
+    # a well-formed frame above this decoder's maximum
+    big = link.encode_frame(link.APDU_RESPONSE, 4, bytes(range(1, 101)))
+    assert [e.kind for e in dec.feed(big)] == [link.FAULT_TOO_LONG]
+
+
+def test_exact_maximum_frame_is_accepted():
+    dec = link.Decoder(max_payload=300)
+    payload = bytes([0x5A]) * 300
+    assert dec.feed(link.encode_frame(link.APDU_RESPONSE, 1, payload, 300)) == [link.Frame(2, 1, payload)]
+
+
+def test_length_field_must_agree():
+    body = bytearray(b"\x01\x00\x00\x03\xaa\xbb")  # announces 3 bytes, carries 2
+    crc = link.crc16(body)
+    body += bytes((crc >> 8, crc & 0xFF))
+    events = link.decode_frames(b"\x00" + link.cobs_encode(body) + b"\x00")
+    assert events == [link.Fault(link.FAULT_FRAMING, len(link.cobs_encode(body)))]
+
+
+def test_runts_and_empty_frames():
+    assert link.decode_frames(b"\x00\x00\x00") == []
+    events = link.decode_frames(b"\x00\x01\x01\x00\x02\x05\x00")
+    assert [e.kind for e in events] == [link.FAULT_FRAMING, link.FAULT_FRAMING]
+
+
+def test_want_never_reads_past_a_frame():
+    frames = [link.encode_frame(link.APDU_COMMAND, i, bytes([0, 1, 2, 0, 0]) + bytes([7]) * (i * 100))
+              for i in range(4)]
+    stream = b"".join(frames)
+    ends = []
+    total = 0
+    for f in frames:
+        total += len(f)
+        ends.append(total)
+    dec = link.Decoder()
+    pos = 0
+    got = []
+    reads = 0
+    while pos < len(stream):
+        n = dec.want()
+        assert n >= 1
+        chunk = stream[pos:pos + n]
+        pos += len(chunk)
+        reads += 1
+        for e in dec.feed(chunk):
+            assert isinstance(e, link.Frame)
+            got.append(e)
+            assert pos == ends[len(got) - 1], (pos, ends)
+    assert len(got) == 4
+    assert reads < len(stream) // 4
+
+
+def test_error_and_info_payloads():
+    code, text = link.parse_error(link.error_payload(link.FAULT_CRC, "bad CRC"))
+    assert code == link.FAULT_CRC and text == "bad CRC"
+    assert link.parse_error(b"") == (0, "")
+    info = link.parse_info(link.info_payload([("version", "1.0"), ("mem_free", 1234)]))
+    assert info == {"version": "1.0", "mem_free": "1234"}
+
+
+# --- devlink: the firmware's dispatcher, with a stand-in card ---
+
+class _Card:
+    def __init__(self):
+        self.calls = 0
+        self.events = []
+
+    def power_on(self):
+        self.events.append("on")
+
+    def power_off(self):
+        self.events.append("off")
+
+    def process(self, apdu):
+        self.calls += 1
+        if apdu == b"boom":
+            raise RuntimeError("bug")
+        return bytes([self.calls]) + b"\x90\x00"
+
+
+def _serve(dev, data):
+    out = []
+    dev.receive(data, lambda b: out.append(bytes(b)))
+    return link.decode_frames(b"".join(out))
+
+
+def test_pseudo_atr():
+    assert devlink.pseudo_atr() == bytes.fromhex("3B80800101")
+    assert devlink.pseudo_atr(b"\x01\x02") == bytes.fromhex("3B8280010102") + bytes((0x82 ^ 0x80 ^ 0x01 ^ 0x01 ^ 0x02,))
+    _raises(lambda: devlink.pseudo_atr(bytes(16)), ValueError)
+
+
+def test_devlink_power_apdu_and_power_off():
+    card = _Card()
+    dev = devlink.DevLink(card, devlink.pseudo_atr(), "visa")
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 1, b"\x00\xa4")) == [
+        link.Frame(link.ERROR, 1, link.error_payload(link.ERR_NOT_POWERED, "send POWER_ON first"))]
+    assert _serve(dev, link.encode_frame(link.POWER_ON, 2)) == [link.Frame(link.ATR, 2, bytes.fromhex("3B80800101"))]
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 3, b"\x00\xa4")) == [
+        link.Frame(link.APDU_RESPONSE, 3, b"\x01\x90\x00")]
+    assert _serve(dev, link.encode_frame(link.POWER_OFF, 4)) == [link.Frame(link.ATR, 4, b"")]
+    assert card.events == ["on", "off"] and card.calls == 1
+
+
+def test_devlink_resent_apdu_is_answered_without_running_the_card_again():
+    card = _Card()
+    dev = devlink.DevLink(card, devlink.pseudo_atr())
+    _serve(dev, link.encode_frame(link.POWER_ON, 0))
+    first = _serve(dev, link.encode_frame(link.APDU_COMMAND, 5, b"\x80\xae"))
+    again = _serve(dev, link.encode_frame(link.APDU_COMMAND, 5, b"\x80\xae"))
+    assert first == again == [link.Frame(link.APDU_RESPONSE, 5, b"\x01\x90\x00")]
+    assert card.calls == 1 and dev.duplicates == 1
+    # a new seq runs the card again, even for the same bytes
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 6, b"\x80\xae"))[0].payload == b"\x02\x90\x00"
+
+
+def test_devlink_naks_garbage_and_corrupt_frames():
+    dev = devlink.DevLink(_Card(), devlink.pseudo_atr())
+    bad = bytearray(link.encode_frame(link.POWER_ON, 1))
+    bad[-2] ^= 0x10
+    events = _serve(dev, b"\x00\x33\x44" + bytes(bad) + link.encode_frame(link.POWER_ON, 2))
+    assert [e.type for e in events] == [link.ERROR, link.ERROR, link.ATR]
+    assert link.parse_error(events[0].payload)[0] == link.FAULT_FRAMING
+    assert link.parse_error(events[1].payload)[0] == link.FAULT_CRC
+    assert events[0].seq == 0 and dev.faults == 2 and dev.powered
+
+
+def test_devlink_card_exception_is_6f00_and_a_log_line():
+    dev = devlink.DevLink(_Card(), devlink.pseudo_atr())
+    _serve(dev, link.encode_frame(link.POWER_ON, 0))
+    events = _serve(dev, link.encode_frame(link.APDU_COMMAND, 1, b"boom"))
+    assert [e.type for e in events] == [link.LOG, link.APDU_RESPONSE]
+    assert "RuntimeError" in events[0].payload.decode() and b"boom" not in events[0].payload
+    assert events[1].payload == b"\x6f\x00"
+
+
+def test_devlink_info_unsupported_and_ignored_types():
+    dev = devlink.DevLink(_Card(), devlink.pseudo_atr(), "mastercard")
+    info = _serve(dev, link.encode_frame(link.DEVICE_INFO_REQUEST, 9))
+    assert info[0].type == link.DEVICE_INFO and info[0].seq == 9
+    fields = link.parse_info(info[0].payload)
+    assert fields["profile"] == "mastercard" and fields["version"] == devlink.VERSION
+    assert int(fields["mem_free"]) >= 0 and fields["max_payload"] == "1024" and fields["impl"]
+    assert _serve(dev, link.encode_frame(link.APDU_RESPONSE, 3, b"\x90\x00")) == [
+        link.Frame(link.ERROR, 3, link.error_payload(link.ERR_UNSUPPORTED, "type 0x02"))]
+    assert _serve(dev, link.encode_frame(link.ERROR, 4, b"\x01") + link.encode_frame(link.LOG, 5, b"x")) == []
+
+
+def test_devlink_run_on_streams():
+    import io
+
+    frames = link.encode_frame(link.POWER_ON, 1) + b"\x12garbage" + link.encode_frame(link.APDU_COMMAND, 2, b"\x00\xb2")
+    out = io.BytesIO()
+    assert devlink.run(io.BytesIO(frames), out, _Card()) == 0
+    events = link.decode_frames(out.getvalue())
+    assert [e.type for e in events] == [link.ATR, link.ERROR, link.APDU_RESPONSE]
+    assert events[0].payload == bytes.fromhex("3B80800101")
