@@ -237,7 +237,7 @@ def test_wearable_without_on_device_cvm_asks_for_online_pin(dut: Dut) -> None:
 def emvkit_tap(reader: str, amount: str) -> dict[str, Any]:
     cli = Path(sys.executable).parent / "emvkit"
     assert cli.exists(), f"{cli} is missing: run `make test`, which installs emvkit into the venv"
-    done = subprocess.run([str(cli), "tap", "--reader", reader, "--json", "--amount", amount],
+    done = subprocess.run([str(cli), "tap", "--reader", reader, "--json", "--amount", amount, "--host", "none"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, f"emvkit tap --reader {reader}: {done.stderr.strip()}"
     result: dict[str, Any] = json.loads(done.stdout)

@@ -110,7 +110,7 @@ def test_text_report_of_the_default_reader(tmp_path: Path) -> None:
 
 
 def test_text_explains_the_tvr_bits(capsys: pytest.CaptureFixture[str]) -> None:
-    out = tap_text(capsys, "--reader", "emu:mastercard", "--amount", "40.00")
+    out = tap_text(capsys, "--reader", "emu:mastercard", "--amount", "40.00", "--host", "none")
     assert "No --reader given" not in out
     assert "kernel C-2 Mastercard" in out
     assert "byte 4 bit 8: Transaction exceeds floor limit" in out  # 40.00 > 30.00 (Book 3 §10.6.1)
@@ -221,7 +221,7 @@ def test_exit_status_zero(tmp_path: Path) -> None:
 
 def test_trace_and_replay(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     trace = tmp_path / "t.json"
-    first = tap_json(capsys, "--amount", "40.00", "--date", "2026-01-15", "--trace", str(trace))
+    first = tap_json(capsys, "--amount", "40.00", "--date", "2026-01-15", "--trace", str(trace), "--host", "none")
     assert stat.S_IMODE(trace.stat().st_mode) == 0o600
     doc = json.loads(trace.read_text())
     meta = doc["meta"]
@@ -233,7 +233,7 @@ def test_trace_and_replay(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert gpo[GPO_DATE] == bytes.fromhex("260115")
     assert gpo[-5:-1] == bytes.fromhex(meta["random"])[:4]  # 9F37, the last PDOL element
 
-    replay = tap_json(capsys, "--reader", f"scripted:{trace}")
+    replay = tap_json(capsys, "--reader", f"scripted:{trace}", "--host", "none")
     assert replay["outcome"] == first["outcome"] == "Online Request"  # 40.00 > floor limit
     assert replay["cryptogram"] == first["cryptogram"]
     assert replay["cid"] == first["cid"] == "80"
@@ -274,7 +274,7 @@ def test_replay_with_another_amount_does_not_match(capsys: pytest.CaptureFixture
 
 def test_scripted_text_card_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
     doc = tap_json(capsys, "--reader", f"scripted:{CARDS / 'unionpay_qpboc_arqc.apdu'}", "--amount", "60.00",
-                   "--reveal")
+                   "--reveal", "--host", "none")
     assert doc["outcome"] == "Online Request"
     assert doc["kernel"] == 7
     assert doc["pan"] == "6250946000000016"
@@ -297,8 +297,41 @@ def test_replay_of_a_card_that_asks_for_the_time(capsys: pytest.CaptureFixture[s
             return cls.fromtimestamp(now[0].timestamp())
 
     monkeypatch.setattr(datetime, "datetime", Clock)
-    first = tap_json(capsys, "--reader", f"scripted:{card}", "--amount", "40.00", "--trace", str(trace))
+    first = tap_json(capsys, "--reader", f"scripted:{card}", "--amount", "40.00", "--trace", str(trace),
+                     "--host", "none")
     assert first["outcome"] == "Online Request"
     now[0] = datetime.datetime(2026, 1, 15, 9, 0, 7)  # seven seconds later
-    replay = tap_json(capsys, "--reader", f"scripted:{trace}")
+    replay = tap_json(capsys, "--reader", f"scripted:{trace}", "--host", "none")
     assert replay["outcome"] == "Online Request", replay["error"]
+
+
+@pytest.mark.parametrize(("reader", "second_generate_ac"), [("emu:visa", False), ("emu:mastercard", True),
+                                                           ("emu:unionpay", False)])
+def test_online_request_is_authorised_by_the_builtin_host(capsys: pytest.CaptureFixture[str], reader: str,
+                                                          second_generate_ac: bool) -> None:
+    doc = tap_json(capsys, "--reader", reader, "--amount", "40.00")
+    assert doc["outcome"] == "Approved"
+    assert doc["authorisation"]["approved"] is True and doc["authorisation"]["response_code"] == "00"
+    assert len(bytes.fromhex(doc["authorisation"]["issuer_authentication_data"])) == 10
+    steps = [s["step"] for s in doc["steps"]]
+    assert "online authorisation" in steps
+    assert ("second GENERATE AC" in steps) == second_generate_ac
+
+
+def test_perso_card_is_known_to_the_builtin_host(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    card = tmp_path / "card.json"
+    assert main(["perso", "--scheme", "mastercard", "--out", str(card)]) == 0
+    capk = tmp_path / "card.capk.json"
+    config = tmp_path / "terminal.toml"
+    default = Path(__file__).resolve().parent.parent / "terminal" / "kernel" / "default_terminal.toml"
+    config.write_text(default.read_text().replace('capk_files = ["builtin"]', f'capk_files = ["builtin", "{capk}"]'))
+    capsys.readouterr()
+    doc = tap_json(capsys, "--reader", f"emu:{card}", "--amount", "40.00", "--config", str(config))
+    assert (doc["outcome"], doc["oda"], doc["oda_result"]) == ("Approved", "CDA", "successful")
+    assert doc["authorisation"]["response_code"] == "00"
+
+
+def test_unreachable_host_declines(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tap_json(capsys, "--reader", "emu:visa", "--amount", "40.00", "--host", "tcp://127.0.0.1:9")
+    assert doc["outcome"] == "Declined"
+    assert doc["error"] == "unable to go online"

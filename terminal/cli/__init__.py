@@ -19,7 +19,7 @@ from terminal import __version__
 from terminal.errors import EmvkitError
 
 # Sub-command modules, in the order ``emvkit --help`` lists them.
-COMMANDS = ["tap", "watch", "readers", "decode", "perso", "emulate"]
+COMMANDS = ["tap", "watch", "readers", "decode", "perso", "emulate", "host", "crypto"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,24 +29,36 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--issuer-cert-expiry", default="1231", help="MMYY (default 1231)")
     parser.add_argument("--icc-cert-expiry", default="1230", help="MMYY (default 1230)")
     parser.add_argument("--ca", type=Path, help="CA private key file from an earlier perso (reuse the CA)")
+    parser.add_argument("--ca-index", default="E2", help="CA public key index of a new CA, hex (default E2; the "
+                        "built-in cards use E1, so both can sit in one terminal configuration)")
     parser.add_argument("--out", type=Path, required=True, help="profile file to write")
     parser.add_argument("--capk-out", type=Path, help="CA public key file (default: OUT with .capk.json)")
     parser.set_defaults(func=run)
 
 
-def _read_ca(path: Path) -> RSAPrivateKey:
+def _read_ca(path: Path) -> tuple[RSAPrivateKey, int]:
     try:
         doc = json.loads(path.read_text())
-        return RSAPrivateKey.from_dict(doc["key"])
+        return RSAPrivateKey.from_dict(doc["key"]), int(doc["index"], 16)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not an emvkit CA key file ({exc})") from exc
 
 
+def _index(text: str) -> int:
+    try:
+        value = int(text, 16)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0xFF:
+        raise ConfigError(f"--ca-index: one byte in hex, got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
-    ca = _read_ca(args.ca) if args.ca else None
+    ca, index = _read_ca(args.ca) if args.ca else (None, _index(args.ca_index))
     options = CardOptions(
         scheme=args.scheme, pan=args.pan, expiry=args.expiry, psn=args.psn,
-        issuer_cert_expiry=args.issuer_cert_expiry, icc_cert_expiry=args.icc_cert_expiry, ca=ca,
+        issuer_cert_expiry=args.issuer_cert_expiry, icc_cert_expiry=args.icc_cert_expiry, ca=ca, ca_index=index,
     )
     built = build_card(options)
     out: Path = args.out

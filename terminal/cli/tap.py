@@ -17,6 +17,7 @@ from terminal.errors import EmvkitError
 from terminal.kernel.config import TerminalConfig, load_config
 from terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
 from terminal.kernel.driver import Tap, run_transaction
+from terminal.kernel.online import Authoriser
 from terminal.kernel.outcome import Outcome
 from terminal.tlvdump import mask_pan
 from terminal.transport import Transport, open_transport
@@ -48,7 +49,39 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
     parser.add_argument("--reveal", action="store_true", help="show the full PAN")
+    parser.add_argument("--host", default="builtin", metavar="URL",
+                        help="where Online Requests are authorised: builtin (the issuer host simulator in-process, "
+                        "knowing the built-in cards and the tapped profile), tcp://HOST:PORT (emvkit host serve), "
+                        "or none (stop at Online Request)")
     parser.set_defaults(func=run)
+
+
+def make_authoriser(spec: str, reader: str) -> Authoriser | None:
+    """The issuer the terminal goes online to."""
+    if spec == "none":
+        return None
+    if spec.startswith("tcp://"):
+        from terminal.host.client import TcpAuthoriser
+
+        return TcpAuthoriser(spec)
+    if spec != "builtin":
+        raise BadArgument(f"--host: builtin, tcp://HOST:PORT or none, not {spec!r}")
+    from terminal.emulator.cards import load_profile
+    from terminal.host.issuer import IssuerHost
+    from terminal.host.keys import IssuerKeys
+    from terminal.perso.builtin import builtin_names
+
+    keys = IssuerKeys()
+    scheme, _, rest = reader.partition(":")
+    spec_path = rest.split("?", 1)[0]
+    if scheme in ("emu", "mpy") and spec_path and spec_path not in builtin_names():
+        doc = load_profile(spec_path)
+        if isinstance(doc.get("secrets"), dict) and doc["secrets"].get("imk_ac"):
+            keys = IssuerKeys.from_profiles([doc])  # the tapped card's key wins over a built-in one
+    for key in IssuerKeys.builtin():
+        if keys.find(key.bin_prefix) is None:
+            keys.add(key)
+    return IssuerHost(keys)
 
 
 def default_reader() -> tuple[str, str]:
@@ -139,11 +172,12 @@ def run(args: argparse.Namespace) -> int:
             if meta.get(key) is not None:
                 setattr(args, key, meta[key])
     request = build_request(args, config, rng)
+    authoriser = make_authoriser(args.host, url)
     transport: Transport = open_transport(url)
     if note and not args.json:
         print(note + "\n")
     with transport:
-        tap = run_transaction(transport, config, request)
+        tap = run_transaction(transport, config, request, authoriser)
     if args.trace:
         tap.trace.meta = _meta(args, request, rng)
         tap.trace.save(args.trace)
@@ -194,6 +228,12 @@ def to_json(tap: Tap, url: str, reveal: bool, amount: str) -> dict[str, Any]:
         "bytes": tap.bytes_exchanged,
         "elapsed_ms": round(tap.elapsed_ms, 3),
         "steps": [{"step": s.name, "detail": s.detail} for s in r.steps],
+        "authorisation": None if r.authorisation is None else {
+            "approved": r.authorisation.approved,
+            "response_code": r.authorisation.response_code,
+            "reason": r.authorisation.reason,
+            "issuer_authentication_data": (r.authorisation.issuer_authentication_data or b"").hex().upper(),
+        },
     }
 
 
@@ -215,6 +255,14 @@ def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
     if r.cid:
         cid = CID_NAMES.get(r.cid[0] & 0xC0, "RFU")
         lines.append(f"Cryptogram:  {cid} {r.cryptogram.hex().upper()}  ATC {r.atc.hex().upper()}")
+    auth = r.authorisation
+    if auth is not None:
+        verdict = "approved" if auth.approved else "declined"
+        lines.append(f"Issuer:      {verdict}, response code {auth.response_code}"
+                     + (f" ({auth.reason})" if auth.reason else ""))
+        if auth.issuer_authentication_data:
+            lines.append(f"             issuer authentication data (91) "
+                         f"{auth.issuer_authentication_data.hex().upper()}")
     lines.append("")
     banner = r.outcome.outcome.value.upper()
     lines.append(f"OUTCOME:     {banner}" + (f"  ({r.error})" if r.error and r.outcome.outcome is not

@@ -47,7 +47,7 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Gen:
     as format 2.
     """
     pdol_data = ctx.dol(pdol, "PDOL") if pdol else b""
-    ctx.pdol_data = pdol_data
+    ctx.pdol, ctx.pdol_data = pdol, pdol_data
     command = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
     response: ResponseAPDU = yield command
     if response.sw == 0x6985:

@@ -98,6 +98,7 @@ class KernelContext:
     oda_result: str = ""
     cvm: Cvm = Cvm.NA
     card_data: dict[int, bytes] = field(default_factory=dict)  # what the card returned
+    pdol: bytes = b""  # the card's PDOL
     pdol_data: bytes = b""  # as sent in GPO (CDA hashes it)
     cdol1_data: bytes = b""  # as sent in the first GENERATE AC
     authorisation: Any = None  # the issuer's AuthorisationResponse, after online processing

@@ -82,6 +82,7 @@ PROCESSING_CODES = {0x00: "000000", 0x01: "010000", 0x09: "090000", 0x20: "20000
 def authorisation_request(ctx: KernelContext) -> AuthorisationRequest:
     """The authorisation request for the transaction in ``ctx`` (Book 4 §6.3.6)."""
     icc = {tag: ctx.data[tag] for tag in DE55_TAGS if tag in ctx.data}
+    icc.update(_signed_terminal_data(ctx))
     icc[0x84] = ctx.aid
     pan_raw = ctx.card(0x5A)
     track2 = ctx.card(0x57)
@@ -101,6 +102,21 @@ def authorisation_request(ctx: KernelContext) -> AuthorisationRequest:
         processing_code=PROCESSING_CODES.get(ctx.request.transaction_type, "000000"),
         terminal_id=ctx.config.terminal_id.decode("ascii", "replace").strip(),
     )
+
+
+def _signed_terminal_data(ctx: KernelContext) -> dict[int, bytes]:
+    """The terminal data as the card received it in the PDOL and CDOL1 data:
+    the issuer must check the cryptogram over exactly these values (the TVR in
+    particular, which the kernel may update after GPO)."""
+    signed: dict[int, bytes] = {}
+    for dol, data in ((ctx.pdol, ctx.pdol_data), (ctx.card(0x8C) or b"", ctx.cdol1_data)):
+        if dol and data:
+            try:
+                parts = tlv.split_dol(dol, data)
+            except tlv.TLVError:
+                continue
+            signed.update({tag: value for tag, value in parts.items() if tag in DE55_TAGS})
+    return signed
 
 
 def online_processing(ctx: KernelContext) -> Gen:

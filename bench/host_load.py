@@ -1,0 +1,296 @@
+"""Load on ``emvkit host serve``: authorisations per second and latency.
+
+Starts ``emvkit host serve`` in its own process on loopback with a file
+database, then for each number of concurrent terminals (default 8, 32, 64)
+runs that many TCP connections from this process (asyncio), each sending
+pre-built valid authorisation requests for ``--seconds`` after a one-second
+warm-up that is not counted, in two passes:
+
+- saturation: each terminal sends its next request as soon as it has the
+  answer (closed loop, one request outstanding per terminal): the most the
+  server can do. Latency here is queueing: with N terminals always waiting,
+  mean latency = N / throughput (Little's law).
+- offered load (``--rate``, default 2,000/s): the terminals together send
+  that many requests per second, each at its own steady pace; latency is
+  counted from the planned send time.
+
+Prints authorisations/s, p50/p99/max latency and how busy the server
+process was.
+
+Every request is genuine: ARQCs are pre-computed with pyemv for cards under
+three issuer keys (Visa CVN 18, Mastercard CVN 16, UnionPay), 16 cards per
+terminal, each card's ATC counting up, so the replay window never declines
+one. Building them happens before the clock starts, as does ISO 8583 encoding.
+
+    .venv/bin/python bench/host_load.py [--clients 8,32,64] [--seconds 5] [--rate 2000] [--breakdown]
+
+``--breakdown`` also times the server's stages in-process (decode, ARQC and
+ARPC, SQLite, encode) to show where a request's time goes. Goal: at least
+2,000 authorisations/s with p99 under 20 ms on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pyemv import ac as pyemv_ac  # noqa: E402
+from pyemv import cvn as pyemv_cvn  # noqa: E402
+from pyemv import kd as pyemv_kd  # noqa: E402
+
+from terminal.host.api import AuthorisationRequest  # noqa: E402
+from terminal.host.iso8583 import decode_response, encode_request, frame  # noqa: E402
+from terminal.host.keys import IssuerKey, IssuerKeys  # noqa: E402
+from terminal.perso.cards import luhn_complete  # noqa: E402
+
+CARDS_PER_TERMINAL = 16
+WARMUP_S = 1.0
+RATE_CEILING = 6000  # requests/s pre-built per level; a terminal that runs out stops early
+
+_SERVE = ("import sys, terminal.cli as c\n"
+          "c.COMMANDS += [n for n in ('host',) if n not in c.COMMANDS]\n"
+          "sys.exit(c.main(sys.argv[1:]))\n")
+
+_TERMINAL = {0x9F03: bytes(6), 0x9F1A: bytes.fromhex("0250"), 0x95: bytes(5), 0x5F2A: bytes.fromhex("0978"),
+             0x9A: bytes.fromhex("261127"), 0x9C: b"\x00"}
+_AC_ORDER = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
+
+
+class Card:
+    """A synthetic card under one of the bench's issuer keys (pyemv computes its ARQCs)."""
+
+    def __init__(self, key: IssuerKey, rng: random.Random) -> None:
+        self.key = key
+        self.pan = luhn_complete(key.bin_prefix + "".join(rng.choice("0123456789") for _ in range(9)))
+        self.atc = 0
+        self.scheme: Any = None
+        imk = key.imk_ac
+        if key.cryptogram_version == "visa_cvn18":
+            self.scheme = pyemv_cvn.VisaCVN18(imk, imk, imk, self.pan, "01")
+            self.aip, self.iad = bytes.fromhex("2000"), bytes.fromhex("06011203A00000")
+        elif key.cryptogram_version == "mc_cvn16":
+            self.scheme = pyemv_cvn.MasterCardCVN16(imk, imk, imk, self.pan, "01")
+            self.aip, self.iad = bytes.fromhex("1980"), bytes.fromhex("0110A00000000000") + bytes(10)
+        else:
+            self.icc_mk = pyemv_kd.derive_icc_mk_a(imk, self.pan, "01")
+            self.aip, self.iad = bytes.fromhex("7C00"), bytes.fromhex("07010103A0000001")
+
+    def next_frame(self, stan: int, terminal_id: str) -> bytes:
+        self.atc += 1
+        atc = self.atc.to_bytes(2, "big")
+        amount = 100 + self.atc % 5000
+        t = dict(_TERMINAL)
+        t[0x9F02] = bytes.fromhex(f"{amount:012d}")
+        t[0x9F37] = os.urandom(4)
+        named = {f"tag_{tag:x}": t[tag] for tag in _AC_ORDER}
+        if self.key.cryptogram_version == "visa_cvn18":
+            arqc = self.scheme.generate_ac(**named, tag_82=self.aip, tag_9f36=atc, tag_9f10=self.iad)
+        elif self.key.cryptogram_version == "mc_cvn16":
+            arqc = self.scheme.generate_ac(**named, tag_82=self.aip, tag_9f36=atc, cvr=self.iad[2:8])
+        else:
+            data = b"".join(t[tag] for tag in _AC_ORDER) + self.aip + atc + self.iad
+            sk = pyemv_kd.derive_common_sk(self.icc_mk, atc + bytes(6))
+            arqc = pyemv_ac.generate_ac(sk, data)
+        icc = {0x9F26: arqc, 0x9F27: b"\x80", 0x9F10: self.iad, 0x82: self.aip, 0x9F36: atc, **t}
+        request = AuthorisationRequest(pan=self.pan, amount=amount, currency=t[0x5F2A], icc_data=icc, psn="01",
+                                       stan=stan, terminal_id=terminal_id)
+        return frame(encode_request(request))
+
+
+def issuer_keys(rng: random.Random) -> IssuerKeys:
+    return IssuerKeys([
+        IssuerKey("476173", "visa", "visa_cvn18", rng.randbytes(16), "B"),
+        IssuerKey("541333", "mastercard", "mc_cvn16", rng.randbytes(16), "A"),
+        IssuerKey("621234", "unionpay", "upi", rng.randbytes(16), "A"),
+    ])
+
+
+def build_frames(keys: IssuerKeys, clients: int, seconds: float, rng: random.Random) -> list[list[bytes]]:
+    """Per terminal: its requests, its cards taking turns."""
+    key_list = list(keys)
+    per_terminal = int(RATE_CEILING * (seconds + WARMUP_S) / clients) + 1
+    out = []
+    for n in range(clients):
+        cards = [Card(key_list[i % len(key_list)], rng) for i in range(CARDS_PER_TERMINAL)]
+        out.append([cards[i % len(cards)].next_frame(i % 1_000_000, f"T{n:07d}") for i in range(per_terminal)])
+    return out
+
+
+_DE_3_4_11 = (1 << 63 - 2) | (1 << 63 - 3) | (1 << 63 - 10)
+
+
+def response_code(body: bytes) -> str:
+    # DE 39 sits at a fixed offset when the fixed-length DE 3, 4 and 11 are
+    # echoed (MTI 4 + bitmap 16 + 6 + 12 + 6): cheaper than a full decode,
+    # which would take CPU from the server on a 2-core machine.
+    if int(body[4:20], 16) & _DE_3_4_11 == _DE_3_4_11:
+        return body[44:46].decode()
+    return decode_response(body)[0].response_code
+
+
+async def terminal(port: int, frames: list[bytes], start: float, stop: float, interval: float,
+                   samples: list[float], codes: dict[str, int]) -> None:
+    """One terminal: back to back (interval 0), or one request every
+    ``interval`` seconds, latency then counted from the planned send time
+    (so a slow answer also charges the requests it delayed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    planned = time.perf_counter() + random.random() * interval
+    try:
+        for message in frames:
+            if interval:
+                delay = planned - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                break
+            writer.write(message)
+            header = await reader.readexactly(2)
+            body = await reader.readexactly(int.from_bytes(header, "big"))
+            t1 = time.perf_counter()
+            sent = min(t0, planned) if interval else t0
+            planned += interval
+            if sent >= start:
+                samples.append(t1 - sent)
+                code = response_code(body)
+                codes[code] = codes.get(code, 0) + 1
+    finally:
+        writer.close()
+
+
+def server_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_level(pid: int, port: int, frames: list[list[bytes]], seconds: float, rate: float = 0.0) -> dict[str, float]:
+    """One level: every terminal back to back, or together offering ``rate`` requests/s."""
+    samples: list[float] = []
+    codes: dict[str, int] = {}
+    interval = len(frames) / rate if rate else 0.0
+
+    async def main() -> None:
+        now = time.perf_counter()
+        start, stop = now + WARMUP_S, now + WARMUP_S + seconds
+        await asyncio.gather(*(terminal(port, f, start, stop, interval, samples, codes) for f in frames))
+
+    cpu0, wall0 = server_cpu_s(pid), time.perf_counter()
+    asyncio.run(main())
+    cpu_share = (server_cpu_s(pid) - cpu0) / (time.perf_counter() - wall0)
+    samples.sort()
+    n = len(samples)
+    return {
+        "requests": n,
+        "rate": n / seconds,
+        "p50": samples[n // 2] * 1000 if n else 0.0,
+        "p99": samples[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        "max": samples[-1] * 1000 if n else 0.0,
+        "approved": codes.get("00", 0) / n * 100 if n else 0.0,
+        "server_cpu": cpu_share * 100,
+    }
+
+
+def breakdown(keys: IssuerKeys, db: Path, count: int = 6000) -> None:
+    """Time the server's stages in-process, per request."""
+    from terminal.host.authlog import AuthLog
+    from terminal.host.iso8583 import decode_request, encode_response
+    from terminal.host.issuer import IssuerHost
+
+    rng = random.Random(7)
+    frames = build_frames(keys, 8, count / RATE_CEILING, rng)
+    messages = [f[2:] for per in frames for f in per][:count]
+    host = IssuerHost(keys, log=AuthLog(db))
+    stages = {"decode (pyiso8583 + TLV)": 0.0, "authorise (pyemv ARQC + ARPC + rules)": 0.0,
+              "log (SQLite insert + commit)": 0.0, "encode (pyiso8583)": 0.0}
+    record = host.log.record
+
+    def timed_record(entry):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        record(entry)
+        stages["log (SQLite insert + commit)"] += time.perf_counter() - t
+
+    host.log.record = timed_record  # type: ignore[method-assign]
+    for message in messages:
+        t0 = time.perf_counter()
+        request = decode_request(message)
+        t1 = time.perf_counter()
+        response = host.authorise(request)
+        t2 = time.perf_counter()
+        encode_response(response, request)
+        t3 = time.perf_counter()
+        stages["decode (pyiso8583 + TLV)"] += t1 - t0
+        stages["authorise (pyemv ARQC + ARPC + rules)"] += t2 - t1
+        stages["encode (pyiso8583)"] += t3 - t2
+    stages["authorise (pyemv ARQC + ARPC + rules)"] -= stages["log (SQLite insert + commit)"]
+    host.close()
+    total = sum(stages.values())
+    print(f"\nserver stages, in-process, {len(messages)} requests (first touch of each card included):")
+    for name, seconds in stages.items():
+        print(f"  {name:<40} {seconds / len(messages) * 1e6:7.1f} us  {seconds / total * 100:5.1f} %")
+    print(f"  {'total':<40} {total / len(messages) * 1e6:7.1f} us  -> at most {len(messages) / total:,.0f} "
+          "authorisations/s on one core, before TCP")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--clients", default="8,32,64", help="concurrent terminals per level (default 8,32,64)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per level (default 5)")
+    parser.add_argument("--rate", type=float, default=2000.0,
+                        help="offered load of the second pass, requests/s (default 2000; 0 skips it)")
+    parser.add_argument("--breakdown", action="store_true", help="also time the server's stages in-process")
+    args = parser.parse_args()
+    levels = [int(n) for n in args.clients.split(",")]
+    rng = random.Random(2026)
+    keys = issuer_keys(rng)
+    with tempfile.TemporaryDirectory(prefix="emvkit-host-load-") as tmp:
+        key_file, db = Path(tmp) / "keys.json", Path(tmp) / "host.sqlite"
+        keys.save(key_file)
+        t = time.perf_counter()
+        runs = 2 if args.rate else 1
+        work = {n: [build_frames(keys, n, args.seconds, rng) for _ in range(runs)] for n in levels}
+        print(f"pre-built {sum(len(f) for w in work.values() for r in w for f in r):,} requests "
+              f"in {time.perf_counter() - t:.1f} s (pyemv ARQCs, ISO 8583 encoding)")
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE, "host", "serve", "--port", "0", "--db", str(db),
+                                 "--keys", str(key_file)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if "listening on" not in line:
+                print("the server did not start", file=sys.stderr)
+                return 1
+            port = int(line.split("listening on tcp://", 1)[1].split()[0].rsplit(":", 1)[1])
+            print(f"server: pid {proc.pid}, port {port}, WAL database {db.name}, {os.cpu_count()} CPUs\n")
+            header = (f"{'terminals':>9} {'requests':>9} {'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+                      f"{'approved':>8} {'server CPU':>10}")
+            modes = [("saturation: every terminal sends its next request as soon as it has an answer", 0.0)]
+            if args.rate:
+                modes.append((f"offered load: the terminals together send {args.rate:,.0f} requests/s", args.rate))
+            for title, rate in modes:
+                print(f"{title}\n{header}")
+                for n in levels:
+                    r = run_level(proc.pid, port, work[n].pop(), args.seconds, rate)
+                    print(f"{n:>9} {r['requests']:>9,.0f} {r['rate']:>8,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                          f"{r['max']:>7.2f} {r['approved']:>7.1f}% {r['server_cpu']:>9.0f}%", flush=True)
+                print()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        if args.breakdown:
+            breakdown(keys, Path(tmp) / "breakdown.sqlite")
+    print("\ngoal: >= 2,000 authorisations/s with p99 < 20 ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

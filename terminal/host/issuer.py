@@ -1,0 +1,318 @@
+"""The issuer host simulator: ARQC verification, approval rules, ARPC.
+
+:class:`IssuerHost` implements :class:`terminal.host.api.Authoriser`. For
+each request it
+
+1. checks the request's form (PAN, the DE 55 tags the cryptogram covers);
+2. finds the issuer key by PAN (:class:`~terminal.host.keys.IssuerKeys`) and
+   derives the ICC master key (EMV Book 2 Annex A1.4, option A or B);
+3. checks the card asked to go online (CID 9F27 = ARQC, Book 3 §6.5.5.4);
+4. verifies the ARQC (9F26) with pyemv, over the data the card's cryptogram
+   version covers, in the card's order (``firmware/payapp/cryptogram.py``);
+5. checks the ATC (9F36) against the replay window of the card;
+6. checks DE 4 / DE 49 against the signed 9F02 / 5F2A, then the approval
+   rules (:class:`~terminal.host.rules.Rules`);
+7. answers with the Authorisation Response Code and, whenever the ARQC
+   verified and was fresh, the Issuer Authentication Data (tag 91,
+   Book 2 §8.2) for the card's second GENERATE AC:
+
+   - ARPC method 1 (Mastercard CVN 16/17, Visa CVN 10, UnionPay):
+     91 = ARPC(8) || ARC(2), ARPC = DES3(key)[ARQC xor (ARC || 00..00)];
+   - ARPC method 2 (Visa CVN 18): 91 = ARPC(4) || CSU(4) || 00 00, the MAC
+     covering ARQC || CSU || the 2 bytes of proprietary authentication
+     data, so the 10 bytes sent are what the card's CDOL2 asks for and MACs.
+
+   CSU (the CCD / VIS coding): byte 1 = 80 (proprietary authentication data
+   included, PIN try counter 0); byte 2 = 82 when approved (b8 issuer
+   approves online transaction, b2-b1 = 10 reset the velocity-checking
+   counters), 00 when declined; bytes 3 and 4 = 00.
+
+Issuer scripts (templates 71/72) are not produced. Every request leaves one
+row in the :class:`~terminal.host.authlog.AuthLog`; the response codes are
+tabled in :mod:`terminal.host.rules`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.utils import CryptographyDeprecationWarning
+from pyemv import ac as pyemv_ac
+from pyemv import cvn as pyemv_cvn
+from pyemv import kd as pyemv_kd
+
+from terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from terminal.host.authlog import AuthLog, CardHistory, LogEntry
+from terminal.host.keys import IssuerKey, IssuerKeys
+from terminal.host.rules import (
+    APPROVED,
+    DO_NOT_HONOUR,
+    FORMAT_ERROR,
+    INVALID_AMOUNT,
+    INVALID_TRANSACTION,
+    NO_SUCH_ISSUER,
+    SECURITY_VIOLATION,
+    SYSTEM_MALFUNCTION,
+    Decision,
+    Rules,
+    pan_sha256,
+)
+from terminal.tlvdump import mask_pan
+
+__all__ = ["CSU_APPROVED", "CSU_DECLINED", "PROPRIETARY_AUTH_DATA", "REQUIRED_TAGS", "IssuerHost"]
+
+log = logging.getLogger("emvkit.host")
+
+# pyemv 1.5.0 builds TripleDES from the place cryptography has deprecated;
+# that is pyemv's to fix, and `emvkit host serve` users should not see it.
+warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module="pyemv")
+
+# Terminal data every cryptogram version covers, in the card's order, then
+# the card's AIP and ATC (EMV Book 2 §8.1.1, Table 26).
+_AC_TERMINAL_TAGS = (0x9F02, 0x9F03, 0x9F1A, 0x95, 0x5F2A, 0x9A, 0x9C, 0x9F37)
+# DE 55 tags the host needs to verify an ARQC (every cryptogram version).
+REQUIRED_TAGS = (0x9F26, 0x9F27, 0x9F10, 0x82, 0x9F36, *_AC_TERMINAL_TAGS)
+_LENGTHS = {0x9F02: 6, 0x9F03: 6, 0x9F1A: 2, 0x95: 5, 0x5F2A: 2, 0x9A: 3, 0x9C: 1, 0x9F37: 4,
+            0x82: 2, 0x9F36: 2, 0x9F26: 8, 0x9F27: 1}
+# Shortest Issuer Application Data each version can take its CVR (and counters) from.
+_IAD_MIN = {"visa_cvn10": 7, "visa_cvn18": 7, "mc_cvn16": 8, "mc_cvn17": 18, "upi": 7}
+
+CSU_APPROVED = bytes.fromhex("80820000")
+CSU_DECLINED = bytes.fromhex("80000000")
+PROPRIETARY_AUTH_DATA = bytes(2)
+
+_CACHE_MAX = 4096
+
+
+class _Card:
+    """One card's cryptography, built once per (key, PAN, PSN) and cached:
+    pyemv's CVN object (or, for UnionPay, the ICC master key)."""
+
+    def __init__(self, key: IssuerKey, pan: str, psn: str) -> None:
+        derive = pyemv_kd.derive_icc_mk_b if key.derivation == "B" else pyemv_kd.derive_icc_mk_a
+        self.version = key.cryptogram_version
+        self.icc_mk: bytes = derive(key.imk_ac, pan, psn)
+        cls = {"visa_cvn10": pyemv_cvn.VisaCVN10, "visa_cvn18": pyemv_cvn.VisaCVN18,
+               "mc_cvn16": pyemv_cvn.MasterCardCVN16, "mc_cvn17": pyemv_cvn.MasterCardCVN17}.get(self.version)
+        self.scheme: Any = None
+        if cls is not None:
+            self.scheme = cls(iss_mk_ac=key.imk_ac, iss_mk_smi=key.imk_ac, iss_mk_smc=key.imk_ac, pan=pan, psn=psn)
+            # pyemv's classes derive with their CVN's usual option; the key
+            # entry says which one this issuer uses.
+            self.scheme.icc_mk_ac = self.icc_mk
+
+    def arqc(self, icc: dict[int, bytes]) -> bytes:
+        """The cryptogram the card should have computed (EMV Book 2 §8.1.2)."""
+        terminal = {f"tag_{t:x}": icc[t] for t in _AC_TERMINAL_TAGS}
+        aip, atc, iad = icc[0x82], icc[0x9F36], icc[0x9F10]
+        v = self.version
+        if v == "visa_cvn10":
+            return bytes(self.scheme.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, cvr=iad[3:7]))
+        if v == "visa_cvn18":
+            return bytes(self.scheme.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, tag_9f10=iad))
+        if v == "mc_cvn16":
+            return bytes(self.scheme.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, cvr=iad[2:8]))
+        if v == "mc_cvn17":
+            return bytes(self.scheme.generate_ac(**terminal, tag_82=aip, tag_9f36=atc, cvr=iad[2:8],
+                                                 counters=iad[10:18]))
+        # upi: EMV common session key (A1.3.1, R = ATC || 00..00), MAC with padding method 2.
+        data = b"".join(icc[t] for t in _AC_TERMINAL_TAGS) + aip + atc + iad
+        return bytes(pyemv_ac.generate_ac(self._upi_session_key(atc), data, pyemv_ac.PaddingType.EMV))
+
+    def issuer_authentication_data(self, arqc: bytes, atc: bytes, arc: bytes, approved: bool) -> bytes:
+        """Tag 91 for the card's second GENERATE AC (EMV Book 2 §8.2)."""
+        v = self.version
+        if v == "visa_cvn18":
+            csu = CSU_APPROVED if approved else CSU_DECLINED
+            arpc = bytes(self.scheme.generate_arpc(arqc, atc, csu, PROPRIETARY_AUTH_DATA))
+            return arpc + csu + PROPRIETARY_AUTH_DATA
+        if v == "upi":
+            return bytes(pyemv_ac.generate_arpc_1(self._upi_session_key(atc), arqc, arc)) + arc
+        return bytes(self.scheme.generate_arpc(arqc, arc)) + arc
+
+    def _upi_session_key(self, atc: bytes) -> bytes:
+        return bytes(pyemv_kd.derive_common_sk(self.icc_mk, atc + bytes(6)))
+
+
+class _Refusal(Exception):
+    """Internal: ends :meth:`IssuerHost._decide` with a response code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class IssuerHost:
+    """The issuer: ``authorise(request) -> response``, thread-safe."""
+
+    def __init__(self, keys: IssuerKeys, rules: Rules | None = None, log: AuthLog | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keys = keys
+        self.rules = rules if rules is not None else Rules()
+        self.log = log if log is not None else AuthLog()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cards: OrderedDict[tuple[str, str, str], _Card] = OrderedDict()
+        self._histories: OrderedDict[str, CardHistory] = OrderedDict()
+
+    @classmethod
+    def builtin(cls, db: str = ":memory:", rules: Rules | None = None) -> IssuerHost:
+        """The default host: the built-in test cards' keys, default rules,
+        a log in memory (or in the file ``db``)."""
+        return cls(IssuerKeys.builtin(), rules, AuthLog(db))
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> IssuerHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the Authoriser interface ---
+
+    def authorise(self, request: AuthorisationRequest) -> AuthorisationResponse:
+        with self._lock:
+            now = self.clock()
+            entry: dict[str, Any] = {"time": now, "amount": request.amount, "stan": request.stan,
+                                     "terminal_id": request.terminal_id, "mti": request.mti,
+                                     "currency": request.currency.hex()[-3:]}
+            try:
+                response = self._decide(request, now, entry)
+            except _Refusal as refusal:
+                response = _response(refusal.code, refusal.reason)
+            except Exception as exc:  # a host fault answers 96, it never takes the host down
+                log.exception("host fault while authorising (STAN %s)", request.stan)
+                response = _response(SYSTEM_MALFUNCTION, f"host fault: {type(exc).__name__}")
+                entry["atc_spent"] = False
+                self._histories.pop(entry.get("pan_sha256", ""), None)  # reread from the log next time
+            self.log.record(LogEntry(response_code=response.response_code, reason=response.reason, **entry))
+        log.info("%s STAN %s card %s ATC %s: %s %s", request.mti, request.stan, entry.get("pan_masked"),
+                 entry.get("atc"), response.response_code, response.reason)
+        return response
+
+    def format_error(self, reason: str, mti: str | None = None, stan: int | None = None,
+                     terminal_id: str | None = None) -> AuthorisationResponse:
+        """Log a message the front end could not read; the "30" answer."""
+        with self._lock:
+            self.log.record(LogEntry(time=self.clock(), response_code=FORMAT_ERROR, reason=reason, mti=mti,
+                                     stan=stan, terminal_id=terminal_id))
+        log.warning("format error (MTI %s, STAN %s): %s", mti, stan, reason)
+        return _response(FORMAT_ERROR, reason)
+
+    # --- the decision ---
+
+    def _decide(self, request: AuthorisationRequest, now: float, entry: dict[str, Any]) -> AuthorisationResponse:
+        pan = request.pan
+        if not pan.isdigit() or not 12 <= len(pan) <= 19:
+            raise _Refusal(FORMAT_ERROR, "the PAN must be 12 to 19 digits")
+        pan_hash = pan_sha256(pan)
+        entry.update(pan_masked=mask_pan(pan), pan_sha256=pan_hash)
+        key = self.keys.find(pan)
+        if key is None:
+            raise _Refusal(NO_SUCH_ISSUER, "no issuer key covers this PAN")
+        icc = request.icc_data
+        _check_icc_data(icc, key.cryptogram_version)
+        atc_bytes = icc[0x9F36]
+        atc = int.from_bytes(atc_bytes, "big")
+        entry["atc"] = atc
+        cid = icc[0x9F27][0] & 0xC0
+        if cid != 0x80:
+            kind = {0x00: "AAC", 0x40: "TC"}.get(cid, "RFU")
+            raise _Refusal(INVALID_TRANSACTION, f"the card did not ask to go online (CID {kind}, not ARQC)")
+        psn = request.psn or (icc[0x5F34].hex() if 0x5F34 in icc else "00")
+        if len(psn) != 2 or not psn.isdigit():
+            raise _Refusal(FORMAT_ERROR, "the PAN sequence number must be 2 digits")
+        card = self._card(key, pan, psn)
+        arqc = icc[0x9F26]
+        if card.arqc(icc) != arqc:
+            raise _Refusal(DO_NOT_HONOUR, "ARQC verification failed")
+        history = self._history(pan_hash, now)
+        _check_atc(history, atc, self.rules.atc_window)
+        entry["atc_spent"] = True
+        decision = self._rules_decision(request, icc, pan_hash, history, now)
+        code = APPROVED if decision is None else decision.response_code
+        if decision is None:
+            history.approvals.append(now)
+        arc = code.encode("ascii")
+        iad = card.issuer_authentication_data(arqc, atc_bytes, arc, decision is None)
+        return _response(code, "" if decision is None else decision.reason, iad)
+
+    def _rules_decision(self, request: AuthorisationRequest, icc: dict[int, bytes], pan_hash: str,
+                        history: CardHistory, now: float) -> Decision | None:
+        signed_amount = icc[0x9F02].hex()
+        if not signed_amount.isdigit() or int(signed_amount) != request.amount:
+            return Decision(INVALID_AMOUNT, "the amount (DE 4) differs from the amount the card signed (9F02)")
+        if request.currency != icc[0x5F2A]:
+            return Decision(INVALID_AMOUNT, "the currency (DE 49) differs from the one the card signed (5F2A)")
+        window_start = now - self.rules.velocity_window_s
+        while history.approvals and history.approvals[0] < window_start:
+            history.approvals.popleft()
+        return self.rules.check(pan_hash, request.amount, len(history.approvals))
+
+    # --- caches (the log is the truth; these only save recomputing it) ---
+
+    def _card(self, key: IssuerKey, pan: str, psn: str) -> _Card:
+        ident = (key.bin_prefix, pan, psn)
+        card = self._cards.get(ident)
+        if card is None:
+            card = _Card(key, pan, psn)
+            self._cards[ident] = card
+            if len(self._cards) > _CACHE_MAX:
+                self._cards.popitem(last=False)
+        else:
+            self._cards.move_to_end(ident)
+        return card
+
+    def _history(self, pan_hash: str, now: float) -> CardHistory:
+        history = self._histories.get(pan_hash)
+        if history is None:
+            history = self.log.card_history(pan_hash, self.rules.atc_window, now - self.rules.velocity_window_s)
+            self._histories[pan_hash] = history
+            if len(self._histories) > _CACHE_MAX:
+                self._histories.popitem(last=False)
+        else:
+            self._histories.move_to_end(pan_hash)
+        return history
+
+
+def _check_icc_data(icc: dict[int, bytes], version: str) -> None:
+    missing = [t for t in REQUIRED_TAGS if t not in icc]
+    if missing:
+        raise _Refusal(FORMAT_ERROR, "DE 55 lacks " + ", ".join(f"{t:X}" for t in missing))
+    for tag, size in _LENGTHS.items():
+        if len(icc[tag]) != size:
+            raise _Refusal(FORMAT_ERROR, f"DE 55 tag {tag:X} is {len(icc[tag])} bytes, not {size}")
+    if len(icc[0x9F10]) < _IAD_MIN[version] or len(icc[0x9F10]) > 32:
+        raise _Refusal(FORMAT_ERROR, f"DE 55 tag 9F10 is {len(icc[0x9F10])} bytes, too short or long for "
+                       f"{version}")
+
+
+def _check_atc(history: CardHistory, atc: int, window: int) -> None:
+    """The replay window: each ATC once, and none more than ``window``
+    below the highest seen. Marks ``atc`` spent."""
+    if atc in history.spent_atcs:
+        raise _Refusal(SECURITY_VIOLATION, f"ATC {atc} was already used (replayed cryptogram)")
+    if atc < history.highest_atc - window:
+        raise _Refusal(SECURITY_VIOLATION, f"ATC {atc} is more than {window} below the highest seen "
+                       f"({history.highest_atc})")
+    history.spent_atcs.add(atc)
+    if atc > history.highest_atc:
+        history.highest_atc = atc
+        floor = atc - window
+        history.spent_atcs = {a for a in history.spent_atcs if a >= floor}
+
+
+def _response(code: str, reason: str, iad: bytes | None = None) -> AuthorisationResponse:
+    return AuthorisationResponse(
+        approved=code == APPROVED, response_code=code, arc=code.encode("ascii"),
+        issuer_authentication_data=iad, reason=reason, icc_data={0x91: iad} if iad else {},
+    )

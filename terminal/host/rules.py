@@ -1,0 +1,155 @@
+"""The issuer's approval rules and the response codes it answers with.
+
+Response codes (DE 39, ISO 8583:1987 values; the ARC in tag 8A is the same
+two characters in ASCII):
+
+====  ==========================  ===============================================
+code  meaning                     when the simulator answers it
+====  ==========================  ===============================================
+00    approved                    every check passed
+05    do not honour               the ARQC (9F26) does not verify
+12    invalid transaction         the card did not ask to go online (CID not ARQC)
+13    invalid amount              DE 4 / DE 49 differ from the signed 9F02 / 5F2A
+15    no such issuer              no issuer key covers the PAN
+30    format error                malformed message, missing or bad DE / DE 55 tag
+61    exceeds amount limit        the amount is above the per-transaction limit
+62    restricted card             the PAN is on the blocked list
+63    security violation          ATC replayed, or more than W behind the highest
+65    exceeds frequency limit     more than N approvals for the PAN in T seconds
+96    system malfunction          a fault in the host itself (never a crash)
+====  ==========================  ===============================================
+
+The checks run in this order: format, issuer key, CID, ARQC, ATC window,
+amount/currency consistency, blocked PAN, amount limit, velocity. Blocked
+PANs are held as the SHA-256 of the PAN digits (``printf %s PAN | sha256sum``),
+never as the PAN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+from terminal.errors import ConfigError
+
+__all__ = [
+    "APPROVED",
+    "DO_NOT_HONOUR",
+    "EXCEEDS_AMOUNT_LIMIT",
+    "EXCEEDS_FREQUENCY_LIMIT",
+    "FORMAT_ERROR",
+    "INVALID_AMOUNT",
+    "INVALID_TRANSACTION",
+    "NO_SUCH_ISSUER",
+    "RESPONSE_CODES",
+    "RESTRICTED_CARD",
+    "SECURITY_VIOLATION",
+    "SYSTEM_MALFUNCTION",
+    "Decision",
+    "Rules",
+    "load_blocked",
+    "pan_sha256",
+]
+
+APPROVED: Final = "00"
+DO_NOT_HONOUR: Final = "05"
+INVALID_TRANSACTION: Final = "12"
+INVALID_AMOUNT: Final = "13"
+NO_SUCH_ISSUER: Final = "15"
+FORMAT_ERROR: Final = "30"
+EXCEEDS_AMOUNT_LIMIT: Final = "61"
+RESTRICTED_CARD: Final = "62"
+SECURITY_VIOLATION: Final = "63"
+EXCEEDS_FREQUENCY_LIMIT: Final = "65"
+SYSTEM_MALFUNCTION: Final = "96"
+
+RESPONSE_CODES: Final = {
+    APPROVED: "approved",
+    DO_NOT_HONOUR: "do not honour",
+    INVALID_TRANSACTION: "invalid transaction",
+    INVALID_AMOUNT: "invalid amount",
+    NO_SUCH_ISSUER: "no such issuer",
+    FORMAT_ERROR: "format error",
+    EXCEEDS_AMOUNT_LIMIT: "exceeds withdrawal amount limit",
+    RESTRICTED_CARD: "restricted card",
+    SECURITY_VIOLATION: "security violation",
+    EXCEEDS_FREQUENCY_LIMIT: "exceeds withdrawal frequency limit",
+    SYSTEM_MALFUNCTION: "system malfunction",
+}
+
+
+def pan_sha256(pan: str) -> str:
+    """SHA-256 of the PAN digits (ASCII), lower-case hex: how the host
+    looks a card up without holding its number."""
+    return hashlib.sha256(pan.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Decision:
+    response_code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Issuer approval policy. None disables a limit."""
+
+    max_amount: int | None = None  # per transaction, minor units (DE 4)
+    blocked: frozenset[str] = frozenset()  # SHA-256 hex of blocked PANs
+    velocity_count: int | None = None  # at most this many approvals per PAN ...
+    velocity_window_s: float = 86400.0  # ... in this many seconds
+    atc_window: int = 32  # W: an ATC more than W below the highest seen is declined
+
+    def __post_init__(self) -> None:
+        if self.max_amount is not None and self.max_amount < 0:
+            raise ConfigError("the amount limit must not be negative")
+        if self.velocity_count is not None and self.velocity_count < 1:
+            raise ConfigError("the velocity limit must allow at least 1 approval")
+        if self.velocity_window_s <= 0:
+            raise ConfigError("the velocity window must be positive")
+        if not 0 <= self.atc_window <= 0xFFFF:
+            raise ConfigError("the ATC window must be 0..65535")
+        for h in self.blocked:
+            _check_hash(h)
+
+    def blocking(self, *pans: str) -> Rules:
+        """These rules with ``pans`` added to the blocked list (hashed here)."""
+        return replace(self, blocked=self.blocked | {pan_sha256(p) for p in pans})
+
+    def check(self, pan_hash: str, amount: int, recent_approvals: int) -> Decision | None:
+        """The decline the rules call for, or None to approve.
+        ``recent_approvals``: approvals for the PAN in the velocity window."""
+        if pan_hash in self.blocked:
+            return Decision(RESTRICTED_CARD, "the card is blocked")
+        if self.max_amount is not None and amount > self.max_amount:
+            return Decision(EXCEEDS_AMOUNT_LIMIT, f"amount {amount} is above the limit of {self.max_amount}")
+        if self.velocity_count is not None and recent_approvals >= self.velocity_count:
+            return Decision(EXCEEDS_FREQUENCY_LIMIT, f"{recent_approvals} approvals in the last "
+                            f"{self.velocity_window_s:g} s (limit {self.velocity_count})")
+        return None
+
+
+def _check_hash(text: str) -> str:
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ConfigError("a blocked PAN is given as its SHA-256: 64 lower-case hex digits")
+    return text
+
+
+def load_blocked(path: str | Path) -> frozenset[str]:
+    """A blocked-PAN file: one SHA-256 (hex) per line; blank lines and
+    ``#`` comments are ignored."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the blocked-PAN file ({exc})") from None
+    out = set()
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip().lower()
+        if text:
+            try:
+                out.add(_check_hash(text))
+            except ConfigError as exc:
+                raise ConfigError(f"{path}:{n}: {exc}") from None
+    return frozenset(out)

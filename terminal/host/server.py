@@ -1,0 +1,261 @@
+"""``emvkit host serve``: the issuer host behind ISO 8583 over TCP.
+
+Each message travels with a 2-byte big-endian length header
+(:func:`terminal.host.iso8583.frame`). The server is one asyncio event loop
+with a :class:`asyncio.Protocol` per connection: authorising is CPU work
+under the GIL (pyemv, pyiso8583, SQLite), so threads would only add
+switching; the loop answers the frames of every connection in arrival
+order, several per wake-up when terminals pipeline, and sends the answers
+of one loop pass after one commit of their log rows (group commit, see
+:mod:`terminal.host.authlog`).
+
+:func:`answer` is the whole front end without I/O: bytes in, bytes out.
+A message that cannot be used is logged and answered with DE 39 "30" when its
+MTI is readable; one whose MTI is not readable, or a frame of length 0 or
+longer than :data:`~terminal.host.iso8583.MAX_MESSAGE`, closes that
+connection (there is nothing to answer). Nothing a peer sends stops the
+server. SIGINT and SIGTERM stop it gracefully: no new connections, open ones
+closed between messages, the log checkpointed and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from terminal.host.iso8583 import (
+    MAX_MESSAGE,
+    MessageFormatError,
+    decode_request,
+    encode_format_error,
+    encode_response,
+    frame,
+)
+from terminal.host.issuer import IssuerHost
+
+__all__ = ["HostServer", "ServerThread", "answer", "serve"]
+
+log = logging.getLogger("emvkit.host")
+
+
+def answer(host: IssuerHost, message: bytes) -> bytes | None:
+    """The host's reply to one ISO 8583 message, or None when there is
+    nothing to answer (the MTI is unreadable)."""
+    try:
+        request = decode_request(message)
+    except MessageFormatError as err:
+        host.format_error(err.reason, err.mti, err.stan, err.terminal_id)
+        return encode_format_error(err)
+    except Exception as exc:  # pyiso8583 faults on input it did not foresee: still a format error
+        host.format_error(f"undecodable message ({type(exc).__name__})")
+        return None
+    return encode_response(host.authorise(request), request)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: HostServer) -> None:
+        self.server = server
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.replies: list[bytes] = []  # answered, waiting for the group commit
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.connections.add(self)
+        log.info("terminal connected from %s", transport.get_extra_info("peername"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        log.info("terminal disconnected%s", f" ({exc})" if exc else "")
+
+    # A terminal that sends without reading its answers: stop reading from
+    # it until its answers drain, so memory stays bounded.
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2:
+            size = (buffer[0] << 8) | buffer[1]
+            if size == 0 or size > MAX_MESSAGE:
+                self.server.host.format_error(f"frame length {size} is outside 1..{MAX_MESSAGE}")
+                self.closing = True
+                break
+            if len(buffer) < 2 + size:
+                break
+            message = bytes(buffer[2:2 + size])
+            del buffer[:2 + size]
+            try:
+                reply = answer(self.server.host, message)
+            except Exception:
+                log.exception("fault while answering a message; closing the connection")
+                reply = None
+            if reply is None:
+                self.closing = True
+                break
+            self.replies.append(frame(reply))
+        self.server.send_later(self)
+
+    def send(self) -> None:
+        """Write the answers (their rows are committed) and close if asked."""
+        if self.transport is None:
+            return
+        if self.replies:
+            self.transport.write(b"".join(self.replies))
+            self.replies.clear()
+        if self.closing:
+            self.transport.close()
+
+    def close(self) -> None:
+        self.closing = True
+        self.send()
+
+
+class HostServer:
+    """The TCP front end of an :class:`IssuerHost` on one event loop.
+
+    Answers are sent once per event-loop pass, after one commit of the
+    log rows of every request answered in that pass (group commit)."""
+
+    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 8583) -> None:
+        self.host = host
+        self.address = address
+        self.port = port
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._waiting: set[_Connection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Bind and listen; ``self.port`` is the real port afterwards (for port 0)."""
+        self._loop = asyncio.get_running_loop()
+        self.host.log.group_commit = True
+        self._server = await self._loop.create_server(lambda: _Connection(self), self.address, self.port,
+                                                      reuse_address=True, backlog=512)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def send_later(self, connection: _Connection) -> None:
+        if not self._waiting and self._loop is not None:
+            self._loop.call_soon(self._commit_and_send)
+        self._waiting.add(connection)
+
+    def _commit_and_send(self) -> None:
+        waiting, self._waiting = self._waiting, set()
+        try:
+            self.host.log.flush()
+        except Exception:
+            # Not recorded, so not answered: the terminals see a broken link.
+            log.exception("cannot commit the authorisation log; dropping %d connections", len(waiting))
+            for connection in waiting:
+                connection.replies.clear()
+                connection.close()
+            return
+        for connection in waiting:
+            connection.send()
+
+    async def stop(self) -> None:
+        """Stop listening; answer what was answered, close every connection."""
+        if self._server is not None:
+            self._server.close()
+            self._commit_and_send()
+            for connection in list(self.connections):
+                connection.close()
+            await self._server.wait_closed()
+            self._server = None
+            self.host.log.group_commit = False  # in-process use commits per row again
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.address}:{self.port}"
+
+
+def serve(host: IssuerHost, address: str = "127.0.0.1", port: int = 8583,
+          ready: Callable[[HostServer], None] | None = None) -> None:
+    """Run the server until SIGINT or SIGTERM (main thread), then close the log."""
+
+    async def main() -> None:
+        server = HostServer(host, address, port)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready(server)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await server.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        host.close()
+
+
+class ServerThread:
+    """The server on an event loop in a background thread (tests, benches,
+    an in-process TCP host). ``with ServerThread(host) as s: s.url``."""
+
+    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = HostServer(host, address, port)
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="emvkit-host", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.server.start())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.server.stop())
+        self._loop.close()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
