@@ -63,6 +63,7 @@ bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/nfc_roundtrip.py
 	$(PY) bench/serial_roundtrip.py
 	$(PY) bench/crypto_timing.py
+	$(PY) bench/host_load.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -341,6 +341,37 @@ def test_kernel_goes_online_to_the_host(name: str) -> None:
     assert tap.result.outcome.outcome is Outcome.APPROVED
 
 
+@pytest.mark.parametrize("name", ["mastercard", "visa", "unionpay"])
+def test_kernel_declined_by_an_issuer_rule(name: str) -> None:
+    host = IssuerHost(IssuerKeys.builtin(), Rules(max_amount=5000))
+    with open_transport(f"emu:{name}") as transport:
+        tap = run_transaction(transport, load_config(), TransactionRequest(amount=6000), authoriser=host)
+    assert tap.result.outcome.outcome is Outcome.DECLINED
+    assert tap.result.authorisation.response_code == "61"
+    steps = [s.name for s in tap.result.steps]
+    if name == "mastercard":  # the card is told too: second GENERATE AC asking for an AAC
+        assert "second GENERATE AC" in steps and tap.result.cid == b"\x00"
+    else:
+        assert "second GENERATE AC" not in steps
+
+
+def test_kernel_transaction_replayed_to_the_host_is_declined() -> None:
+    host = IssuerHost.builtin()
+    request = TransactionRequest(amount=6000, random=lambda n: bytes(range(1, n + 1)))
+    with open_transport("emu:visa?rng=counting") as transport:
+        first = run_transaction(transport, load_config(), request)  # no host: the ARQC stays with the terminal
+    assert first.result.outcome.outcome is Outcome.ONLINE_REQUEST
+    with open_transport("emu:visa?rng=counting") as transport:
+        again = run_transaction(transport, load_config(), request, authoriser=host)
+    assert again.result.outcome.outcome is Outcome.APPROVED
+    # The same card state again: the same ATC, a replay for the host.
+    with open_transport("emu:visa?rng=counting") as transport:
+        replay = run_transaction(transport, load_config(), request, authoriser=host)
+    assert replay.result.cryptogram == again.result.cryptogram
+    assert replay.result.outcome.outcome is Outcome.DECLINED
+    assert replay.result.authorisation.response_code == "63"
+
+
 # --- issuer authentication failures seen by the card ---
 
 
