@@ -46,17 +46,16 @@ import dataclasses
 import errno
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from terminal.emulator.atr import contactless_atr
 from terminal.emulator.isodep import RATS, Command, IsoDepCard, IsoDepConfig, Reply, State, historical_bytes_from_atr
+from terminal.emulator.signals import run_until_signalled
 from terminal.errors import CardRemoved, ConfigError, TransportError
 
 try:
@@ -390,20 +389,4 @@ def serve_forever(card: Card, target: str = DEFAULT_TARGET, atr: bytes = contact
     Signal handlers are installed only when called from the main thread, and
     the previous handlers are restored on return.
     """
-    stop = threading.Event()
-    listener = NfcListener(card, target, atr)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
-        listener.run(stop)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0
+    return run_until_signalled(NfcListener(card, target, atr).run)

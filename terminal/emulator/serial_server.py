@@ -29,18 +29,17 @@ import importlib
 import logging
 import os
 import select
-import signal
 import socket
 import sys
 import threading
 import time
 import tty
-from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Protocol
 
 from firmware.devlink import DevLink
 from terminal.emulator.atr import contactless_atr
+from terminal.emulator.signals import run_until_signalled
 from terminal.errors import ConfigError, TransportError
 
 __all__ = [
@@ -494,23 +493,10 @@ def _run_until_signal(server: LinkServer) -> int:
     Signal handlers are installed only when called from the main thread, and
     the previous handlers are restored on return.
     """
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
     try:
-        server.run(stop)
+        return run_until_signalled(server.run)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         server.close()
-    return 0
 
 
 def serve_forever(card: Card, target: str, atr: bytes = contactless_atr()) -> int:

@@ -27,16 +27,14 @@ appear only at DEBUG.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from types import FrameType
 from typing import Protocol
 
 from terminal.emulator.atr import ATRError, contactless_atr
+from terminal.emulator.signals import run_until_signalled
 
 __all__ = ["DEFAULT_VPCD_PORT", "Card", "VpcdBridge", "serve_forever"]
 
@@ -270,20 +268,4 @@ def serve_forever(
     Signal handlers are installed only when called from the main thread, and
     the previous handlers are restored on return.
     """
-    stop = threading.Event()
-    bridge = VpcdBridge(card, host, port, atr)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s; stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, on_signal)
-    try:
-        bridge.run(stop)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0
+    return run_until_signalled(VpcdBridge(card, host, port, atr).run)
