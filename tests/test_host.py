@@ -277,13 +277,27 @@ def test_atc_window() -> None:
     assert host.authorise(txs[4].request).response_code == "63"  # now a replay
 
 
-def test_card_not_asking_to_go_online(host: IssuerHost) -> None:
+def test_card_that_declined_has_nothing_to_authorise(host: IssuerHost) -> None:
     tx = online("mastercard")
     icc = dict(tx.request.icc_data)
-    icc[0x9F27] = b"\x40"
+    icc[0x9F27] = b"\x00"
     response = host.authorise(replace(tx.request, icc_data=icc))
     assert response.response_code == "12"
-    assert "TC" in response.reason
+    assert "AAC" in response.reason
+
+
+@pytest.mark.parametrize("name", ["visa", "unionpay"])
+def test_offline_approval_sent_online_after_fdda_failed(name: str) -> None:
+    # A corrupted SDAD: fDDA fails, the CTQ says "go online if ODA fails", the
+    # reader sends the card's TC for authorisation (Book C-3), and the issuer
+    # verifies it like an ARQC.
+    host = IssuerHost.builtin()
+    with open_transport(f"emu:{name}?corrupt=9F4B") as transport:
+        tap = run_transaction(transport, load_config(), TransactionRequest(amount=1234), authoriser=host)
+    assert tap.result.oda_result.startswith("sdad_")  # the signature no longer recovers
+    assert tap.result.cid == b"\x40"
+    assert tap.result.authorisation.response_code == "00"
+    assert tap.result.outcome.outcome is Outcome.APPROVED
 
 
 def test_unknown_issuer(host: IssuerHost) -> None:

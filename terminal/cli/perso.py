@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "made (mode 0600), so further cards can be issued under it with --ca.",
     )
     parser.add_argument("--scheme", required=True, choices=SCHEMES)
-    parser.add_argument("--pan", help="PAN digits (default: a test PAN of the scheme)")
+    parser.add_argument("--pan", help="PAN digits (default: a fresh random PAN on the scheme's test BIN)")
     parser.add_argument("--expiry", default="3012", help="application expiry YYMM (default 3012)")
     parser.add_argument("--psn", default="01", help="PAN sequence number, 2 digits (default 01)")
     parser.add_argument("--issuer-cert-expiry", default="1231", help="MMYY (default 1231)")

@@ -35,11 +35,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run one EMV contactless transaction (Entry Point, then kernel C-2, C-3 or C-7) against a "
         "card and show each step, offline data authentication, the CVM, the TVR bit by bit, the cryptogram "
         "and the outcome. Without --reader: the card on the first PC/SC reader if one is connected, otherwise "
-        "the built-in emulated Visa card (emu:visa).",
+        "the built-in emulated Visa card (emu:visa). Online Requests go to the built-in issuer host simulator "
+        "unless --host says otherwise.",
     )
     parser.add_argument("--reader", metavar="URL",
-                        help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, "
-                        "emu:card.json, mpy:visa, scripted:trace.json ... (default emu:visa)")
+                        help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, emu:card.json, "
+                        "mpy:visa, nfc:usb, serial:/dev/ttyACM0, scripted:trace.json ... (default: a connected "
+                        "PC/SC reader, waiting up to 15 s for the card, else emu:visa)")
     parser.add_argument("--amount", default="12.34", help="amount, e.g. 12.34 (default 12.34)")
     parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
     parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")
@@ -49,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
     parser.add_argument("--reveal", action="store_true", help="show the full PAN")
-    parser.add_argument("--host", default="builtin", metavar="URL",
+    parser.add_argument("--host", metavar="URL",
                         help="where Online Requests are authorised: builtin (the issuer host simulator in-process, "
                         "knowing the built-in cards and the tapped profile), tcp://HOST:PORT (emvkit host serve), "
                         "or none (stop at Online Request)")
@@ -171,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         for key in ("amount", "other_amount", "currency", "type", "date", "time"):
             if meta.get(key) is not None:
                 setattr(args, key, meta[key])
+        if args.host is None and isinstance(meta.get("host"), str):
+            args.host = meta["host"]  # replay against the same kind of issuer
     request = build_request(args, config, rng)
+    args.host = args.host or "builtin"
     authoriser = make_authoriser(args.host, url)
     transport: Transport = open_transport(url)
     if note and not args.json:
@@ -195,7 +200,7 @@ def _meta(args: argparse.Namespace, request: TransactionRequest, rng: Callable[[
         "amount": args.amount, "other_amount": args.other_amount, "currency": args.currency,
         "type": args.type, "date": (request.date or datetime.date.today()).isoformat(),
         "time": (request.time or datetime.time()).isoformat(),
-        "random": bytes(drawn).hex().upper(), "reader": args.reader or "default",
+        "random": bytes(drawn).hex().upper(), "reader": args.reader or "default", "host": args.host,
     }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from terminal.cli.args import BadArgument
-from terminal.cli.tap import build_request, report, to_json
+from terminal.cli.tap import build_request, make_authoriser, report, to_json
 from terminal.currency import format_amount, lookup
 from terminal.errors import CardRemoved
 from terminal.kernel.config import TerminalConfig, load_config
@@ -58,6 +58,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--date", help="transaction date YYYY-MM-DD (default today)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line, one per transaction")
     parser.add_argument("--reveal", action="store_true", help="show full PANs")
+    parser.add_argument("--host", default="builtin", metavar="URL",
+                        help="where Online Requests are authorised: builtin, tcp://HOST:PORT or none (as for tap)")
     parser.set_defaults(func=run)
 
 
@@ -110,7 +112,7 @@ def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig) -> tupl
         _say(args, f"card left before the transaction began ({exc})")
         return None, reader_name
     with transport:
-        return run_transaction(transport, config, request), reader_name
+        return run_transaction(transport, config, request, make_authoriser(args.host, url)), reader_name
 
 
 def _wait_for_removal(args: argparse.Namespace, reader_name: str) -> None:

@@ -6,7 +6,8 @@ each request it
 1. checks the request's form (PAN, the DE 55 tags the cryptogram covers);
 2. finds the issuer key by PAN (:class:`~terminal.host.keys.IssuerKeys`) and
    derives the ICC master key (EMV Book 2 Annex A1.4, option A or B);
-3. checks the card asked to go online (CID 9F27 = ARQC, Book 3 §6.5.5.4);
+3. checks the card's cryptogram is an ARQC, or a TC sent online by a contactless reader
+   (Book 3 §6.5.5.4, Book C-3), not an AAC;
 4. verifies the ARQC (9F26) with pyemv, over the data the card's cryptogram
    version covers, in the card's order (``firmware/payapp/cryptogram.py``);
 5. checks the ATC (9F36) against the replay window of the card;
@@ -225,9 +226,12 @@ class IssuerHost:
         atc = int.from_bytes(atc_bytes, "big")
         entry["atc"] = atc
         cid = icc[0x9F27][0] & 0xC0
-        if cid != 0x80:
-            kind = {0x00: "AAC", 0x40: "TC"}.get(cid, "RFU")
-            raise _Refusal(INVALID_TRANSACTION, f"the card did not ask to go online (CID {kind}, not ARQC)")
+        if cid not in (0x80, 0x40):
+            kind = {0x00: "AAC"}.get(cid, "RFU")
+            raise _Refusal(INVALID_TRANSACTION, f"the card declined (CID {kind}): nothing to authorise")
+        # A TC comes online when a contactless reader sends an offline
+        # approval for authorisation (Book C-3: fDDA failed and the CTQ says
+        # "go online"); it is verified like an ARQC.
         psn = request.psn or (icc[0x5F34].hex() if 0x5F34 in icc else "00")
         if len(psn) != 2 or not psn.isdigit():
             raise _Refusal(FORMAT_ERROR, "the PAN sequence number must be 2 digits")

@@ -166,5 +166,5 @@ def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> 
     if response.approved and response.issuer_authentication_data:
         ctx.set_tvr("ISSUER_AUTHENTICATION_FAILED")
         return ctx.result(Outcome.DECLINED, "the card declined after issuer authentication")
-    return ctx.result(Outcome.DECLINED, "" if not response.approved
-                      else "the card declined the second GENERATE AC")
+    return ctx.result(Outcome.DECLINED, f"declined by the issuer ({response.response_code})"
+                      if not response.approved else "the card declined the second GENERATE AC")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.errors import ConfigError
-from terminal.perso.cards import RIDS, SCHEMES, CardOptions, build_card
+from terminal.perso.cards import DEFAULT_PAN_PREFIX, RIDS, SCHEMES, CardOptions, build_card, luhn_complete
 from terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
 
 __all__ = ["BUILTIN_DIR", "builtin_names", "capk_path", "load_builtin", "profile_path", "regenerate"]
@@ -47,7 +47,7 @@ def regenerate(directory: Path = BUILTIN_DIR) -> None:
     capks = {}
     for name in SCHEMES:
         rid = RIDS["visa" if name == "wearable" else name]
-        built = build_card(CardOptions(scheme=name, ca=cas[rid]))
+        built = build_card(CardOptions(scheme=name, ca=cas[rid], pan=luhn_complete(DEFAULT_PAN_PREFIX[name])))
         (directory / f"{name}.json").write_text(json.dumps(built.profile, indent=1) + "\n")
         capks[rid] = built.capk
     (directory / "capk.json").write_text(json.dumps(sorted(capks.values(), key=lambda k: k["rid"]),

@@ -188,10 +188,17 @@ def _end_of_month(yymm: str) -> str:
     return f"{yymm}{days:02d}"
 
 
+def random_pan(scheme: str, random: Callable[[int], bytes]) -> str:
+    """A fresh test PAN: the scheme's test BIN, nine random digits and the
+    Luhn digit, so two personalised cards never share a PAN."""
+    digits = "".join(str(b % 10) for b in random(9))
+    return luhn_complete(DEFAULT_PAN_PREFIX[scheme][:6] + digits)
+
+
 def _check(options: CardOptions) -> str:
     if options.scheme not in SCHEMES:
         raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
-    pan = options.pan or luhn_complete(DEFAULT_PAN_PREFIX[options.scheme])
+    pan = options.pan or random_pan(options.scheme, options.random)
     if not pan.isdigit() or not 12 <= len(pan) <= 19:
         raise ConfigError("PAN: 12 to 19 digits")
     if luhn_complete(pan[:-1]) != pan:
