@@ -4,11 +4,13 @@
 #   micropython firmware/devlink.py PROFILE.json [os|counting] [--tty /dev/pts/N]
 #
 # With --tty the link runs on that terminal device (opened read/write and
-# put in raw mode); otherwise on stdin/stdout in binary. MICROPYPATH must
-# hold the directory above firmware/ (".frozen:<repo root>").
+# put in raw mode; under MicroPython also VMIN 0, so that a read returns what
+# has arrived); otherwise on stdin/stdout in binary, blocking or not.
+# MICROPYPATH must hold the directory above firmware/ (".frozen:<repo root>").
 #
 # DevLink is the protocol without I/O: receive(bytes, write) serves every
-# frame the bytes complete. run() is the blocking loop around it; the host
+# frame the bytes complete. run() is the loop around it, which never asks
+# its stream for a byte that has not arrived (see "reading" below); the host
 # emulator (terminal/emulator/serial_server.py) drives the same DevLink
 # from its own sockets and ptys.
 #
@@ -17,7 +19,7 @@
 #   POWER_OFF        -> ATR with an empty payload; the card is unpowered
 #   APDU_COMMAND     -> APDU_RESPONSE (ERROR ERR_NOT_POWERED when unpowered)
 #   DEVICE_INFO_REQUEST -> DEVICE_INFO ("key=value" lines: version, profile,
-#                       impl, mem_free, max_payload)
+#                       impl, mem_free, max_payload; reader, under run())
 #   anything else    -> ERROR ERR_UNSUPPORTED (ERROR and LOG are ignored)
 # A run of bytes that is not a valid frame is answered with a NAK: an ERROR
 # frame, seq 0, whose code is the fault kind; the host resends its request.
@@ -28,6 +30,11 @@
 import sys
 
 from firmware import link
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
 
 try:
     import gc
@@ -74,6 +81,7 @@ class DevLink:
         self.frames = 0
         self.faults = 0
         self.duplicates = 0
+        self.reader = ""  # how run() reads its stream (DEVICE_INFO "reader"): arrived, bytes or want
 
     def want(self) -> int:
         # Bytes a blocking reader can ask for next (see link.Decoder.want).
@@ -112,13 +120,16 @@ class DevLink:
             self._error(link.ERR_UNSUPPORTED, frame.seq, "type 0x%02X" % t, write)
 
     def info(self) -> bytes:
-        return link.info_payload([
+        items = [
             ("version", VERSION),
             ("profile", self.profile_id),
             ("impl", sys.implementation.name),
             ("mem_free", mem_free()),
             ("max_payload", self.max_payload),
-        ])
+        ]
+        if self.reader:
+            items.append(("reader", self.reader))
+        return link.info_payload(items)
 
     def log(self, text: str, write) -> None:
         # One LOG line to the host. Never with APDU bodies: they hold card data.
@@ -168,29 +179,21 @@ class DevLink:
             self.log("card %s() raised %s" % (name, type(exc).__name__), write)
 
 
-def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str = "") -> int:
+def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str = "",
+        partial_reads: bool = False) -> int:
     # Serve the link until the input ends (EOF, or an error such as EIO on
-    # a pty whose other side closed); returns 0.
+    # a pty whose other side closed); returns 0. partial_reads: the caller
+    # knows that stream_in.readinto() returns what has arrived instead of
+    # waiting for a full buffer (a tty set to VMIN 0; a non-blocking stream
+    # is found out anyway, see _poll_reader).
     profile = getattr(card, "profile", None)
     if atr is None:
         atr = pseudo_atr(getattr(profile, "atr_historical", b""))
     if not profile_id:
         profile_id = getattr(profile, "id", "")
     dev = DevLink(card, atr, profile_id)
-    put = stream_out.write
-    flush = [getattr(stream_out, "flush", None)]
-
-    def write(data) -> None:
-        put(data)
-        if flush[0] is not None:
-            try:
-                flush[0]()
-            except OSError:
-                # MicroPython's FileIO.flush() is fsync(), which a tty refuses
-                # (EINVAL); its writes are unbuffered anyway.
-                flush[0] = None
-
-    read = _file_reader(stream_in) or _poll_reader(stream_in) or _want_reader(stream_in, dev)
+    write = _writer(stream_out)
+    read = _file_reader(stream_in, dev) or _poll_reader(stream_in, dev, partial_reads) or _want_reader(stream_in, dev)
     while True:
         data = read()
         if not data:
@@ -198,12 +201,50 @@ def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str
         dev.receive(data, write)
 
 
-def _file_reader(stream, limit: int = 4096):
+# --- reading: never ask for a byte that has not arrived ---
+#
+# A blocking read(n) (MicroPython's stream read and readinto, on the unix port
+# and on boards) waits until all n bytes are there. After garbage (a COBS code
+# byte hit by noise, a frame cut short) nobody knows how many bytes are
+# coming: a read of the block that garbage announced would wait until the
+# host resends, or for ever. poll() only says that at least one byte is
+# there, never how many. So the readers (DevLink.reader, in DEVICE_INFO) are:
+#
+# - "arrived": a stream whose read returns what has arrived (CPython's
+#   unbuffered files; a non-blocking descriptor; a tty set to VMIN 0): wait
+#   with poll, then one read of up to _READ_LIMIT bytes, a frame at a time;
+# - "bytes": a blocking stream (a board's USB CDC stdin, a pty master passed
+#   as a blocking stdin): wait, then one byte at a time while poll says more
+#   is there (about 1 us a byte on the unix port);
+# - "want": a stream that cannot be polled: blocking reads of Decoder.want()
+#   bytes, which never wait past the end of a well-formed frame (after
+#   garbage, though, they may wait until the host resends).
+
+_READ_LIMIT = const(1040)  # more than the largest frame on the wire (1037 bytes)
+_WRITE_WAIT_MS = const(2000)  # a host that takes no bytes for this long loses the rest of a frame
+
+
+def _poller(stream, event: int = 0):
+    # A select.poll with `stream` registered for `event` (POLLIN by default),
+    # or None when the stream cannot be polled.
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(stream, event or select.POLLIN)
+        poller.poll(0)
+    except Exception:
+        return None
+    return poller
+
+
+def _file_reader(stream, dev: DevLink, limit: int = 4096):
     # CPython: an unbuffered file's read(n) is one read() call, which returns
     # what has arrived. (Through a BufferedReader, bytes would sit in its
-    # buffer where poll() cannot see them: use the raw file under it.) None
-    # on MicroPython, whose read(n) waits for all n bytes, and for streams
-    # that are no file.
+    # buffer where poll() cannot see them: use the raw file under it.) On a
+    # non-blocking descriptor read() returns None while nothing is there:
+    # poll first. None on MicroPython, whose read(n) waits for all n bytes,
+    # and for streams that are no file.
     if sys.implementation.name == "micropython":
         return None
     raw = getattr(stream, "raw", stream)
@@ -211,41 +252,70 @@ def _file_reader(stream, limit: int = 4096):
         raw.fileno()
     except Exception:
         return None
+    poller = _poller(raw)
+    dev.reader = "arrived"
 
     def read():
-        try:
-            return raw.read(limit)
-        except OSError:  # EIO: the other side of the pty closed
-            return b""
+        while True:
+            if poller is not None:
+                poller.poll()
+            try:
+                data = raw.read(limit)
+            except OSError:  # EIO: the other side of the pty closed
+                return b""
+            if data is not None:
+                return data
+            if poller is None:
+                return b""
 
     return read
 
 
-def _poll_reader(stream, limit: int = 256):
-    # Reads what has arrived, never more: wait until the stream is readable,
-    # then take one byte at a time while poll says more is there (about 1 us
-    # a byte on the unix port). A blocking read(n) would wait for n bytes,
-    # and after garbage nobody knows how many are coming. None when the
-    # stream cannot be polled.
-    try:
-        import select
-
-        poller = select.poll()
-        poller.register(stream, select.POLLIN)
-        poller.poll(0)
-    except Exception:
+def _poll_reader(stream, dev: DevLink, partial: bool = False, limit: int = _READ_LIMIT):
+    # A pollable stream (MicroPython). With `partial`, or once the stream
+    # turns out to be non-blocking: poll, then one readinto of what has
+    # arrived. Otherwise one byte at a time while poll says more is there.
+    # How a non-blocking stream is found out: when nothing is waiting, the
+    # reader waits by reading one byte; a non-blocking stream answers that
+    # read with None at once, and on a blocking stream the read is the wait
+    # itself. None when the stream cannot be polled.
+    poller = _poller(stream)
+    if poller is None:
         return None
+    poll = poller.poll
+    readinto = stream.readinto
     one = bytearray(1)
     buf = bytearray(limit)
     view = memoryview(buf)
-    readinto = stream.readinto
+    dev.reader = "arrived" if partial else "bytes"
+
+    def read_arrived():
+        while True:
+            poll(-1)
+            try:
+                n = readinto(buf)
+            except OSError:  # EIO: the other side of the pty closed
+                return view[:0]
+            if n is not None:
+                return view[:n]  # n == 0: the end of the input
 
     def read():
+        if dev.reader == "arrived":
+            return read_arrived()
         n = 0
-        poller.poll(-1)
-        while n < limit:
-            if n and not poller.poll(0):
-                break
+        if not poll(0):
+            try:
+                k = readinto(one)  # the wait for the next byte
+            except OSError:
+                return view[:0]
+            if k is None:  # a non-blocking stream: from now on, read what has arrived
+                dev.reader = "arrived"
+                return read_arrived()
+            if not k:
+                return view[:0]
+            buf[0] = one[0]
+            n = 1
+        while n < limit and poll(0):
             try:
                 k = readinto(one)
             except OSError:  # EIO: the other side of the pty closed
@@ -263,6 +333,8 @@ def _want_reader(stream, dev: DevLink):
     # For streams that cannot be polled: blocking reads of DevLink.want()
     # bytes, which never wait past the end of a well-formed frame. After
     # garbage a read may wait for bytes nobody sends until the host resends.
+    dev.reader = "want"
+
     def read():
         try:
             return stream.read(dev.want())
@@ -272,8 +344,54 @@ def _want_reader(stream, dev: DevLink):
     return read
 
 
-def _raw_mode(fd: int) -> None:
-    # No echo, no line editing, no CR/LF translation: 8-bit clean.
+# --- writing ---
+
+def _writer(stream):
+    # write(data) puts all of data on the stream. A non-blocking stream may
+    # take part of it, or nothing (None): the rest goes once poll says the
+    # stream takes bytes again; a host that takes none for _WRITE_WAIT_MS
+    # loses the rest of the frame (it times out and resends). CPython writes
+    # to the unbuffered file under a BufferedWriter.
+    raw = getattr(stream, "raw", stream)
+    put = raw.write
+    flush = [getattr(raw, "flush", None)]
+    waiter = []  # the POLLOUT poller, made the first time a write comes up short
+
+    def write(data) -> None:
+        done = put(data)
+        if done is None or done < len(data):
+            rest(data, done or 0)
+        if flush[0] is not None:
+            try:
+                flush[0]()
+            except OSError:
+                # MicroPython's FileIO.flush() is fsync(), which a tty refuses
+                # (EINVAL); its writes are unbuffered anyway.
+                flush[0] = None
+
+    def rest(data, done: int) -> None:
+        if not waiter:
+            import select
+
+            waiter.append(_poller(raw, select.POLLOUT))
+        poller = waiter[0]
+        view = memoryview(data)
+        size = len(data)
+        while done < size:
+            if poller is not None and not poller.poll(_WRITE_WAIT_MS):
+                return
+            k = put(view[done:])
+            if not k and poller is None:
+                return  # cannot wait on this stream: give up rather than spin
+            done += k or 0
+
+    return write
+
+
+def _raw_mode(fd: int, partial_reads: bool = False) -> None:
+    # No echo, no line editing, no CR/LF translation: 8-bit clean. With
+    # partial_reads (MicroPython), also VMIN 0 and VTIME 0: a read returns
+    # what has arrived at once (0 bytes when none: the reader polls first).
     try:
         import termios
     except ImportError:
@@ -284,17 +402,30 @@ def _raw_mode(fd: int) -> None:
 
         setraw = tty.setraw
     setraw(fd)
+    if partial_reads:
+        # MicroPython's tcgetattr gives VMIN and VTIME as ints, the other
+        # control characters as bytes (and has no VMIN/VTIME constants).
+        attrs = termios.tcgetattr(fd)
+        cc = attrs[6]
+        for i in range(len(cc)):
+            if isinstance(cc[i], int):
+                cc[i] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
 def _open_tty(path: str):
     # Unbuffered read/write. CPython needs buffering=0 (a tty cannot seek,
-    # so a buffered r+b file fails); MicroPython's files are unbuffered.
+    # so a buffered r+b file fails); MicroPython's files are unbuffered, and
+    # their read(n) waits for n bytes unless the tty has VMIN 0. Returns
+    # (file, partial_reads).
     if sys.implementation.name == "micropython":
         f = open(path, "r+b")
+        partial = True
     else:
         f = open(path, "r+b", buffering=0)
-    _raw_mode(f.fileno())
-    return f
+        partial = False
+    _raw_mode(f.fileno(), partial)
+    return f, partial
 
 
 def _usage() -> int:
@@ -322,9 +453,9 @@ def main(argv: list) -> int:
         doc = json.load(f)
     card = Card(doc, rng=source(args[1] if len(args) > 1 else None))
     if tty is not None:
-        stream = _open_tty(tty)
+        stream, partial = _open_tty(tty)
         try:
-            return run(stream, stream, card)
+            return run(stream, stream, card, partial_reads=partial)
         finally:
             stream.close()
     try:

@@ -127,7 +127,10 @@ _CRC_TABLE = _crc_table()
 
 
 def crc16_portable(data, crc: int = 0xFFFF) -> int:
-    # Table-driven, one byte at a time; what MicroPython uses.
+    # Table-driven, one byte at a time; what MicroPython uses. The loop is as
+    # tight as the bytecode gets: the table in a local, one expression a byte
+    # (a two-table hi/lo split or an array('H') table measure slower on the
+    # unix port). `data` may be a memoryview: no copy.
     table = _CRC_TABLE
     for b in data:
         crc = ((crc << 8) & 0xFFFF) ^ table[(crc >> 8) ^ b]
@@ -137,21 +140,31 @@ def crc16_portable(data, crc: int = 0xFFFF) -> int:
 def crc16(data, crc: int = 0xFFFF) -> int:
     # CRC-16/CCITT-FALSE of `data` (any bytes-like); `crc` continues a
     # running CRC. binascii.crc_hqx is the same CRC with a chosen initial value.
-    if _crc_hqx is not None:
-        return _crc_hqx(data, crc)
-    return crc16_portable(data, crc)
+    return _crc(data, crc)
+
+
+_crc = crc16_portable if _crc_hqx is None else _crc_hqx  # (data, crc): the codec calls it directly
+
+# A frame body followed by its own CRC (big-endian) has a CRC of 0: the
+# decoder checks that, without cutting the CRC off first.
 
 
 # --- COBS ---
+#
+# A block is a code byte k (1..FF) and k - 1 data bytes; a block whose code
+# is not FF stands for its data and a 00, except the last one. Encoding walks
+# the 00 bytes of the source (bytes.find, C speed), decoding walks the code
+# bytes: the Python loops run once per block, never once per byte.
 
 def cobs_encode_into(src, n: int, dst, d: int) -> int:
     # Encode src[0:n] into dst starting at index d; return the end index.
     # dst must have room for n + n // 254 + 1 bytes. A final run of exactly
     # 254 non-zero bytes gets no trailing 01 block (the usual convention).
     mv = memoryview(src)
+    find = src.find
     pos = 0
     while True:
-        z = src.find(b"\x00", pos, n)
+        z = find(b"\x00", pos, n)
         end = n if z < 0 else z
         full = False
         while end - pos >= 254:
@@ -170,6 +183,21 @@ def cobs_encode_into(src, n: int, dst, d: int) -> int:
         pos = z + 1
 
 
+def _stuff_in_place(buf, start: int, end: int) -> None:
+    # COBS in place when the source is shorter than 254 bytes (so no run
+    # reaches 254): buf[start + 1:end] holds the source and buf[start] is
+    # free; every 00 of the source becomes the code of the block after it,
+    # buf[start] the code of the first block. Same bytes as cobs_encode_into.
+    find = buf.find
+    pos = start
+    z = find(b"\x00", start + 1, end)
+    while z >= 0:
+        buf[pos] = z - pos
+        pos = z
+        z = find(b"\x00", z + 1, end)
+    buf[pos] = end - pos
+
+
 def cobs_encode(data) -> bytes:
     src = bytes(data)
     n = len(src)
@@ -177,39 +205,67 @@ def cobs_encode(data) -> bytes:
     return bytes(dst[:cobs_encode_into(src, n, dst, 0)])
 
 
+def _unstuff_in_place(raw, n: int) -> int:
+    # COBS-decode raw[0:n] in place (raw: a bytearray, n >= 1, no 00 in
+    # raw[0:n]): the decoded bytes end up in raw[1:1 + m]; returns m, or -1
+    # when raw[0:n] is not valid COBS (a block that runs past the end). Each
+    # code byte after the first becomes the 00 it stands for; one that
+    # follows a full FF block (which stands for no 00) is cut out instead.
+    code = raw[0]
+    r = code
+    cuts = None
+    while r < n:
+        c = raw[r]
+        if not c:
+            return -1  # a 00 code byte (the Decoder never passes one)
+        if code == 0xFF:
+            if cuts is None:
+                cuts = []
+            cuts.append(r)
+        else:
+            raw[r] = 0
+        code = c
+        r += c
+    if r != n:
+        return -1
+    if cuts is None:
+        return n - 1
+    w = cuts[0]
+    cuts.append(n)
+    for i in range(1, len(cuts)):
+        a = cuts[i - 1] + 1
+        k = cuts[i] - a
+        raw[w:w + k] = raw[a:a + k]
+        w += k
+    return w - 1
+
+
 def cobs_decode_into(src, n: int, dst) -> int:
     # Decode src[0:n] (no delimiters) into dst; return the decoded length,
     # or -1 when src is not valid COBS (a 00 code byte, or a block that runs
     # past the end). 00 bytes inside blocks are not looked for: the Decoder
     # never passes any. dst must have room for n bytes.
-    mv = memoryview(src)
-    r = 0
-    w = 0
-    while r < n:
-        code = src[r]
-        if code == 0:
-            return -1
-        r += 1
-        k = code - 1
-        if r + k > n:
-            return -1
-        if k:
-            dst[w:w + k] = mv[r:r + k]
-            w += k
-            r += k
-        if code != 0xFF and r < n:
-            dst[w] = 0
-            w += 1
-    return w
+    if n == 0:
+        return 0
+    raw = bytearray(src[:n])
+    m = _unstuff_in_place(raw, n)
+    if m > 0:
+        dst[:m] = raw[1:1 + m]
+    return m
 
 
 def cobs_decode(data) -> bytes:
     src = bytes(data)
-    dst = bytearray(len(src))
-    n = -1 if b"\x00" in src else cobs_decode_into(src, len(src), dst)
-    if n < 0:
+    n = len(src)
+    if b"\x00" in src:
         raise LinkError("not valid COBS")
-    return bytes(dst[:n])
+    if n == 0:
+        return b""
+    raw = bytearray(src)
+    m = _unstuff_in_place(raw, n)
+    if m < 0:
+        raise LinkError("not valid COBS")
+    return bytes(raw[1:1 + m])
 
 
 # --- frames ---
@@ -264,6 +320,37 @@ def _check(ftype: int, seq: int, n: int, max_payload: int) -> None:
         raise LinkError("payload of %d bytes exceeds the maximum of %d" % (n, max_payload))
 
 
+def _frame_into(wire, body, ftype: int, seq: int, payload, n: int) -> int:
+    # The whole frame, both delimiters, into wire[0:end]; returns end. Short
+    # bodies (under 254 bytes: nearly every APDU) are laid out at wire[2:]
+    # and stuffed in place; longer ones go through `body`, which must have
+    # room for n + OVERHEAD bytes.
+    m = n + OVERHEAD
+    if m < 254:
+        buf = wire
+        at = 2
+    else:
+        buf = body
+        at = 0
+    buf[at] = ftype
+    buf[at + 1] = seq
+    buf[at + 2] = n >> 8
+    buf[at + 3] = n & 0xFF
+    buf[at + 4:at + 4 + n] = payload
+    end = at + 4 + n
+    crc = _crc(memoryview(buf)[at:end], 0xFFFF)
+    buf[end] = crc >> 8
+    buf[end + 1] = crc & 0xFF
+    wire[0] = 0
+    if m < 254:
+        _stuff_in_place(wire, 1, m + 2)
+        d = m + 2
+    else:
+        d = cobs_encode_into(body, m, wire, 1)
+    wire[d] = 0
+    return d + 1
+
+
 class FrameWriter:
     # Encodes frames into one preallocated buffer, reused for every frame:
     # encode() returns a memoryview that is valid until the next call.
@@ -276,56 +363,56 @@ class FrameWriter:
     def encode(self, ftype: int, seq: int, payload=b"") -> memoryview:
         n = len(payload)
         _check(ftype, seq, n, self.max_payload)
-        body = self._body
-        body[0] = ftype
-        body[1] = seq
-        body[2] = n >> 8
-        body[3] = n & 0xFF
-        body[HEADER_SIZE:HEADER_SIZE + n] = payload
-        end = HEADER_SIZE + n
-        crc = crc16(memoryview(body)[:end])
-        body[end] = crc >> 8
-        body[end + 1] = crc & 0xFF
-        wire = self._wire
-        wire[0] = 0
-        d = cobs_encode_into(body, end + CRC_SIZE, wire, 1)
-        wire[d] = 0
-        return self._view[:d + 1]
+        return self._view[:_frame_into(self._wire, self._body, ftype, seq, payload, n)]
 
 
 def encode_frame(ftype: int, seq: int, payload=b"", max_payload: int = MAX_PAYLOAD) -> bytes:
     # One frame as new bytes (allocates; FrameWriter reuses its buffer).
     n = len(payload)
     _check(ftype, seq, n, max_payload)
-    body = bytearray(HEADER_SIZE + n + CRC_SIZE)
-    body[0] = ftype
-    body[1] = seq
-    body[2] = n >> 8
-    body[3] = n & 0xFF
-    body[HEADER_SIZE:HEADER_SIZE + n] = payload
-    crc = crc16(memoryview(body)[:HEADER_SIZE + n])
-    body[HEADER_SIZE + n] = crc >> 8
-    body[HEADER_SIZE + n + 1] = crc & 0xFF
-    m = len(body)
-    wire = bytearray(m + m // 254 + 3)
-    d = cobs_encode_into(body, m, wire, 1)
-    wire[d] = 0
-    return bytes(wire[:d + 1])
+    m = n + OVERHEAD
+    if m < 254:
+        wire = bytearray(m + 3)
+        _frame_into(wire, None, ftype, seq, payload, n)
+        return bytes(wire)
+    wire = bytearray(max_wire(n))
+    return bytes(wire[:_frame_into(wire, bytearray(m), ftype, seq, payload, n)])
+
+
+def _parse(raw, view, n: int, max_payload: int):
+    # The event for one run of n wire bytes between delimiters, in raw[0:n]
+    # (a scratch bytearray, decoded in place; `view` is memoryview(raw); COBS,
+    # no 00, n >= 1): a Frame, or the Fault that says why not.
+    m = _unstuff_in_place(raw, n)
+    if m < OVERHEAD:
+        return Fault(FAULT_FRAMING, n)
+    if _crc(view[1:1 + m], 0xFFFF):  # over the body and its own CRC: 0
+        return Fault(FAULT_CRC, n)
+    length = (raw[3] << 8) | raw[4]
+    if length != m - OVERHEAD or length > max_payload:
+        return Fault(FAULT_FRAMING, n)
+    return Frame(raw[1], raw[2], bytes(view[1 + HEADER_SIZE:m - 1]))
 
 
 class Decoder:
     # Incremental decoder: feed() takes bytes as they arrive and returns the
     # Frames and Faults completed by them, in order. Bytes before the first
     # delimiter are treated like any other candidate frame.
+    #
+    # feed() looks for 00 delimiters with bytes.find. A run that starts and
+    # ends inside one chunk (a whole frame in one read: the usual case) is
+    # decoded straight from the chunk; the bytes of a run that is still open
+    # at the end of a chunk are kept in a preallocated buffer until its
+    # delimiter comes. A run longer than the largest frame is not kept: it
+    # is counted, and reported as one FAULT_TOO_LONG at its delimiter.
     def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
         self._limit = max_encoded(max_payload)
         self._raw = bytearray(self._limit)
-        self._body = bytearray(self._limit)
-        self._raw_view = memoryview(self._raw)
-        self._n = 0  # bytes of the current candidate in _raw
-        self._dropped = 0  # > 0: over-long candidate, dropping to the next 00
-        self._code_at = 0  # index in _raw of the next COBS code byte
+        self._view = memoryview(self._raw)
+        self._n = 0  # bytes of the open run in _raw
+        self._dropped = 0  # > 0: an over-long run, dropping to the next 00
+        self._code_at = 0  # want(): index in _raw of the next COBS code byte
 
     def reset(self) -> None:
         self._n = 0
@@ -336,32 +423,58 @@ class Decoder:
         # How many bytes a blocking reader can ask for now without waiting
         # past the end of a well-formed frame: the rest of the current COBS
         # block plus the byte after it (the next code byte, or the closing
-        # 00). One read per COBS block instead of one per byte.
+        # 00). One read per COBS block instead of one per byte. (Only for
+        # readers that cannot poll: garbage can announce a block that never
+        # comes.)
         n = self._n
-        if self._dropped or n == 0 or self._code_at <= n:
+        if self._dropped or n == 0:
             return 1
-        want = self._code_at - n + 1
+        raw = self._raw
+        at = self._code_at
+        while at < n:
+            at += raw[at]  # the open run holds no 00: at always moves on
+        self._code_at = at
+        if at == n:
+            return 1
+        want = at - n + 1
         room = self._limit - n + 1
         return want if want < room else room
 
     def feed(self, data) -> list:
-        out = []
         if not isinstance(data, (bytes, bytearray)):
             data = bytes(data)
-        pos = 0
         size = len(data)
+        find = data.find
+        if not self._n and not self._dropped and size > 2 and size <= self._limit and data[0] == 0 \
+                and find(b"\x00", 1) == size - 1:
+            # the usual read: one whole frame, both delimiters
+            k = size - 2
+            raw = self._raw
+            raw[:k] = data[1:size - 1]
+            return [_parse(raw, self._view, k, self.max_payload)]
+        out = []
+        pos = 0
         while pos < size:
-            z = data.find(b"\x00", pos)
-            end = size if z < 0 else z
-            if end > pos:
-                self._append(data, pos, end)
+            z = find(b"\x00", pos)
             if z < 0:
+                self._keep(data, pos, size)
                 break
-            self._finish(out)
+            if self._n or self._dropped:
+                self._keep(data, pos, z)
+                self._close(out)
+            elif z > pos:
+                # a whole run in this chunk: decoded in the scratch buffer
+                k = z - pos
+                if k > self._limit:
+                    out.append(Fault(FAULT_TOO_LONG, k))
+                else:
+                    raw = self._raw
+                    raw[:k] = data[pos:z]
+                    out.append(_parse(raw, self._view, k, self.max_payload))
             pos = z + 1
         return out
 
-    def _append(self, data, pos: int, end: int) -> None:
+    def _keep(self, data, pos: int, end: int) -> None:
         k = end - pos
         if self._dropped:
             self._dropped += k
@@ -370,17 +483,13 @@ class Decoder:
         if n + k > self._limit:
             self._dropped = n + k
             self._n = 0
+            self._code_at = 0
             return
         self._raw[n:n + k] = memoryview(data)[pos:end]
-        n += k
-        self._n = n
-        raw = self._raw
-        at = self._code_at
-        while at < n:
-            at += raw[at]
-        self._code_at = at
+        self._n = n + k
 
-    def _finish(self, out: list) -> None:
+    def _close(self, out: list) -> None:
+        # The delimiter of the open run has come.
         n = self._n
         dropped = self._dropped
         self._n = 0
@@ -388,23 +497,8 @@ class Decoder:
         self._code_at = 0
         if dropped:
             out.append(Fault(FAULT_TOO_LONG, dropped))
-            return
-        if n == 0:
-            return  # 00 00: an empty frame between delimiters
-        body = self._body
-        m = cobs_decode_into(self._raw, n, body)
-        if m < OVERHEAD:
-            out.append(Fault(FAULT_FRAMING, n))
-            return
-        crc = crc16(memoryview(body)[:m - CRC_SIZE])
-        if crc != (body[m - 2] << 8) | body[m - 1]:
-            out.append(Fault(FAULT_CRC, n))
-            return
-        length = (body[2] << 8) | body[3]
-        if length != m - OVERHEAD or length > self.max_payload:
-            out.append(Fault(FAULT_FRAMING, n))
-            return
-        out.append(Frame(body[0], body[1], bytes(body[HEADER_SIZE:HEADER_SIZE + length])))
+        elif n:
+            out.append(_parse(self._raw, self._view, n, self.max_payload))
 
 
 def decode_frames(data, max_payload: int = MAX_PAYLOAD) -> list:

@@ -177,3 +177,80 @@ def test_over_long_runs_are_one_fault_then_back_in_step(extra: int, max_payload:
     ok = link.encode_frame(link.APDU_RESPONSE, 1, b"\x90\x00", max_payload)
     events = decoder.feed(b"\x00" + b"\x7e" * size + ok)
     assert events == [link.Fault(link.FAULT_TOO_LONG, size), link.Frame(link.APDU_RESPONSE, 1, b"\x90\x00")]
+
+
+# --- the decoder's two paths (a whole frame in one chunk, a run kept across chunks) and FF blocks ---
+
+runs = st.builds(lambda byte, n: bytes([byte]) * n, st.integers(1, 255), st.integers(240, 600))
+long_runs = st.lists(st.one_of(st.binary(max_size=8), runs), max_size=4).map(
+    lambda parts: b"".join(parts)[: link.MAX_PAYLOAD]
+)
+"""Payloads with runs of 254 and more non-zero bytes: COBS blocks with code FF, which stand for no 00."""
+
+
+@given(frame_types, seqs, long_runs)
+@settings(max_examples=200, deadline=None)
+def test_ff_blocks_round_trip_through_every_path(ftype: int, seq: int, payload: bytes) -> None:
+    wire = link.encode_frame(ftype, seq, payload)
+    expected = [link.Frame(ftype, seq, payload)]
+    assert reference_decode(wire) == expected
+    assert bytes(link.FrameWriter().encode(ftype, seq, payload)) == wire
+    assert link.Decoder().feed(wire) == expected  # whole: decoded straight from the chunk
+    decoder = link.Decoder()
+    assert decoder.feed(wire[: len(wire) // 2]) == []
+    assert decoder.feed(wire[len(wire) // 2 :]) == expected  # kept across chunks
+
+
+@given(st.binary(max_size=253))
+@settings(max_examples=300, deadline=None)
+def test_in_place_stuffing_is_cobs(body: bytes) -> None:
+    buf = bytearray(len(body) + 2)
+    buf[2:] = body
+    link._stuff_in_place(buf, 1, len(body) + 2)
+    assert bytes(buf[1:]) == link.cobs_encode(body)
+
+
+@given(st.binary(min_size=1, max_size=600).map(lambda b: b.replace(b"\x00", b"\x01")))
+@settings(max_examples=300, deadline=None)
+def test_cobs_decode_into_matches_the_reference_on_any_run(run: bytes) -> None:
+    """Any run of non-zero bytes (what the decoder sees between delimiters), valid COBS or not."""
+    dst = bytearray(len(run))
+    n = link.cobs_decode_into(run, len(run), dst)
+    expected = _reference_cobs_decode(run)
+    assert (n < 0) == (expected is None)
+    if expected is not None:
+        assert bytes(dst[:n]) == expected
+
+
+@st.composite
+def streams_with_frames(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Frames (some with FF blocks, some corrupted) among garbage, and where each piece ends."""
+    parts: list[bytes] = []
+    ends: list[int] = []
+    total = 0
+    for ftype, seq, payload in draw(st.lists(st.tuples(frame_types, seqs, st.one_of(small_payloads, long_runs)),
+                                             min_size=1, max_size=6)):
+        garbage = draw(st.binary(max_size=20))
+        wire = bytearray(link.encode_frame(ftype, seq, payload))
+        if draw(st.integers(0, 4)) == 0:
+            wire[draw(st.integers(1, len(wire) - 2))] ^= 1 << draw(st.integers(0, 7))
+        for piece in (garbage, bytes(wire)):
+            parts.append(piece)
+            total += len(piece)
+            ends.append(total)
+    return b"".join(parts), ends
+
+
+@given(streams_with_frames(), st.lists(st.integers(0, 20_000), max_size=25), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_any_chunking_gives_the_same_events(stream: tuple[bytes, list[int]], cuts: list[int], aligned: bool) -> None:
+    """Random chunkings, and chunks cut at every piece (a whole frame in one read), match the reference."""
+    data, ends = stream
+    expected = reference_decode(data)
+    chunks = _chunks(data, ends) if aligned else _chunks(data, cuts)
+    decoder = link.Decoder()
+    events: list[object] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    assert events == expected
+    assert link.Decoder().feed(data) == expected

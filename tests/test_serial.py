@@ -88,10 +88,17 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 3.0) -> int:
 
 
 @contextmanager
-def firmware_on_pty(scheme: str, interpreter: str = "micropython") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The firmware on a pty master (its stdin/stdout); yields the slave path for pyserial."""
+def firmware_on_pty(
+    scheme: str, interpreter: str = "micropython", *, blocking: bool = True
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The firmware on a pty master (its stdin/stdout); yields the slave path for pyserial.
+
+    ``blocking=False`` hands it the master with O_NONBLOCK: the firmware then reads what has
+    arrived in one call (DEVICE_INFO ``reader=arrived``) instead of byte by byte (``reader=bytes``).
+    """
     master, slave = os.openpty()
     tty.setraw(slave)
+    os.set_blocking(master, blocking)
     executable = venv_tool("micropython") if interpreter == "micropython" else sys.executable
     proc = subprocess.Popen(
         [executable, str(DEVLINK), str(profile_path(scheme))],
@@ -393,17 +400,72 @@ def test_an_error_for_the_request_is_a_transport_error() -> None:
         assert transport.card_present()
 
 
+class _OsWith:
+    """The os module with another ``write``, for the transport module only (the test's threads keep os.write)."""
+
+    def __init__(self, write: Callable[[int, Any], int]) -> None:
+        self.write = write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def test_a_tty_that_takes_a_few_bytes_a_write_gets_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transport writes a tty with os.write: what a write leaves over goes once the tty is writable."""
+    import terminal.transport.serial as serial_module
+
+    writes: list[int] = []
+
+    def trickle(fd: int, data: Any) -> int:
+        writes.append(len(data))
+        if len(writes) % 3 == 0:
+            raise BlockingIOError
+        return os.write(fd, bytes(data)[:7])
+
+    echo = power_on_then(lambda frame: link.encode_frame(link.APDU_RESPONSE, frame.seq, frame.payload + b"\x90\x00"))
+    with FakeToken(echo) as token, serial_link(token.path, timeout=1) as transport:
+        monkeypatch.setattr(serial_module, "os", _OsWith(trickle))
+        command = bytes(range(256)) + bytes(300)
+        assert transport.transmit(command) == command + b"\x90\x00"
+        assert transport.retransmissions == 0
+        monkeypatch.undo()
+    assert len(writes) > 50
+
+
+def test_a_tty_that_takes_nothing_is_a_write_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import terminal.transport.serial as serial_module
+
+    def full(fd: int, data: Any) -> int:
+        raise BlockingIOError
+
+    with FakeToken(power_on_then(lambda frame: b"")) as token, serial_link(token.path, timeout=0.2) as transport:
+        monkeypatch.setattr(serial_module, "os", _OsWith(full))
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="Write timeout") as info:
+            transport.transmit(SELECT_PPSE)
+        assert not isinstance(info.value, CardRemoved)
+        assert 0.15 < time.monotonic() - started < 1.0
+        monkeypatch.undo()
+
+
 # --- the firmware under the real MicroPython ---
 
 
 @pytest.mark.parametrize(
-    ("scheme", "interpreter"), [("visa", "micropython"), ("mastercard", "micropython"), ("visa", "cpython")]
+    ("scheme", "interpreter", "blocking", "reader"),
+    [
+        ("visa", "micropython", False, "arrived"),
+        ("mastercard", "micropython", True, "bytes"),
+        ("visa", "cpython", True, "arrived"),
+        ("mastercard", "cpython", False, "arrived"),
+    ],
 )
-def test_kernel_over_the_firmware_on_a_pty(scheme: str, interpreter: str) -> None:
-    with firmware_on_pty(scheme, interpreter) as (path, proc):
+def test_kernel_over_the_firmware_on_a_pty(scheme: str, interpreter: str, blocking: bool, reader: str) -> None:
+    with firmware_on_pty(scheme, interpreter, blocking=blocking) as (path, proc):
         with serial_link(path, timeout=2) as transport:
             info = transport.device_info()
             assert (info.profile, info.implementation) == (scheme, interpreter)
+            assert info.fields["reader"] == reader
             assert (info.mem_free > 0) == (interpreter == "micropython")  # gc.mem_free() or 0
             assert info.max_payload == link.MAX_PAYLOAD
             assert transport.atr == bytes.fromhex("3B80800101")
@@ -439,6 +501,106 @@ def test_firmware_tty_option_through_a_noisy_relay() -> None:
         for stream in (proc.stdout, proc.stderr):
             assert stream is not None
             stream.close()
+
+
+def _frames_from(fd: int, decoder: link.Decoder, count: int, timeout: float) -> list[object]:
+    """Read ``fd`` until ``count`` events (frames and faults) came, or ``timeout`` passed."""
+    events: list[object] = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            events += decoder.feed(os.read(fd, 4096))
+    return events
+
+
+@contextmanager
+def firmware_link(mode: str) -> Iterator[int]:
+    """The firmware, and a descriptor the test talks to it through (raw frames, no transport).
+
+    ``stdin`` / ``stdin-nonblocking``: the firmware on a pty master, the test on the slave.
+    ``tty``: ``devlink.py --tty SLAVE`` (under MicroPython: the tty set to VMIN 0), the test on the master.
+    ``cpython``: the firmware under CPython on a blocking pty master.
+    """
+    if mode == "tty":
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        proc = subprocess.Popen(
+            [venv_tool("micropython"), str(DEVLINK), str(profile_path("visa")), "--tty", os.ttyname(slave)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=micropython_env(),
+            cwd=ROOT,
+        )
+        try:
+            yield master
+        finally:
+            proc.kill()
+            proc.wait(5)
+            os.close(master)
+            os.close(slave)
+        return
+    interpreter = "cpython" if mode == "cpython" else "micropython"
+    with firmware_on_pty("visa", interpreter, blocking=mode != "stdin-nonblocking") as (path, _proc):
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("mode", ["stdin", "stdin-nonblocking", "tty", "cpython"])
+def test_the_firmware_never_waits_for_bytes_that_garbage_announced(mode: str) -> None:
+    """A run whose code byte announces a long block, then silence: the next frame is served at once.
+
+    ``00 FE ...`` announces 253 bytes and 4 come; a device that read announced block sizes would
+    sit in that read until 249 more bytes arrived (the host's resends, long after its timeout).
+    """
+    decoder = link.Decoder()
+    with firmware_link(mode) as fd:
+        deadline = time.monotonic() + 10
+        atr: list[object] = []
+        while not atr and time.monotonic() < deadline:  # until the firmware is up (--tty flushes on set-up)
+            os.write(fd, link.encode_frame(link.POWER_ON, 1))
+            atr = _frames_from(fd, decoder, 1, 0.2)
+        assert atr[:1] == [link.Frame(link.ATR, 1, bytes.fromhex("3B80800101"))]
+        late = _frames_from(fd, decoder, 100, 0.1)  # late answers to repeated POWER_ONs
+        assert all(event == atr[0] for event in late), late
+        os.write(fd, b"\x00\xfe\x12\x34\x56\x78")
+        assert _frames_from(fd, decoder, 1, 0.2) == []  # nothing to answer until the run ends
+        started = time.monotonic()
+        os.write(fd, link.encode_frame(link.DEVICE_INFO_REQUEST, 2))
+        events = _frames_from(fd, decoder, 2, 2.0)
+        assert time.monotonic() - started < 1.0
+    assert len(events) == 2, events
+    nak, info = events
+    assert isinstance(nak, link.Frame) and (nak.type, nak.seq) == (link.ERROR, 0)
+    assert link.parse_error(nak.payload)[0] == link.FAULT_FRAMING
+    assert isinstance(info, link.Frame) and (info.type, info.seq) == (link.DEVICE_INFO, 2)
+    expected = {"stdin": "bytes", "stdin-nonblocking": "arrived", "tty": "arrived", "cpython": "arrived"}[mode]
+    assert link.parse_info(info.payload)["reader"] == expected
+
+
+@pytest.mark.parametrize("interpreter", ["micropython", "cpython"])
+def test_the_firmware_on_a_non_blocking_stdout_loses_no_answer_when_the_host_reads_late(interpreter: str) -> None:
+    """1000 answers (about 90 KB) for a host that reads none until it has sent every request.
+
+    The pty takes a few dozen KB; then the firmware's writes come up short (or take nothing), and
+    it waits until the pty takes bytes again instead of dropping the rest.
+    """
+    requests = b"".join(link.encode_frame(link.DEVICE_INFO_REQUEST, i & 0xFF) for i in range(1000))
+    with firmware_on_pty("visa", interpreter, blocking=False) as (path, _proc):
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            os.write(fd, requests)
+            time.sleep(0.3)
+            events = _frames_from(fd, link.Decoder(), 1000, 10.0)
+        finally:
+            os.close(fd)
+    assert [(e.type, e.seq) for e in events if isinstance(e, link.Frame)] == [
+        (link.DEVICE_INFO, i & 0xFF) for i in range(1000)]
+    assert len(events) == 1000 and sum(len(e.payload) for e in events if isinstance(e, link.Frame)) > 80_000
 
 
 class KillAfter(BaseTransport):

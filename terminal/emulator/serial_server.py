@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import tty
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -89,8 +90,12 @@ class _LoggedCard:
 
 
 class _Endpoint(Protocol):
-    def read(self, want: int, timeout: float) -> bytes | None:
-        """Bytes that arrived; ``None`` when none did within ``timeout``; ``b""`` when the peer is gone."""
+    def read(self, want: Callable[[], int], timeout: float) -> bytes | None:
+        """Bytes that arrived; ``None`` when none did within ``timeout``; ``b""`` when the peer is gone.
+
+        ``want()`` is how many bytes a blocking read may ask for (:meth:`firmware.link.Decoder.want`);
+        endpoints that read what has arrived do not call it.
+        """
         ...
 
     def write(self, data: bytes) -> None: ...
@@ -207,14 +212,14 @@ class LinkServer:
 
         try:
             while not self._stopping():
-                data = endpoint.read(dev.want(), self.poll_interval)
+                data = endpoint.read(dev.want, self.poll_interval)
                 if data is None:
                     continue
                 if not data:
                     return
                 dev.receive(data, collect)
                 if out:
-                    endpoint.write(b"".join(out))
+                    endpoint.write(out[0] if len(out) == 1 else b"".join(out))
                     out.clear()
         finally:
             self._session = None
@@ -230,10 +235,11 @@ class LinkServer:
 class _PtyEndpoint:
     def __init__(self, master: int) -> None:
         self.master = master
+        self.poller = select.poll()
+        self.poller.register(master, select.POLLIN)
 
-    def read(self, want: int, timeout: float) -> bytes | None:
-        ready, _, _ = select.select([self.master], [], [], timeout)
-        if not ready:
+    def read(self, want: Callable[[], int], timeout: float) -> bytes | None:
+        if not self.poller.poll(timeout * 1000):
             return None
         try:
             return os.read(self.master, _READ_SIZE)
@@ -246,7 +252,13 @@ class _PtyEndpoint:
             raise
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        try:
+            done = os.write(self.master, data)  # the whole answer, nearly always
+        except BlockingIOError:
+            done = 0
+        if done == len(data):
+            return
+        view = memoryview(data)[done:]
         deadline = time.monotonic() + _WRITE_TIMEOUT
         while view:
             try:
@@ -300,8 +312,8 @@ class _PortEndpoint:
     def __init__(self, port: Any) -> None:
         self.port = port
 
-    def read(self, want: int, timeout: float) -> bytes | None:
-        data: bytes = self.port.read(max(want, self.port.in_waiting))  # returns within the port timeout
+    def read(self, want: Callable[[], int], timeout: float) -> bytes | None:
+        data: bytes = self.port.read(max(want(), self.port.in_waiting))  # returns within the port timeout
         return data or None  # pyserial raises when the port is gone; b"" means nothing yet
 
     def write(self, data: bytes) -> None:
@@ -387,7 +399,7 @@ class _SocketEndpoint:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
-    def read(self, want: int, timeout: float) -> bytes | None:
+    def read(self, want: Callable[[], int], timeout: float) -> bytes | None:
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(_READ_SIZE)

@@ -57,6 +57,7 @@ DEFAULT_BAUD = 115200
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_RETRIES = 3
 _READ_SLICE = 0.05  # the longest single read: how often a wait looks at its deadline
+_READ_SLICE_MS = 50
 _READ_SIZE = 4096
 _CLOSE_TIMEOUT = 0.5  # how long close() waits for POWER_OFF to be acknowledged
 _OPTIONS = ("baud", "timeout", "retries")
@@ -112,10 +113,12 @@ class SerialTransport(BaseTransport):
         self.retransmissions = 0  # requests sent again, over the transport's life
         self._serial: Any = None
         self._decoder = link.Decoder()
+        self._writer = link.FrameWriter()
         self._seq = 0
         self._lost = False
         self._pending: list[Any] = []
         self._fd: int | None = None
+        self._poller: Any = None
 
     # --- life cycle ---
 
@@ -131,6 +134,10 @@ class SerialTransport(BaseTransport):
         self._lost = False
         self._pending = []
         self._fd = _file_descriptor(self._serial)
+        self._poller = None
+        if self._fd is not None:
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
         try:
             try:
                 self._serial.reset_input_buffer()
@@ -181,13 +188,14 @@ class SerialTransport(BaseTransport):
         )
 
     def _transmit(self, command: bytes) -> bytes:
-        if log.isEnabledFor(logging.DEBUG):
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
             log.debug("C-APDU %s", command.hex(" ").upper())
         try:
-            response = self._request(link.APDU_COMMAND, command, link.APDU_RESPONSE).payload
+            response: bytes = self._request(link.APDU_COMMAND, command, link.APDU_RESPONSE).payload
         except link.LinkError as exc:
             raise TransportError(f"{self.url}: {exc}") from exc
-        if log.isEnabledFor(logging.DEBUG):
+        if debug:
             log.debug("R-APDU %s", response.hex(" ").upper())
         return response
 
@@ -197,6 +205,8 @@ class SerialTransport(BaseTransport):
 
     def _close_port(self) -> None:
         port, self._serial = self._serial, None
+        self._fd = None
+        self._poller = None
         if port is not None:
             try:
                 port.close()
@@ -212,52 +222,40 @@ class SerialTransport(BaseTransport):
             raise CardRemoved(f"{self.url}: the token is gone")
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
-        self._seq = (self._seq + 1) & 0xFF
-        seq = self._seq
-        wire = link.encode_frame(ftype, seq, payload)
-        what = f"{_name(ftype)} seq {seq}"
-        self._forward_logs()
+        seq = self._seq = (self._seq + 1) & 0xFF
+        wire = self._writer.encode(ftype, seq, payload)  # valid until the next request: kept for resends
+        if self._pending:
+            self._forward_logs()
         heard = False
         resent = 0
         self._write(wire)
         deadline = time.monotonic() + timeout
         while True:
             problem = ""
-            if time.monotonic() >= deadline:
-                problem = f"no answer within {timeout:g} s"
-            else:
-                events = self._events()
-                if not events:
-                    continue
+            events = self._events()
+            if events is not None:
                 heard = True
-                while events:
-                    event = events.pop(0)
-                    if event is None:
-                        continue
-                    if isinstance(event, link.Fault):
+                if events:
+                    event = events[0]  # the answer, nearly always, and alone
+                    if type(event) is link.Frame and event.seq == seq and event.type == answer:
+                        if len(events) > 1:
+                            self._pending = events[1:]  # what came after the answer in the same read
+                        return event
+                for i, event in enumerate(events):
+                    if isinstance(event, link.Frame):
+                        if event.seq == seq and event.type == answer:
+                            if i + 1 < len(events):
+                                self._pending = events[i + 1:]  # what came after the answer in the same read
+                            return event
+                        problem = self._unexpected(event, ftype, seq) or problem
+                    else:
                         problem = f"a corrupted frame from the token ({link.FAULT_NAMES[event.kind]})"
                         log.debug("%s: %r", self.url, event)
-                        continue
-                    frame: link.Frame = event
-                    if frame.type == link.LOG:
-                        log.debug("%s: device: %s", self.url, frame.payload.decode("utf-8", "replace"))
-                    elif frame.type == link.ERROR:
-                        code, text = link.parse_error(frame.payload)
-                        if code in link.NAK_CODES:
-                            problem = f"the token lost a frame ({text or code})"
-                        elif frame.seq == seq:
-                            raise TransportError(f"{self.url}: the token refused {what}: {text or code}")
-                        else:
-                            log.debug("%s: ignoring a stale error for seq %d: %s", self.url, frame.seq, text)
-                    elif frame.seq != seq:
-                        log.debug("%s: ignoring a stale %s seq %d", self.url, _name(frame.type), frame.seq)
-                    elif frame.type == answer:
-                        self._pending = events  # what came after the answer in the same read
-                        return frame
-                    else:
-                        raise TransportError(f"{self.url}: {_name(frame.type)} in answer to {what}")
-                if not problem:
+            if not problem:
+                if time.monotonic() < deadline:
                     continue
+                problem = f"no answer within {timeout:g} s"
+            what = _what(ftype, seq)
             if resent >= retries:
                 if not heard:
                     self._lost = True
@@ -270,6 +268,23 @@ class SerialTransport(BaseTransport):
             self._write(wire)
             deadline = time.monotonic() + timeout
 
+    def _unexpected(self, frame: link.Frame, ftype: int, seq: int) -> str:
+        """A frame that is not the answer: log it, raise, or return the problem that calls for a resend."""
+        if frame.type == link.LOG:
+            log.debug("%s: device: %s", self.url, frame.payload.decode("utf-8", "replace"))
+        elif frame.type == link.ERROR:
+            code, text = link.parse_error(frame.payload)
+            if code in link.NAK_CODES:
+                return f"the token lost a frame ({text or code})"
+            if frame.seq == seq:
+                raise TransportError(f"{self.url}: the token refused {_what(ftype, seq)}: {text or code}")
+            log.debug("%s: ignoring a stale error for seq %d: %s", self.url, frame.seq, text)
+        elif frame.seq != seq:
+            log.debug("%s: ignoring a stale %s seq %d", self.url, _name(frame.type), frame.seq)
+        else:
+            raise TransportError(f"{self.url}: {_name(frame.type)} in answer to {_what(ftype, seq)}")
+        return ""
+
     def _forward_logs(self) -> None:
         # What came after the last answer (in the same read) predates this
         # request: LOG lines are passed on, stale answers and NAKs dropped.
@@ -278,46 +293,78 @@ class SerialTransport(BaseTransport):
             if isinstance(event, link.Frame) and event.type == link.LOG:
                 log.debug("%s: device: %s", self.url, event.payload.decode("utf-8", "replace"))
 
-    def _write(self, wire: bytes) -> None:
+    def _write(self, wire: Any) -> None:
+        # A tty is written directly: os.write() takes a whole frame at once
+        # (pyserial's write() adds a select() after every write, even a complete one).
         port = self._serial
         if port is None:
             raise TransportError(f"{self.url}: transport is not open")
+        fd = self._fd
         try:
-            port.write(wire)
+            if fd is None:
+                port.write(wire)
+                return
+            try:
+                done = os.write(fd, wire)
+            except BlockingIOError:
+                done = 0
+            if done < len(wire):
+                self._write_rest(fd, memoryview(wire)[done:])
         except OSError as exc:
             self._lost = True
             raise CardRemoved(f"{self.url}: the link closed while writing ({exc})") from exc
+        except TransportError:
+            raise
         except Exception as exc:  # pyserial's SerialTimeoutException and friends
             raise TransportError(f"{self.url}: write failed: {exc}") from exc
 
-    def _events(self) -> list[Any]:
-        # What the next read completes. A port with a file descriptor (a tty)
-        # is read directly: one select() and one read() of everything that
-        # has arrived. Other pyserial ports (socket://, rfc2217://, ...) are
-        # asked for up to one COBS block, or all that is waiting, so the read
-        # returns within the port's read timeout, early once the bytes are there.
+    def _write_rest(self, fd: int, rest: memoryview) -> None:
+        """The part of a frame the tty did not take at once: wait until it does, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + self.timeout
+        while rest:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TransportError(f"{self.url}: write failed: Write timeout")
+            _, ready, _ = select.select([], [fd], [], remaining)
+            if ready:
+                try:
+                    rest = rest[os.write(fd, rest):]
+                except BlockingIOError:
+                    pass
+
+    def _events(self) -> list[Any] | None:
+        # What the next read completes: None when no byte came within the read
+        # slice, else the decoder's events (none yet, when the bytes did not
+        # end a frame). A port with a file descriptor (a tty) is read
+        # directly: one poll() and one read() of everything that has arrived.
+        # Other pyserial ports (socket://, rfc2217://, ...) are asked for up
+        # to one COBS block, or all that is waiting, so the read returns
+        # within the port's read timeout, early once the bytes are there.
         port = self._serial
         if port is None:
             raise TransportError(f"{self.url}: transport is not open")
         try:
             if self._fd is not None:
-                ready, _, _ = select.select([self._fd], [], [], _READ_SLICE)
-                data = os.read(self._fd, _READ_SIZE) if ready else b""
-                if ready and not data:
+                if not self._poller.poll(_READ_SLICE_MS):
+                    return None
+                data = os.read(self._fd, _READ_SIZE)
+                if not data:
                     raise OSError("end of file")
             else:
                 data = port.read(max(self._decoder.want(), port.in_waiting))
         except BlockingIOError:
-            data = b""
+            return None
         except OSError as exc:
             self._lost = True
             raise CardRemoved(f"{self.url}: the link closed ({exc})") from exc
         if not data:
-            return []
+            return None
         events: list[Any] = self._decoder.feed(data)
-        if not events:
-            return [None]  # bytes arrived, no frame complete yet
         return events
+
+
+def _what(ftype: int, seq: int) -> str:
+    return f"{_name(ftype)} seq {seq}"
 
 
 def _file_descriptor(port: Any) -> int | None:

@@ -233,6 +233,68 @@ def test_want_never_reads_past_a_frame():
     assert reads < len(stream) // 4
 
 
+def _noisy_stream():
+    # Frames among garbage: short ones, ones with FF blocks (runs of 254 and
+    # more non-zero bytes), a corrupted one, a runt; and where each piece ends.
+    pieces = [
+        b"\x13\x37",
+        link.encode_frame(link.APDU_COMMAND, 1, bytes.fromhex("00A404000E325041592E5359532E444446303100")),
+        link.encode_frame(link.APDU_RESPONSE, 2, bytes([0x5A]) * 300 + b"\x00" + bytes([0x11]) * 254),
+        b"\x00\xfe\x01\x02",
+        link.encode_frame(link.LOG, 3, bytes(range(1, 256)) * 2),
+        link.encode_frame(link.ATR, 4, b""),
+    ]
+    bad = bytearray(link.encode_frame(link.APDU_COMMAND, 5, b"\x01\x02\x03"))
+    bad[3] ^= 0x40
+    pieces += [bytes(bad), b"\x00\x01\x00", link.encode_frame(link.APDU_RESPONSE, 6, bytes(600))]
+    ends = []
+    total = 0
+    for piece in pieces:
+        total += len(piece)
+        ends.append(total)
+    return b"".join(pieces), ends
+
+
+def test_any_chunking_gives_the_same_events():
+    data, ends = _noisy_stream()
+    whole = link.Decoder().feed(data)
+    frames = [e for e in whole if isinstance(e, link.Frame)]
+    assert [(f.type, f.seq) for f in frames] == [(1, 1), (2, 2), (0x30, 3), (0x13, 4), (2, 6)]
+    assert frames[1].payload == bytes([0x5A]) * 300 + b"\x00" + bytes([0x11]) * 254
+    assert frames[2].payload == bytes(range(1, 256)) * 2 and frames[4].payload == bytes(600)
+    assert [e.kind for e in whole if isinstance(e, link.Fault)] == [
+        link.FAULT_FRAMING, link.FAULT_FRAMING, link.FAULT_CRC, link.FAULT_FRAMING]
+    for size in (1, 2, 3, 5, 8, 13, 64, 255, 1000):
+        dec = link.Decoder()
+        events = []
+        for i in range(0, len(data), size):
+            events += dec.feed(data[i:i + size])
+        assert events == whole, size
+    # one piece per read: each frame whole in its chunk
+    dec = link.Decoder()
+    events = []
+    start = 0
+    for end in ends:
+        events += dec.feed(data[start:end])
+        start = end
+    assert events == whole
+    # bytearray and memoryview chunks
+    assert link.Decoder().feed(bytearray(data)) == whole
+    assert link.Decoder().feed(memoryview(data)) == whole
+
+
+def test_cobs_decode_into_ff_blocks_and_bad_runs():
+    for raw in (bytes([7]) * 254, bytes([7]) * 255, bytes([7]) * 254 + b"\x00" + bytes([8]) * 600,
+                b"\x00" * 3 + bytes([9]) * 508):
+        enc = link.cobs_encode(raw)
+        dst = bytearray(len(enc))
+        assert link.cobs_decode_into(enc, len(enc), dst) == len(raw)
+        assert bytes(dst[:len(raw)]) == raw
+    dst = bytearray(300)
+    assert link.cobs_decode_into(b"\xff" + bytes([1]) * 200, 201, dst) == -1  # an FF block cut short
+    assert link.cobs_decode_into(b"\x02\x01\x00\x05", 4, dst) == -1  # a 00 code byte
+
+
 def test_error_and_info_payloads():
     code, text = link.parse_error(link.error_payload(link.FAULT_CRC, "bad CRC"))
     assert code == link.FAULT_CRC and text == "bad CRC"
@@ -327,6 +389,37 @@ def test_devlink_info_unsupported_and_ignored_types():
     assert _serve(dev, link.encode_frame(link.APDU_RESPONSE, 3, b"\x90\x00")) == [
         link.Frame(link.ERROR, 3, link.error_payload(link.ERR_UNSUPPORTED, "type 0x02"))]
     assert _serve(dev, link.encode_frame(link.ERROR, 4, b"\x01") + link.encode_frame(link.LOG, 5, b"x")) == []
+
+
+def test_devlink_info_says_how_it_reads():
+    dev = devlink.DevLink(_Card(), devlink.pseudo_atr(), "visa")
+    assert "reader" not in link.parse_info(dev.info())
+    dev.reader = "bytes"
+    assert link.parse_info(dev.info())["reader"] == "bytes"
+
+
+class _Trickle:
+    # An output stream that takes at most 5 bytes a call, as a non-blocking
+    # stream may, and says how many it took.
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data):
+        taken = bytes(data[:5])
+        self.data += taken
+        return len(taken)
+
+
+def test_devlink_run_writes_whole_frames_to_a_stream_that_takes_a_few_bytes_a_call():
+    import io
+
+    frames = link.encode_frame(link.POWER_ON, 1) + link.encode_frame(link.DEVICE_INFO_REQUEST, 2) \
+        + link.encode_frame(link.APDU_COMMAND, 3, bytes(300))
+    out = _Trickle()
+    assert devlink.run(io.BytesIO(frames), out, _Card()) == 0
+    events = link.decode_frames(bytes(out.data))
+    assert [(e.type, e.seq) for e in events] == [(link.ATR, 1), (link.DEVICE_INFO, 2), (link.APDU_RESPONSE, 3)]
+    assert link.parse_info(events[1].payload)["reader"] in ("want", "bytes", "arrived")
 
 
 def test_devlink_run_on_streams():
