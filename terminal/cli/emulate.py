@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
         card.verify_cdcvm()
     atr = contactless_atr(card.profile.atr_historical)
     module = importlib.import_module(f"terminal.emulator.{SERVERS[name]}")
+    host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
     print(f"emulating {card.profile.id} on {name} {target}; stop with Ctrl-C", file=sys.stderr, flush=True)
     if name == "vpcd":
-        host, port = _host_port(target)
         status: int = module.serve_forever(card, host, port, atr)
     elif name == "tcp":
         status = module.serve_tcp_forever(card, target, atr)

@@ -187,6 +187,9 @@ class NfcListener:
                 started = time.monotonic()
                 try:
                     activated = clf.listen(self._local_target(), self.poll_interval)
+                except nfc.clf.UnsupportedTargetError as exc:
+                    raise TransportError(f"NFC device {self.path} cannot emulate a Type 4A card ({exc}); "
+                                         "PN531/PN532/PN533 and RC-S380 can, an ACR122U cannot") from exc
                 except nfc.clf.CommunicationError as exc:
                     log.debug("listen: %s", exc)
                     activated = None
