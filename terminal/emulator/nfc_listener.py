@@ -55,7 +55,7 @@ from urllib.parse import parse_qsl
 
 from terminal.emulator.atr import contactless_atr
 from terminal.emulator.isodep import RATS, Command, IsoDepCard, IsoDepConfig, Reply, State, historical_bytes_from_atr
-from terminal.emulator.signals import run_until_signalled
+from terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
 from terminal.errors import CardRemoved, ConfigError, TransportError
 
 try:
@@ -70,7 +70,6 @@ DEFAULT_TARGET = "udp:127.0.0.1:54321"
 SENS_RES = b"\x04\x00"  # ATQA 0x0004 in the order nfcpy sends it (least significant byte first)
 SEL_RES = b"\x20"  # SAK: UID complete, ISO/IEC 14443-4 compliant
 _POLL = (b"\x26", b"\x52")  # SENS_REQ (REQA) and ALL_REQ (WUPA): the reader starts over
-_SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"  # ISO 7816-4 §5.6: answer when the card fails
 _MAX_RESPONSE = 65536 + 2
 
 log = logging.getLogger("emvkit.nfc")
@@ -107,7 +106,7 @@ def parse_target(target: str) -> tuple[str, dict[str, Any]]:
     return path, settings
 
 
-class NfcListener:
+class NfcListener(Stoppable):
     """Answer as an ISO-DEP card on an nfcpy device, one reader session after another, until stopped.
 
     No I/O happens until :meth:`run`. Every wait is bounded by
@@ -166,9 +165,6 @@ class NfcListener:
             return bool(sock.getsockname()[1])
         except OSError:
             return False
-
-    def _stopping(self) -> bool:
-        return self._closing.is_set() or (self._stop is not None and self._stop.is_set())
 
     # --- the loop ----------------------------------------------------------------------------------
 
@@ -310,31 +306,15 @@ class NfcListener:
         return None
 
     def _process(self, command: bytes) -> bytes:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("C-APDU %s", command.hex(" ").upper())
-        try:
-            response = bytes(self.card.process(command))
-        except CardRemoved:
-            raise
-        except Exception:
-            log.exception("card raised while processing a %d-byte C-APDU; answering 6F00", len(command))
-            return _SW_NO_PRECISE_DIAGNOSIS
-        if not 2 <= len(response) <= _MAX_RESPONSE:
-            log.error("card returned a %d-byte R-APDU; answering 6F00", len(response))
-            return _SW_NO_PRECISE_DIAGNOSIS
+        # CardRemoved from the card is the card leaving the field: the session ends.
+        response = answer(self.card, command, log, _MAX_RESPONSE, passthrough=(CardRemoved,))
+        if response is None:
+            return NO_PRECISE_DIAGNOSIS
         self.commands += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("R-APDU %s", response.hex(" ").upper())
         return response
 
     def _call_hook(self, name: str) -> None:
-        hook = getattr(self.card, name, None)
-        if hook is None:
-            return
-        try:
-            hook()
-        except Exception:
-            log.exception("card %s() raised", name)
+        call_hook(self.card, name, log)
 
 
 def _keep_udp_socket(device: Any) -> Callable[[], None]:

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from firmware.devlink import DevLink
 from terminal.emulator.atr import contactless_atr
-from terminal.emulator.signals import run_until_signalled
+from terminal.emulator.serving import Stoppable, call_hook, run_until_signalled
 from terminal.errors import ConfigError, TransportError
 
 __all__ = [
@@ -101,7 +101,7 @@ class _Endpoint(Protocol):
     def write(self, data: bytes) -> None: ...
 
 
-class LinkServer:
+class LinkServer(Stoppable):
     """Serve one card on one link until stopped; subclasses say where.
 
     No I/O happens in the constructor: :meth:`open` makes the endpoint (so its
@@ -188,17 +188,6 @@ class LinkServer:
 
     def _release(self) -> None:
         raise NotImplementedError
-
-    def _stopping(self) -> bool:
-        return self._closing.is_set() or (self._stop is not None and self._stop.is_set())
-
-    def _sleep(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._closing.wait(min(remaining, self.poll_interval))
 
     def _serve(self, endpoint: _Endpoint) -> None:
         """Serve frames from ``endpoint`` until it closes or the server stops."""
@@ -378,7 +367,7 @@ class PortLinkServer(LinkServer):
                 self._serve(_PortEndpoint(self._port))
             except Exception as exc:  # pyserial raises SerialException and friends
                 log.info("%s went away: %s", self.url, exc)
-                _call_hook(self.card, "power_off")
+                call_hook(self.card, "power_off", log)
                 self._close_port()
 
     def _close_port(self) -> None:
@@ -471,23 +460,13 @@ class TcpLinkServer(LinkServer):
                 log.info("connection from %s:%d lost: %s", peer[0], peer[1], exc)
             finally:
                 conn.close()
-                _call_hook(self.card, "power_off")  # the token left the field
+                call_hook(self.card, "power_off", log)  # the token left the field
             log.info("terminal %s:%d disconnected", peer[0], peer[1])
 
     def _release(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
-
-
-def _call_hook(card: object, name: str) -> None:
-    hook = getattr(card, name, None)
-    if hook is None:
-        return
-    try:
-        hook()
-    except Exception:
-        log.exception("card %s() raised", name)
 
 
 def parse_tcp_target(text: str) -> tuple[str, int]:

@@ -34,7 +34,7 @@ import time
 from typing import Protocol
 
 from terminal.emulator.atr import ATRError, contactless_atr
-from terminal.emulator.signals import run_until_signalled
+from terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
 
 __all__ = ["DEFAULT_VPCD_PORT", "Card", "VpcdBridge", "serve_forever"]
 
@@ -43,7 +43,6 @@ DEFAULT_VPCD_PORT = 35963
 log = logging.getLogger("emvkit.vpcd")
 
 _POWER_OFF, _POWER_ON, _RESET, _GET_ATR = 0, 1, 2, 4
-_SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"  # ISO 7816-4 §5.6: answer when the card fails
 _HEADER = struct.Struct(">H")
 _RECV_SIZE = 65536 + _HEADER.size
 
@@ -54,7 +53,7 @@ class Card(Protocol):
     def process(self, command_apdu: bytes) -> bytes: ...
 
 
-class VpcdBridge:
+class VpcdBridge(Stoppable):
     """Connect ``card`` to a vpcd slot and answer its requests until stopped.
 
     No I/O happens until :meth:`run`. Every blocking wait is bounded by
@@ -153,18 +152,6 @@ class VpcdBridge:
                 self._sleep(backoff)
         log.info("vpcd bridge stopped")
 
-    def _stopping(self) -> bool:
-        return self._closing.is_set() or (self._stop is not None and self._stop.is_set())
-
-    def _sleep(self, seconds: float) -> None:
-        # Wait on the internal event in slices so that an external stop is seen too.
-        deadline = time.monotonic() + seconds
-        while not self._stopping():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._closing.wait(min(remaining, self.poll_interval))
-
     def _serve(self, sock: socket.socket) -> None:
         """Answer vpcd on ``sock`` until it closes, or until a stop has removed the card."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -214,19 +201,8 @@ class VpcdBridge:
     def _handle(self, payload: bytes) -> bytes | None:
         if len(payload) == 1:
             return self._control(payload[0])
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("C-APDU %s", payload.hex(" ").upper())
-        try:
-            response = bytes(self.card.process(payload))
-        except Exception:
-            log.exception("card raised while processing a %d-byte C-APDU; answering 6F00", len(payload))
-            return _SW_NO_PRECISE_DIAGNOSIS
-        if not 2 <= len(response) <= 0xFFFF:
-            log.error("card returned a %d-byte R-APDU; answering 6F00", len(response))
-            return _SW_NO_PRECISE_DIAGNOSIS
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("R-APDU %s", response.hex(" ").upper())
-        return response
+        response = answer(self.card, payload, log)  # a vpcd message length is 2 bytes: 0xFFFF at most
+        return NO_PRECISE_DIAGNOSIS if response is None else response
 
     def _control(self, code: int) -> bytes | None:
         if code == _GET_ATR:
@@ -241,13 +217,7 @@ class VpcdBridge:
         return None
 
     def _call_hook(self, name: str) -> None:
-        hook = getattr(self.card, name, None)
-        if hook is None:
-            return
-        try:
-            hook()
-        except Exception:
-            log.exception("card %s() raised", name)
+        call_hook(self.card, name, log)
 
 
 def _half_close(sock: socket.socket) -> None:
