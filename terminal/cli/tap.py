@@ -42,24 +42,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, emu:card.json, "
                         "mpy:visa, nfc:usb, serial:/dev/ttyACM0, scripted:trace.json ... (default: a connected "
                         "PC/SC reader, waiting up to 15 s for the card, else emu:visa)")
+    add_transaction_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
+    parser.set_defaults(func=run)
+
+
+def add_transaction_options(parser: argparse.ArgumentParser) -> None:
+    """What the merchant asks for, the terminal and its issuer: shared by tap and watch."""
     parser.add_argument("--amount", default="12.34", help="amount, e.g. 12.34 (default 12.34)")
     parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
     parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")
     parser.add_argument("--type", choices=sorted(TRANSACTION_TYPES), default="purchase")
     parser.add_argument("--config", type=Path, help="terminal configuration (TOML); default: built-in")
     parser.add_argument("--date", help="transaction date YYYY-MM-DD (default today)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
     parser.add_argument("--reveal", action="store_true", help="show the full PAN")
     parser.add_argument("--host", metavar="URL",
                         help="where Online Requests are authorised: builtin (the issuer host simulator in-process, "
-                        "knowing the built-in cards and the tapped profile), tcp://HOST:PORT (emvkit host serve), "
-                        "or none (stop at Online Request)")
-    parser.set_defaults(func=run)
+                        "knowing the built-in cards and the tapped profile; the default), tcp://HOST:PORT "
+                        "(emvkit host serve), or none (stop at Online Request)")
 
 
-def make_authoriser(spec: str, reader: str) -> Authoriser | None:
-    """The issuer the terminal goes online to."""
+def make_authoriser(spec: str | None, reader: str) -> Authoriser | None:
+    """The issuer the terminal goes online to (None: the built-in one)."""
+    spec = spec or "builtin"
     if spec == "none":
         return None
     if spec.startswith("tcp://"):

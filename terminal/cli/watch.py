@@ -22,16 +22,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import FrameType
 
 from terminal.cli.args import BadArgument
-from terminal.cli.tap import build_request, make_authoriser, report, to_json
+from terminal.cli.tap import add_transaction_options, build_request, make_authoriser, report, to_json
 from terminal.currency import format_amount, lookup
 from terminal.errors import CardRemoved
 from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.context import TRANSACTION_TYPES
 from terminal.kernel.driver import Tap, run_transaction
+from terminal.kernel.online import Authoriser
 from terminal.transport import Transport, make_transport
 
 DEFAULT_READER = "pcsc:"
@@ -50,16 +49,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help=f"reader to watch: pcsc:, pcsc:0, pcsc:NAME, or emu:/mpy: with --count "
                         f"(default {DEFAULT_READER}, any PC/SC reader)")
     parser.add_argument("--count", type=int, metavar="N", help="stop after N transactions")
-    parser.add_argument("--amount", default="12.34", help="amount of every transaction (default 12.34)")
-    parser.add_argument("--other-amount", default="0", help="cashback amount (default 0)")
-    parser.add_argument("--currency", help="ISO 4217 code or number (default: the terminal's)")
-    parser.add_argument("--type", choices=sorted(TRANSACTION_TYPES), default="purchase")
-    parser.add_argument("--config", type=Path, help="terminal configuration (TOML); default: built-in")
-    parser.add_argument("--date", help="transaction date YYYY-MM-DD (default today)")
+    add_transaction_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object per line, one per transaction")
-    parser.add_argument("--reveal", action="store_true", help="show full PANs")
-    parser.add_argument("--host", default="builtin", metavar="URL",
-                        help="where Online Requests are authorised: builtin, tcp://HOST:PORT or none (as for tap)")
     parser.set_defaults(func=run)
 
 
@@ -74,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     currency = lookup(args.currency) if args.currency else lookup(config.currency.hex())
     amount = format_amount(build_request(args, config, os.urandom).amount, currency)  # bad arguments fail now
+    authoriser = make_authoriser(args.host, url)  # one issuer for every tap: its replay window spans them
     done = 0
     with _sigterm_interrupts():
         try:
             while args.count is None or done < args.count:
-                tap, reader_name = _one_tap(args, url, config)
+                tap, reader_name = _one_tap(args, url, config, authoriser)
                 if tap is None:
                     continue
                 done += 1
@@ -90,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig) -> tuple[Tap | None, str]:
+def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig,
+             authoriser: Authoriser | None) -> tuple[Tap | None, str]:
     """Wait for a card and run one transaction: (the tap or None if the card left first, the reader's name)."""
     transport: Transport
     if url.startswith("pcsc:"):
@@ -112,7 +105,7 @@ def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig) -> tupl
         _say(args, f"card left before the transaction began ({exc})")
         return None, reader_name
     with transport:
-        return run_transaction(transport, config, request, make_authoriser(args.host, url)), reader_name
+        return run_transaction(transport, config, request, authoriser), reader_name
 
 
 def _wait_for_removal(args: argparse.Namespace, reader_name: str) -> None:
