@@ -14,6 +14,7 @@ from terminal.bitmaps import explain
 from terminal.cli.args import BadArgument
 from terminal.currency import Currency, format_amount, lookup, parse_amount
 from terminal.errors import EmvkitError
+from terminal.kernel.common import CID_NAMES
 from terminal.kernel.config import TerminalConfig, load_config
 from terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
 from terminal.kernel.driver import Tap, run_transaction
@@ -25,7 +26,6 @@ from terminal.transport import Transport, open_transport
 DEFAULT_READER = "emu:visa"
 CARD_WAIT_S = 15
 KERNEL_NAMES = {2: "C-2 Mastercard", 3: "C-3 Visa", 7: "C-7 UnionPay"}
-CID_NAMES = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

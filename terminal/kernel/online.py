@@ -11,11 +11,12 @@ the issuer host simulator in-process, or a client speaking ISO 8583 to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from firmware import tlv
 from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.bitmaps import AIP_BITS, is_set
+from terminal.kernel.common import CID_NAMES, Gen
 from terminal.kernel.context import (
     KernelContext,
     KernelStop,
@@ -25,8 +26,6 @@ from terminal.kernel.context import (
     response_objects,
 )
 from terminal.kernel.outcome import Outcome
-
-Gen = Any  # Generator[CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]
 
 __all__ = ["AuthorisationRequest", "AuthorisationResponse", "Authoriser", "OnlineRequest", "online_processing"]
 
@@ -159,7 +158,7 @@ def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> 
     cid = fields[0x9F27][0] & 0xC0
     if response.issuer_authentication_data:
         ctx.set_tsi("ISSUER_AUTHENTICATION_PERFORMED")
-    returned = {0x00: "AAC", 0x40: "TC", 0x80: "ARQC"}.get(cid, "RFU")
+    returned = CID_NAMES.get(cid, "RFU")
     ctx.step("second GENERATE AC", f"asked for {'TC' if requested else 'AAC'}, the card returned {returned}")
     if cid == 0x40 and requested == 0x40:
         return ctx.result(Outcome.APPROVED)

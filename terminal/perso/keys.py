@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -62,7 +61,3 @@ def write_secret_json(path: str | Path, text: str) -> None:
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
-
-
-def key_from_dict(doc: dict[str, Any]) -> RSAPrivateKey:
-    return RSAPrivateKey.from_dict(doc)
