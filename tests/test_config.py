@@ -244,3 +244,12 @@ def test_online_capable_by_terminal_type(tmp_path: Path, terminal_type: str, onl
     config = load_text(tmp_path, f'[terminal]\ntype = "{terminal_type}"\n' + ONE_APP)
     assert config.terminal_type == int(terminal_type, 16)
     assert config.online_capable is online
+
+
+def test_every_revocation_file_applies(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps([{"rid": "A000000003", "index": "E1", "serial": "000001"}]))
+    (tmp_path / "b.json").write_text(json.dumps([{"rid": "A000000004", "index": "E1", "serial": "000002"}]))
+    path = write(tmp_path, 'revocation_files = ["a.json", "b.json"]\n' + ONE_APP)
+    revocations = load_config(path).revocations
+    assert revocations.is_revoked(bytes.fromhex("A000000003"), 0xE1, bytes.fromhex("000001"))
+    assert revocations.is_revoked(bytes.fromhex("A000000004"), 0xE1, bytes.fromhex("000002"))

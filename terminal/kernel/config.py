@@ -206,7 +206,8 @@ def config_from_toml(doc: dict[str, Any], where: str, base_dir: Path) -> Termina
         for key in CapkStore.from_json(top.get("capk", list, []), f"{where}: capk"):
             config.capks.add(key)
     for name in top.strings("revocation_files", []):
-        config.revocations = RevocationList.load(base_dir / name)
+        for rid, index, serial in RevocationList.load(base_dir / name):
+            config.revocations.add(rid, index, serial)
     top.check_unknown()
     return config
 
