@@ -298,6 +298,8 @@ class Card:
             state.log.insert(0, tlv.build_dol(app.log_format, source))
             del state.log[app.log_records:]
         self.store.save(state)
+        # A TC or AAC ends the transaction (no further GENERATE AC); an ARQC
+        # from the first GENERATE AC waits for the second.
         tx.done = cid != ac.CID_ARQC or tx.quick
 
     # --- READ RECORD (§6.5.11) ---
@@ -390,10 +392,8 @@ class Card:
         cvr.set_ac_types(ac.CID_ARQC, cid, second_requested=True)
         tx.terminal.update(cdol2)
         response = self._ac_response(app, tx, cid, cvr, cda and cid == ac.CID_TC, data)[0]
-        tx.first_cid = ac.CID_AAC  # no third GENERATE AC
         self._complete(app, tx, cid, ac.amount_value(tx.terminal.get(0x9F02, b"")),
                        online_approved=bool(auth_ok) and cid == ac.CID_TC)
-        tx.done = True
         return response
 
     def _ac_response(self, app, tx: Transaction, cid: int, cvr, cda: bool, cdol2_data: bytes) -> tuple:
