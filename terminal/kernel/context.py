@@ -170,25 +170,7 @@ class KernelContext:
         return self.card_data.get(tag)
 
     def result(self, outcome: Outcome, error: str = "", cvm: Cvm | None = None) -> TransactionResult:
-        params = OutcomeParameterSet(outcome=outcome, cvm=cvm if cvm is not None else self.cvm)
-        if outcome is Outcome.TRY_AGAIN:
-            params.start = "B"
-            params.ui_message = "Present card again"
-        elif outcome is Outcome.TRY_ANOTHER_INTERFACE:
-            params.alternate_interface = "contact chip"
-            params.ui_message = "Insert or swipe card"
-        elif outcome is Outcome.APPROVED:
-            params.ui_message = "Approved" + (" - sign" if params.cvm is Cvm.SIGNATURE else "")
-            params.receipt = params.cvm is Cvm.SIGNATURE
-            params.data_record_present = True
-        elif outcome is Outcome.DECLINED:
-            params.ui_message = "Not authorised"
-            params.data_record_present = True
-        elif outcome is Outcome.ONLINE_REQUEST:
-            params.ui_message = "Authorising, please wait"
-            params.data_record_present = True
-        elif outcome is Outcome.END_APPLICATION:
-            params.ui_message = "Insert, swipe or try another card"
+        params = OutcomeParameterSet.for_outcome(outcome, cvm if cvm is not None else self.cvm)
         self.data[0x95] = bytes(self.tvr)
         self.data[0x9B] = bytes(self.tsi)
         return TransactionResult(

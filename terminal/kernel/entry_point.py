@@ -105,14 +105,8 @@ def _exchange(command: CommandAPDU) -> Generator[
 
 
 def _early_result(outcome: Outcome, steps: list[Step], error: str = "") -> TransactionResult:
-    params = OutcomeParameterSet(outcome=outcome)
-    if outcome is Outcome.TRY_AGAIN:
-        params.start, params.ui_message = "B", "Present card again"
-    elif outcome is Outcome.TRY_ANOTHER_INTERFACE:
-        params.alternate_interface, params.ui_message = "contact chip", "Insert or swipe card"
-    else:
-        params.ui_message = "Insert, swipe or try another card"
-    return TransactionResult(outcome=params, steps=steps, error=error)
+    """An outcome reached before any kernel ran (no application selected)."""
+    return TransactionResult(outcome=OutcomeParameterSet.for_outcome(outcome), steps=steps, error=error)
 
 
 def transaction(config: TerminalConfig, request: TransactionRequest, online: bool = False) -> Generator[

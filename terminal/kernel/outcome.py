@@ -49,6 +49,31 @@ class OutcomeParameterSet:
     receipt: bool = False
     data_record_present: bool = False
 
+    @classmethod
+    def for_outcome(cls, outcome: Outcome, cvm: Cvm = Cvm.NA) -> OutcomeParameterSet:
+        """The parameters that go with an outcome: restart point, alternate
+        interface, UI message, receipt and data record (Book A §6.2)."""
+        params = cls(outcome=outcome, cvm=cvm)
+        if outcome is Outcome.TRY_AGAIN:
+            params.start = "B"
+            params.ui_message = "Present card again"
+        elif outcome is Outcome.TRY_ANOTHER_INTERFACE:
+            params.alternate_interface = "contact chip"
+            params.ui_message = "Insert or swipe card"
+        elif outcome is Outcome.APPROVED:
+            params.ui_message = "Approved" + (" - sign" if cvm is Cvm.SIGNATURE else "")
+            params.receipt = cvm is Cvm.SIGNATURE
+            params.data_record_present = True
+        elif outcome is Outcome.DECLINED:
+            params.ui_message = "Not authorised"
+            params.data_record_present = True
+        elif outcome is Outcome.ONLINE_REQUEST:
+            params.ui_message = "Authorising, please wait"
+            params.data_record_present = True
+        elif outcome is Outcome.END_APPLICATION:
+            params.ui_message = "Insert, swipe or try another card"
+        return params
+
 
 @dataclass
 class Step:
