@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from terminal.errors import ConfigError
 from terminal.host.authlog import AuthLog
 from terminal.host.keys import IssuerKeys
 from terminal.host.rules import Rules, load_blocked
+from terminal.jsonfile import read_json
 from terminal.perso.builtin import builtin_names, load_builtin
 from terminal.tlvdump import mask_pan
 
@@ -113,12 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _read_profile(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    except ValueError:
-        raise ConfigError(f"{path}: not JSON") from None
+    doc = read_json(path, "profile")
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: not a card profile")
     return doc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from firmware.payapp.card import Card
 from firmware.payapp.profile import ProfileError
 from terminal.errors import ConfigError
+from terminal.jsonfile import read_json
 from terminal.perso.builtin import builtin_names, load_builtin
 
 __all__ = ["load_profile", "open_card"]
@@ -25,12 +25,7 @@ def load_profile(spec: str) -> dict[str, Any]:
     path = Path(spec)
     if not path.is_file():
         raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {spec}: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{spec}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    doc = read_json(path, "profile")
     if not isinstance(doc, dict):
         raise ConfigError(f"{spec}: a profile is a JSON object")
     return doc

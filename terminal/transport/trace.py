@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from terminal.errors import ConfigError, TransportError
+from terminal.jsonfile import read_json
 from terminal.transport.base import BaseTransport, Transport
 
 __all__ = ["Exchange", "Trace", "TraceTransport", "load_trace"]
@@ -107,15 +108,7 @@ def trace_from_json(doc: object, where: str = "trace") -> Trace:
 
 
 def load_trace(path: str | Path) -> Trace:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read trace {path}: {exc.strerror}") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    return trace_from_json(doc, str(path))
+    return trace_from_json(read_json(path, "trace"), str(path))
 
 
 class TraceTransport(BaseTransport):
