@@ -38,7 +38,12 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check terminal firmware tests hil_tests bench
 
+# mypy cannot follow the editable install's import hook: it reads the package through
+# links that lay the folders out as the wheel does (emvkit/terminal, emvkit/firmware, emvkit/hil).
+TYPECHECK := build/typecheck/emvkit
 typecheck: setup
+	@mkdir -p $(TYPECHECK) && ln -sfn ../../../terminal $(TYPECHECK)/terminal && \
+	  ln -sfn ../../../firmware $(TYPECHECK)/firmware && ln -sfn ../../../hil_tests $(TYPECHECK)/hil
 	$(VENV)/bin/mypy
 
 pytest: setup
@@ -52,6 +57,7 @@ BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed:
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check pyemv emv
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 bench: setup $(BENCH_VENV)/.installed

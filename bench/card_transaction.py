@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware import tlv  # noqa: E402
-from terminal.perso.builtin import profile_path  # noqa: E402
-from terminal.transport import open_transport  # noqa: E402
-from terminal.transport.mpy import find_micropython  # noqa: E402
+from emvkit.firmware import tlv  # noqa: E402
+from emvkit.terminal.perso.builtin import profile_path  # noqa: E402
+from emvkit.terminal.transport import open_transport  # noqa: E402
+from emvkit.terminal.transport.mpy import find_micropython  # noqa: E402
 from tests.cardutil import PPSE_SELECT, generate_ac, gpo, read_record, select, terminal_data  # noqa: E402
 
 CDOL1 = bytes.fromhex("9F02069F03069F1A0295055F2A029A039C019F37049F35019F3403")

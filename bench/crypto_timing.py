@@ -1,4 +1,4 @@
-# Timing of the card-side crypto (firmware.crypto) per operation:
+# Timing of the card-side crypto (emvkit.firmware.crypto) per operation:
 # one TDEA block, one retail MAC over 40 bytes, one AC session key
 # derivation and one 1024-bit RSA CRT signature (EMV A2.1 format).
 #
@@ -17,7 +17,7 @@ _ROOT = (_HERE.rsplit("/", 1)[0] if "/" in _HERE else ".") + "/.."
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from firmware.crypto import emv, provider, rsa  # noqa: E402
+from emvkit.firmware.crypto import emv, provider, rsa  # noqa: E402
 
 # A fixed 1024-bit key with e = 3 (the one in tests/portable/crypto_cases.py).
 _P = int("F8C37475DC2C6B4FF27B1BC2C7F9F72D27A1E431C64A77C04CD5AB770218DB7D"

@@ -49,16 +49,16 @@ from pyemv import ac as pyemv_ac  # noqa: E402
 from pyemv import cvn as pyemv_cvn  # noqa: E402
 from pyemv import kd as pyemv_kd  # noqa: E402
 
-from terminal.host.api import AuthorisationRequest  # noqa: E402
-from terminal.host.iso8583 import decode_response, encode_request, frame  # noqa: E402
-from terminal.host.keys import IssuerKey, IssuerKeys  # noqa: E402
-from terminal.perso.cards import luhn_complete  # noqa: E402
+from emvkit.terminal.host.api import AuthorisationRequest  # noqa: E402
+from emvkit.terminal.host.iso8583 import decode_response, encode_request, frame  # noqa: E402
+from emvkit.terminal.host.keys import IssuerKey, IssuerKeys  # noqa: E402
+from emvkit.terminal.perso.cards import luhn_complete  # noqa: E402
 
 CARDS_PER_TERMINAL = 16
 WARMUP_S = 1.0
 RATE_CEILING = 6000  # requests/s pre-built per level; a terminal that runs out stops early
 
-_SERVE = ("import sys, terminal.cli as c\n"
+_SERVE = ("import sys, emvkit.terminal.cli as c\n"
           "c.COMMANDS += [n for n in ('host',) if n not in c.COMMANDS]\n"
           "sys.exit(c.main(sys.argv[1:]))\n")
 
@@ -203,9 +203,9 @@ def run_level(pid: int, port: int, frames: list[list[bytes]], seconds: float, ra
 
 def breakdown(keys: IssuerKeys, db: Path, count: int = 6000) -> None:
     """Time the server's stages in-process, per request."""
-    from terminal.host.authlog import AuthLog
-    from terminal.host.iso8583 import decode_request, encode_response
-    from terminal.host.issuer import IssuerHost
+    from emvkit.terminal.host.authlog import AuthLog
+    from emvkit.terminal.host.iso8583 import decode_request, encode_response
+    from emvkit.terminal.host.issuer import IssuerHost
 
     rng = random.Random(7)
     frames = build_frames(keys, 8, count / RATE_CEILING, rng)

@@ -1,7 +1,7 @@
 """Full contactless transactions in-process: throughput, host-side cost and air time.
 
 Runs the whole transaction (Entry Point, kernel, offline data authentication
-and the emulated card) through :func:`terminal.kernel.driver.run_transaction`
+and the emulated card) through :func:`emvkit.terminal.kernel.driver.run_transaction`
 for each kernel on its built-in card: C-3 on ``emu:visa``, C-2 on
 ``emu:mastercard``, C-7 on ``emu:unionpay``, at 12.34 EUR (an offline approval
 with fDDA or CDA) and at 40.00 EUR (above the 30.00 floor limit: an online
@@ -18,7 +18,7 @@ the expected one stops the script.
 2. Host side: the card object is wrapped so the time inside ``card.process``
    is summed and subtracted from the transaction's time; what remains is
    Entry Point + kernel + ODA + driver and trace recording. The ODA share is
-   the time inside the public functions of ``terminal.kernel.oda``
+   the time inside the public functions of ``emvkit.terminal.kernel.oda``
    (monkeypatched within this script only; outermost call only). Medians per
    transaction, run for half of ``BENCH_SECONDS``; "host tx/s" is what one
    core would do if the card took no time. Issue goal: kernel overhead under
@@ -77,18 +77,18 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from firmware.crypto import provider  # noqa: E402
-from firmware.payapp.rng import CountingRandom  # noqa: E402
-from firmware.payapp.state import CardState, MemoryStore  # noqa: E402
-from terminal.errors import TransportError  # noqa: E402
-from terminal.kernel import oda  # noqa: E402
-from terminal.kernel.config import TerminalConfig, load_config  # noqa: E402
-from terminal.kernel.context import TransactionRequest  # noqa: E402
-from terminal.kernel.driver import Tap, run_transaction  # noqa: E402
-from terminal.perso.builtin import profile_path  # noqa: E402
-from terminal.transport.emu import EmulatorTransport, from_url  # noqa: E402
-from terminal.transport.mpy import find_micropython  # noqa: E402
-from terminal.transport.trace import Exchange  # noqa: E402
+from emvkit.firmware.crypto import provider  # noqa: E402
+from emvkit.firmware.payapp.rng import CountingRandom  # noqa: E402
+from emvkit.firmware.payapp.state import CardState, MemoryStore  # noqa: E402
+from emvkit.terminal.errors import TransportError  # noqa: E402
+from emvkit.terminal.kernel import oda  # noqa: E402
+from emvkit.terminal.kernel.config import TerminalConfig, load_config  # noqa: E402
+from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
+from emvkit.terminal.kernel.driver import Tap, run_transaction  # noqa: E402
+from emvkit.terminal.perso.builtin import profile_path  # noqa: E402
+from emvkit.terminal.transport.emu import EmulatorTransport, from_url  # noqa: E402
+from emvkit.terminal.transport.mpy import find_micropython  # noqa: E402
+from emvkit.terminal.transport.trace import Exchange  # noqa: E402
 
 DATE = datetime.date(2026, 6, 1)  # inside every built-in card's validity
 TIME = datetime.time(12, 0, 0)
@@ -188,7 +188,7 @@ class TimedCard:
 
 
 class OdaTimer:
-    """Sums the time inside terminal.kernel.oda's public functions while installed."""
+    """Sums the time inside emvkit.terminal.kernel.oda's public functions while installed."""
 
     NAMES = ("recover_issuer_key", "recover_icc_key", "static_data_to_authenticate", "verify_ssad",
              "verify_dda", "verify_fdda", "verify_cda")
@@ -229,7 +229,7 @@ class Case:
         self.config = config
         self.url = f"emu:{card}?rng=counting"
         base = from_url(self.url)
-        self.card: Any = cast(Any, base.card)  # firmware.payapp.card.Card
+        self.card: Any = cast(Any, base.card)  # emvkit.firmware.payapp.card.Card
         self.timed = TimedCard(base.card)
         self.plain = base
         self.wrapped = EmulatorTransport(self.timed, base.faults, url=self.url,
@@ -370,7 +370,7 @@ def main() -> None:
 
     print()
     print("2. time per transaction, medians in us: host = total - card (Entry Point + kernel + ODA + driver/trace);")
-    print("   ODA = inside terminal.kernel.oda (goal: host side under 1,000 us)")
+    print("   ODA = inside emvkit.terminal.kernel.oda (goal: host side under 1,000 us)")
     print(f"   {'case':24} {'total':>8} {'card':>8} {'host':>8} {'ODA':>8} {'ODA %':>6} {'host-ODA':>9} "
           f"{'host tx/s':>9} {'runs':>6}  goal")
     for case in cases:

@@ -1,6 +1,6 @@
 """APDU round trip over nfcpy's udp RF link: raw nfcpy beside the emvkit stack, in one session.
 
-An :class:`terminal.emulator.nfc_listener.NfcListener` serves a trivial card
+An :class:`emvkit.terminal.emulator.nfc_listener.NfcListener` serves a trivial card
 (SELECT PPSE -> a fixed FCI) in a child process on a free UDP port (in a
 thread of this process the two would share the GIL, and the figures swing
 between ~40 and ~120 us with how the threads land on cores);
@@ -36,9 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from terminal.apdu import Channel, CommandAPDU
-from terminal.emulator.nfc_listener import NfcListener
-from terminal.transport.nfc import NfcTransport
+from emvkit.terminal.apdu import Channel, CommandAPDU
+from emvkit.terminal.emulator.nfc_listener import NfcListener
+from emvkit.terminal.transport.nfc import NfcTransport
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 PPSE_FCI = bytes.fromhex("6F23840E325041592E5359532E4444463031A511BF0C0E610C4F07A0000000031010870101")

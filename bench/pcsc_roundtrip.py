@@ -1,6 +1,6 @@
 """What the emvkit stack adds to a PC/SC round trip: raw pyscard beside the pcsc: transport and Channel.
 
-Starts a private pcscd (terminal.emulator.pcscd) and the real emvkit Visa card
+Starts a private pcscd (emvkit.terminal.emulator.pcscd) and the real emvkit Visa card
 behind vpcd in a process of its own (``emvkit emulate --vpcd``: in a thread
 of this process the card would compete with the terminal for the GIL and blur
 the comparison), points this process's libpcsclite at the daemon
@@ -32,11 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from terminal.apdu import Channel
-from terminal.emulator.cards import open_card
-from terminal.emulator.pcscd import PrivatePcscd
-from terminal.transport.pcsc import PcscOptions, PcscTransport, wait_for_card
-from terminal.transport.trace import TraceTransport
+from emvkit.terminal.apdu import Channel
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.pcscd import PrivatePcscd
+from emvkit.terminal.transport.pcsc import PcscOptions, PcscTransport, wait_for_card
+from emvkit.terminal.transport.trace import TraceTransport
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 GOAL_OVERHEAD = 0.20

@@ -21,7 +21,7 @@ a READ RECORD, 5 out / 188 back), three paths, timed in turn, one call each:
 The devices: ``firmware/devlink.py`` under MicroPython on a non-blocking pty
 master (it reads what has arrived, one read a frame), the same on a blocking
 master (it reads byte by byte while poll says more is there, as on a board's
-USB CDC stdin), and the host emulator (``terminal.emulator.serial_server.
+USB CDC stdin), and the host emulator (``emvkit.terminal.emulator.serial_server.
 PtyLinkServer``) under CPython; the raw echo peer runs under the same
 interpreter as the device.
 
@@ -58,15 +58,15 @@ sys.path.insert(0, str(ROOT))
 
 import serial  # noqa: E402  (pyserial)
 
-from firmware import link  # noqa: E402
-from terminal.apdu import Channel, CommandAPDU  # noqa: E402
-from terminal.kernel.config import load_config  # noqa: E402
-from terminal.kernel.context import TransactionRequest  # noqa: E402
-from terminal.kernel.driver import run_transaction  # noqa: E402
-from terminal.perso.builtin import profile_path  # noqa: E402
-from terminal.transport import open_transport  # noqa: E402
-from terminal.transport.mpy import find_micropython  # noqa: E402
-from terminal.transport.serial import SerialTransport  # noqa: E402
+from emvkit.firmware import link  # noqa: E402
+from emvkit.terminal.apdu import Channel, CommandAPDU  # noqa: E402
+from emvkit.terminal.kernel.config import load_config  # noqa: E402
+from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
+from emvkit.terminal.kernel.driver import run_transaction  # noqa: E402
+from emvkit.terminal.perso.builtin import profile_path  # noqa: E402
+from emvkit.terminal.transport import open_transport  # noqa: E402
+from emvkit.terminal.transport.mpy import find_micropython  # noqa: E402
+from emvkit.terminal.transport.serial import SerialTransport  # noqa: E402
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 PPSE_FCI = bytes.fromhex("6F23840E325041592E5359532E4444463031A511BF0C0E610C4F07A0000000031010870101") + b"\x90\x00"
@@ -105,7 +105,7 @@ while True:
 STACK_PEER = """
 import sys
 import json
-from firmware import devlink
+from emvkit.firmware import devlink
 with open(sys.argv[1]) as f:
     table = dict((bytes.fromhex(k), bytes.fromhex(v)) for k, v in json.load(f).items())
 class Card:
@@ -119,10 +119,10 @@ devlink.run(sys.stdin.buffer, sys.stdout.buffer, Card())
 TRANSACTION_PEER = """
 import sys
 import json
-from firmware import devlink
-from firmware.payapp.card import Card
-from firmware.payapp.rng import CountingRandom
-from firmware.payapp.state import MemoryStore
+from emvkit.firmware import devlink
+from emvkit.firmware.payapp.card import Card
+from emvkit.firmware.payapp.rng import CountingRandom
+from emvkit.firmware.payapp.state import MemoryStore
 with open(sys.argv[1]) as f:
     card = Card(json.load(f), rng=CountingRandom())
 class FreshCard:
@@ -140,7 +140,7 @@ devlink.run(sys.stdin.buffer, sys.stdout.buffer, FreshCard())
 # The host emulator with the same trivial card, under CPython; stops when stdin closes.
 SERVER_PEER = """
 import json, sys, threading
-from terminal.emulator.serial_server import PtyLinkServer
+from emvkit.terminal.emulator.serial_server import PtyLinkServer
 with open(sys.argv[1]) as f:
     table = {bytes.fromhex(k): bytes.fromhex(v) for k, v in json.load(f).items()}
 class Card:
@@ -370,7 +370,7 @@ def transaction_case(taps: int) -> None:
 # The device's work per APDU without any I/O: DevLink.receive (decode, dispatch, encode the answer).
 DEVICE_COST = """
 import sys, time
-from firmware import devlink, link
+from emvkit.firmware import devlink, link
 class Card:
     def process(self, apdu):
         return ANSWER

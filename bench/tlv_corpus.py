@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from firmware.tlv import encode_tlv as t
+from emvkit.firmware.tlv import encode_tlv as t
 
 __all__ = ["corpus"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.tlv_corpus import corpus
-from firmware import tlv
+from emvkit.firmware import tlv
 
 
 def count_objects(nodes: list[tlv.TLV]) -> int:
@@ -40,7 +40,7 @@ def measure(decode: Callable[[bytes], object], inputs: list[bytes], rounds: int 
 
 
 def parsers() -> dict[str, Callable[[bytes], object]]:
-    out: dict[str, Callable[[bytes], object]] = {"emvkit firmware.tlv.decode": tlv.decode}
+    out: dict[str, Callable[[bytes], object]] = {"emvkit emvkit.firmware.tlv.decode": tlv.decode}
     try:
         import pyemv.tlv
 

@@ -1,6 +1,6 @@
 """APDU round trip through PC/SC: pyscard -> pcscd -> vpcd -> VpcdBridge -> a trivial card.
 
-Starts a private pcscd (terminal.emulator.pcscd), runs the bridge in a thread
+Starts a private pcscd (emvkit.terminal.emulator.pcscd), runs the bridge in a thread
 of this process, points this process's libpcsclite at the private daemon
 (PCSCLITE_CSOCK_NAME, set before the first PC/SC call) and times N SELECT PPSE
 commands, beside the same card's ``process()`` called in-process. Goal: median
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from terminal.emulator.pcscd import PrivatePcscd
-from terminal.emulator.vpcd import VpcdBridge
+from emvkit.terminal.emulator.pcscd import PrivatePcscd
+from emvkit.terminal.emulator.vpcd import VpcdBridge
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 PPSE_FCI = bytes.fromhex("6F23840E325041592E5359532E4444463031A511BF0C0E610C4F07A0000000031010870101")

@@ -29,7 +29,7 @@
 
 import sys
 
-from firmware import link
+from . import link
 
 try:
     from micropython import const
@@ -436,8 +436,8 @@ def _usage() -> int:
 def main(argv: list) -> int:
     import json
 
-    from firmware.payapp.card import Card
-    from firmware.payapp.rng import source
+    from .payapp.card import Card
+    from .payapp.rng import source
 
     args = list(argv[1:])
     tty = None

@@ -11,8 +11,8 @@
 import json
 import sys
 
-from firmware.payapp.card import Card
-from firmware.payapp.rng import source
+from .payapp.card import Card
+from .payapp.rng import source
 
 
 def main(argv):

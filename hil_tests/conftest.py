@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hil_tests.dut import DEFAULT_DUT, Dut
-from terminal.errors import EmvkitError
-from terminal.transport import make_transport
+from emvkit.hil.dut import DEFAULT_DUT, Dut
+from emvkit.terminal.errors import EmvkitError
+from emvkit.terminal.transport import make_transport
 
 DUT_KEY = pytest.StashKey[Dut]()
 

@@ -34,15 +34,15 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.perso.builtin import load_builtin
-from terminal.transport import Transport, open_transport
-from terminal.transport.scripted import Pattern, ScriptedTransport
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.transport import Transport, open_transport
+from emvkit.terminal.transport.scripted import Pattern, ScriptedTransport
 
 __all__ = [
     "CAPABILITIES",

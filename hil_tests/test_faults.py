@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from firmware import tlv
-from hil_tests.dut import KERNEL_CARDS, Dut, Script, card_applications, primitive_tags, replay, select_command
-from terminal.kernel.driver import Tap
-from terminal.kernel.outcome import Outcome
-from terminal.transport.scripted import Pattern
+from emvkit.firmware import tlv
+from emvkit.hil.dut import KERNEL_CARDS, Dut, Script, card_applications, primitive_tags, replay, select_command
+from emvkit.terminal.kernel.driver import Tap
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.transport.scripted import Pattern
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]
 AMOUNT = 1234

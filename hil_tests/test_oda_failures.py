@@ -23,19 +23,19 @@ from typing import Any
 
 import pytest
 
-from firmware import tlv
-from firmware.crypto.rsa import RSAPrivateKey
-from hil_tests.dut import KERNEL_CARDS, Dut, pinned_random, replay
-from terminal.bitmaps import CTQ_BITS, TSI_BITS, is_set
-from terminal.kernel.capk import CapkStore, CaPublicKey
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.driver import Tap
-from terminal.kernel.outcome import Outcome
-from terminal.perso.builtin import load_builtin
-from terminal.perso.cards import ISSUER_BITS, BuiltCard, CardOptions, build_card, luhn_complete
-from terminal.perso.certificates import icc_certificate, issuer_certificate
-from terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
-from terminal.transport.scripted import Pattern
+from emvkit.firmware import tlv
+from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.hil.dut import KERNEL_CARDS, Dut, pinned_random, replay
+from emvkit.terminal.bitmaps import CTQ_BITS, TSI_BITS, is_set
+from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.driver import Tap
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.perso.cards import ISSUER_BITS, BuiltCard, CardOptions, build_card, luhn_complete
+from emvkit.terminal.perso.certificates import icc_certificate, issuer_certificate
+from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
+from emvkit.terminal.transport.scripted import Pattern
 
 AMOUNT = 1234
 OUR_CA_INDEX = 0xE2

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from hil_tests.dut import KERNEL_CARDS, Dut, card_risk, transact
-from terminal.bitmaps import CTQ_BITS, TSI_BITS, TTQ_BITS, TVR_BITS, is_set
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.driver import Tap
-from terminal.kernel.outcome import Cvm, Outcome
+from emvkit.hil.dut import KERNEL_CARDS, Dut, card_risk, transact
+from emvkit.terminal.bitmaps import CTQ_BITS, TSI_BITS, TTQ_BITS, TVR_BITS, is_set
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.driver import Tap
+from emvkit.terminal.kernel.outcome import Cvm, Outcome
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]
 TC, ARQC, AAC = b"\x40", b"\x80", b"\x00"

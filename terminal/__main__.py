@@ -1,5 +1,5 @@
 import sys
 
-from terminal.cli import main
+from emvkit.terminal.cli import main
 
 sys.exit(main())

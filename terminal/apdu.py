@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from terminal.errors import APDUError
-from terminal.transport.base import Transport
+from emvkit.terminal.errors import APDUError
+from emvkit.terminal.transport.base import Transport
 
 __all__ = [
     "Channel",

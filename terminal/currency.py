@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from terminal.errors import EmvkitError
+from emvkit.terminal.errors import EmvkitError
 
 __all__ = ["Currency", "format_amount", "lookup", "parse_amount"]
 

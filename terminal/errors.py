@@ -3,10 +3,10 @@
 EMV outcomes (declined, try another interface, ...) are values, never
 exceptions. Exceptions are for broken links, protocol violations and bad
 input; every one a CLI user can meet derives from :class:`EmvkitError` or is a
-:class:`firmware.tlv.TLVError`.
+:class:`emvkit.firmware.tlv.TLVError`.
 """
 
-from firmware.tlv import TLVError
+from emvkit.firmware.tlv import TLVError
 
 __all__ = [
     "APDUError",

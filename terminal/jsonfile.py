@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from terminal.errors import ConfigError
+from emvkit.terminal.errors import ConfigError
 
 __all__ = ["read_json"]
 

@@ -330,7 +330,7 @@ def _build(*groups: tuple[_Row, ...]) -> dict[int, TagInfo]:
 
 TAGS: Final[dict[int, TagInfo]] = _build(_BOOK3, _TOKENISATION, _BOOK_B, _CONTACTLESS, _KERNEL2)
 
-# tag -> format, for firmware.tlv.build_dol(..., formats=FORMATS).
+# tag -> format, for emvkit.firmware.tlv.build_dol(..., formats=FORMATS).
 FORMATS: Final[dict[int, str]] = {tag: entry.fmt for tag, entry in TAGS.items()}
 
 

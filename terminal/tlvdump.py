@@ -1,10 +1,10 @@
 """Human-readable and JSON views of decoded BER-TLV trees.
 
 Values are shown by their format in the data dictionary (EMV 4.3 Book 3
-§4.3, :mod:`terminal.tags`): ``n`` as its digits, ``cn`` as its digits up to
+§4.3, :mod:`emvkit.terminal.tags`): ``n`` as its digits, ``cn`` as its digits up to
 the first ``F`` pad, ``an``/``ans`` as quoted text, ``b`` as hex. Bit-mapped
 data elements are followed by what their set bits mean
-(:func:`terminal.bitmaps.explain`).
+(:func:`emvkit.terminal.bitmaps.explain`).
 
 Cardholder data is masked unless asked otherwise: the PAN keeps its first 6
 and last 4 digits (the PCI DSS display rule), track data and discretionary
@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from firmware.tlv import TLV, tag_hex
-from terminal import bitmaps, tags
+from emvkit.firmware.tlv import TLV, tag_hex
+from emvkit.terminal import bitmaps, tags
 
 INDENT: Final = "  "
 

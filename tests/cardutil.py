@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware import tlv
-from firmware.payapp.card import Card
-from firmware.payapp.rng import CountingRandom
-from terminal.perso.builtin import capk_path, load_builtin
+from emvkit.firmware import tlv
+from emvkit.firmware.payapp.card import Card
+from emvkit.firmware.payapp.rng import CountingRandom
+from emvkit.terminal.perso.builtin import capk_path, load_builtin
 
 PPSE_SELECT = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.apdu import Channel, CommandAPDU, ResponseAPDU, sw_meaning
-from terminal.errors import APDUError, ScriptMismatch
-from terminal.transport.scripted import ScriptedTransport
+from emvkit.terminal.apdu import Channel, CommandAPDU, ResponseAPDU, sw_meaning
+from emvkit.terminal.errors import APDUError, ScriptMismatch
+from emvkit.terminal.transport.scripted import ScriptedTransport
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.bitmaps import (
+from emvkit.terminal.bitmaps import (
     ADDITIONAL_TERMINAL_CAPABILITIES,
     AIP,
     AIP_BITS,

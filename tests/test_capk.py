@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from terminal.errors import ConfigError
-from terminal.kernel.capk import CapkStore, CaPublicKey, RevocationList
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey, RevocationList
 
 VECTORS = Path(__file__).parent / "vectors" / "oda"
 RID = bytes.fromhex("A000000003")

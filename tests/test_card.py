@@ -14,9 +14,9 @@ from pyemv import ac as pyemv_ac
 from pyemv import cvn as pyemv_cvn
 from pyemv import kd as pyemv_kd
 
-from firmware import tlv
-from firmware.payapp.card import Card
-from firmware.payapp.profile import ProfileError
+from emvkit.firmware import tlv
+from emvkit.firmware.payapp.card import Card
+from emvkit.firmware.payapp.profile import ProfileError
 from tests.cardutil import (
     PPSE_SELECT,
     Exchange,

@@ -1,7 +1,7 @@
-"""``emvkit tap`` end to end: in-process through ``terminal.cli.main`` and as a subprocess.
+"""``emvkit tap`` end to end: in-process through ``emvkit.terminal.cli.main`` and as a subprocess.
 
 The built-in emulated Visa card (``emu:visa``) is the default reader; its
-profile (terminal/perso/builtin/visa.json: PAN 4761739001010119, AIP 2000,
+profile (terminal/perso/profiles/visa.json: PAN 4761739001010119, AIP 2000,
 fDDA, offline approval below the floor limit) and the default terminal
 (floor limit 30.00, transaction limit 150.00) give the expected values.
 """
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from terminal.cli import main
-from terminal.kernel.config import load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import run_transaction
-from terminal.transport import open_transport
-from terminal.transport.scripted import ScriptedTransport
+from emvkit.terminal.cli import main
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.scripted import ScriptedTransport
 from tests.conftest import venv_tool
 
 CARDS = Path(__file__).resolve().parent / "vectors" / "cards"

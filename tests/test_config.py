@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from terminal.errors import ConfigError
-from terminal.kernel.config import DEFAULT_CONFIG, TerminalConfig, load_config
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.kernel.config import DEFAULT_CONFIG, TerminalConfig, load_config
 
 VISA_CAPKS = Path(__file__).resolve().parent / "vectors" / "oda" / "visa_test_capks.json"
 

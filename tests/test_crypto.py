@@ -1,4 +1,4 @@
-"""Tests of firmware.crypto on CPython, plus its run under real MicroPython.
+"""Tests of emvkit.firmware.crypto on CPython, plus its run under real MicroPython.
 
 - the portable cases (tests/portable/crypto_cases.py) under both provider
   backends ("cryptography" and "pure");
@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyemv import ac, cvn, kd, mac
 
-from firmware.crypto import des, emv, provider, rsa, sha1
+from emvkit.firmware.crypto import des, emv, provider, rsa, sha1
 from tests.conftest import venv_tool
 
 ROOT = Path(__file__).resolve().parents[1]

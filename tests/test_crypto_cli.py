@@ -20,7 +20,7 @@ from pyemv import kd as pyemv_kd
 from pyemv import mac as pyemv_mac
 from pyemv import tools as pyemv_tools
 
-import terminal.cli as cli
+import emvkit.terminal.cli as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors" / "host" / "emv_crypto.json"
@@ -210,7 +210,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
     assert "error:" in capsys.readouterr().err
 
 
-_CLI = "import sys, terminal.cli as c\nsys.exit(c.main(sys.argv[1:]))\n"
+_CLI = "import sys, emvkit.terminal.cli as c\nsys.exit(c.main(sys.argv[1:]))\n"
 
 
 @pytest.mark.parametrize(("argv", "lines"), [

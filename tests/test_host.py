@@ -1,6 +1,6 @@
 """The issuer host simulator against the real card application.
 
-Each test drives a built-in card (firmware.payapp.card.Card) to an ARQC,
+Each test drives a built-in card (emvkit.firmware.payapp.card.Card) to an ARQC,
 sends what a terminal would send to the host, and, where the card takes part
 in issuer authentication, hands the host's answer back to the card in the
 second GENERATE AC: the card's own ARPC check (firmware/crypto/emv.py) and
@@ -17,19 +17,19 @@ from typing import Any
 
 import pytest
 
-from firmware import tlv
-from firmware.crypto import emv as emvcrypto
-from terminal.errors import ConfigError
-from terminal.host.api import AuthorisationRequest, AuthorisationResponse
-from terminal.host.authlog import AuthLog, scrub
-from terminal.host.issuer import CSU_APPROVED, CSU_DECLINED, PROPRIETARY_AUTH_DATA, IssuerHost
-from terminal.host.keys import IssuerKey, IssuerKeys
-from terminal.host.rules import Rules, load_blocked, pan_sha256
-from terminal.kernel.config import load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.transport import open_transport
+from emvkit.firmware import tlv
+from emvkit.firmware.crypto import emv as emvcrypto
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.terminal.host.authlog import AuthLog, scrub
+from emvkit.terminal.host.issuer import CSU_APPROVED, CSU_DECLINED, PROPRIETARY_AUTH_DATA, IssuerHost
+from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
+from emvkit.terminal.host.rules import Rules, load_blocked, pan_sha256
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.transport import open_transport
 from tests.cardutil import Exchange, flat, generate_ac, gpo, make_card, profile, select, terminal_data
 
 AIDS = {"visa": "A0000000031010", "mastercard": "A0000000041010", "unionpay": "A000000333010101"}
@@ -335,7 +335,7 @@ def test_a_host_fault_answers_96(host: IssuerHost, monkeypatch: pytest.MonkeyPat
     def broken(*args: object) -> bytes:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("terminal.host.issuer._Card.arqc", broken)
+    monkeypatch.setattr("emvkit.terminal.host.issuer._Card.arqc", broken)
     response = host.authorise(tx.request)
     assert (response.response_code, response.reason) == ("96", "host fault: RuntimeError")
     monkeypatch.undo()

@@ -27,13 +27,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyemv import cvn as pyemv_cvn
 
-import terminal.cli as cli
-from firmware import tlv
-from terminal.errors import ConfigError, TransportError
-from terminal.host.api import AuthorisationRequest, AuthorisationResponse
-from terminal.host.authlog import AuthLog
-from terminal.host.client import TcpAuthoriser, parse_url
-from terminal.host.iso8583 import (
+import emvkit.terminal.cli as cli
+from emvkit.firmware import tlv
+from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.terminal.host.authlog import AuthLog
+from emvkit.terminal.host.client import TcpAuthoriser, parse_url
+from emvkit.terminal.host.iso8583 import (
     SPEC,
     MessageFormatError,
     de35_to_track2,
@@ -46,16 +46,16 @@ from terminal.host.iso8583 import (
     response_mti,
     track2_to_de35,
 )
-from terminal.host.issuer import IssuerHost
-from terminal.host.keys import IssuerKeys
-from terminal.host.rules import RESPONSE_CODES, Rules
-from terminal.host.server import ServerThread, answer
-from terminal.kernel.config import load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.perso.builtin import load_builtin
-from terminal.transport import open_transport
+from emvkit.terminal.host.issuer import IssuerHost
+from emvkit.terminal.host.keys import IssuerKeys
+from emvkit.terminal.host.rules import RESPONSE_CODES, Rules
+from emvkit.terminal.host.server import ServerThread, answer
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.transport import open_transport
 from tests.test_host import online
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -451,7 +451,7 @@ def test_default_port() -> None:
 
 # --- the command line ---
 
-_CLI = "import sys, terminal.cli as c\nsys.exit(c.main(sys.argv[1:]))\n"
+_CLI = "import sys, emvkit.terminal.cli as c\nsys.exit(c.main(sys.argv[1:]))\n"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -1,7 +1,7 @@
 """The kernels against scripted cards that are not emvkit's emulator.
 
 Each session in ``tests/vectors/cards/*.apdu`` is a scripted-transport text
-file (``> C-APDU`` / ``< R-APDU``, see :mod:`terminal.transport.scripted`)
+file (``> C-APDU`` / ``< R-APDU``, see :mod:`emvkit.terminal.transport.scripted`)
 written from the specifications and public sample data (provenance in
 ``tests/vectors/cards/README.md``). Every command the kernel sends must match
 the script byte for byte, so the PDOL and CDOL1 data written in the files by
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from terminal.errors import ScriptMismatch, TransportError
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.transport import open_transport
-from terminal.transport.scripted import ScriptedTransport, parse_script
+from emvkit.terminal.errors import ScriptMismatch, TransportError
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.scripted import ScriptedTransport, parse_script
 
 CARDS = Path(__file__).resolve().parent / "vectors" / "cards"
 SESSIONS = sorted(CARDS.glob("*.apdu"))

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import pytest
 
-from firmware import tlv
-from terminal.apdu import ResponseAPDU
-from terminal.kernel.common import (
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import ResponseAPDU
+from emvkit.terminal.kernel.common import (
     CID_AAC,
     CID_ARQC,
     CID_TC,
@@ -26,10 +26,10 @@ from terminal.kernel.common import (
     terminal_action_analysis,
     terminal_risk_management,
 )
-from terminal.kernel.config import AppConfig, TerminalConfig, load_config
-from terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
-from terminal.kernel.entry_point import build_candidates, preprocess, transaction
-from terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.kernel.config import AppConfig, TerminalConfig, load_config
+from emvkit.terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
+from emvkit.terminal.kernel.entry_point import build_candidates, preprocess, transaction
+from emvkit.terminal.kernel.outcome import Cvm, Outcome
 
 TODAY = datetime.date(2025, 3, 14)
 VISA = bytes.fromhex("A0000000031010")

@@ -1,4 +1,4 @@
-"""Property tests of the serial link framing (firmware.link) on CPython.
+"""Property tests of the serial link framing (emvkit.firmware.link) on CPython.
 
 The decoder is checked against a small independent reference written here
 from the frame format (COBS per Cheshire & Baker, CRC-16/CCITT-FALSE through
@@ -14,7 +14,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import link
+from emvkit.firmware import link
 
 frame_types = st.integers(0, 255)
 seqs = st.integers(0, 255)

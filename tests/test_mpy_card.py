@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware import tlv
-from terminal.errors import CardRemoved, ConfigError
-from terminal.transport import Transport, open_transport
+from emvkit.firmware import tlv
+from emvkit.terminal.errors import CardRemoved, ConfigError
+from emvkit.terminal.transport import Transport, open_transport
 from tests.cardutil import (
     PPSE_SELECT,
     generate_ac,

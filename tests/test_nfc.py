@@ -27,10 +27,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.cards import open_card
-from terminal.emulator.faults import FaultPlan, FaultyCard
-from terminal.emulator.isodep import (
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
+from emvkit.terminal.emulator.isodep import (
     Ats,
     Command,
     Ignored,
@@ -42,14 +42,14 @@ from terminal.emulator.isodep import (
     frame_size,
     historical_bytes_from_atr,
 )
-from terminal.emulator.nfc_listener import NfcListener, parse_target
-from terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
-from terminal.kernel.config import load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.transport import make_transport, open_transport
-from terminal.transport.nfc import NfcTransport
+from emvkit.terminal.emulator.nfc_listener import NfcListener, parse_target
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.transport import make_transport, open_transport
+from emvkit.terminal.transport.nfc import NfcTransport
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 PPSE_FCI = bytes.fromhex("6F23840E325041592E5359532E4444463031A511BF0C0E610C4F07A0000000031010870101")
@@ -664,12 +664,12 @@ def test_listener_reports_a_taken_port() -> None:
 
 def test_without_nfcpy_the_modules_say_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nfc", None)
-    monkeypatch.delitem(sys.modules, "terminal.transport.nfc")
-    monkeypatch.delitem(sys.modules, "terminal.emulator.nfc_listener")
+    monkeypatch.delitem(sys.modules, "emvkit.terminal.transport.nfc")
+    monkeypatch.delitem(sys.modules, "emvkit.terminal.emulator.nfc_listener")
     with pytest.raises(UnknownScheme, match=r"needs nfcpy \(pip install 'emvkit\[nfc\]'\)"):
         make_transport("nfc:usb")
     with pytest.raises(TransportError, match="--nfc needs nfcpy"):
-        importlib.import_module("terminal.emulator.nfc_listener")
+        importlib.import_module("emvkit.terminal.emulator.nfc_listener")
 
 
 def test_emulate_cli_serves_a_tap_and_stops_on_sigterm() -> None:

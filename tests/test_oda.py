@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from firmware.crypto.rsa import RSAPrivateKey
-from firmware.payapp import dda
-from terminal.kernel.capk import CapkStore, CaPublicKey, RevocationList
-from terminal.kernel.oda import (
+from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.firmware.payapp import dda
+from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey, RevocationList
+from emvkit.terminal.kernel.oda import (
     CdaData,
     DynamicData,
     IccPublicKey,

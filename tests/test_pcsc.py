@@ -2,7 +2,7 @@
 
 First what needs no pcscd (URL options, reader selection, error mapping, the
 CLI without a PC/SC service, ``watch`` on emulated cards). Then end to end: a
-private pcscd (terminal.emulator.pcscd) with the vpcd reader, the real emvkit
+private pcscd (emvkit.terminal.emulator.pcscd) with the vpcd reader, the real emvkit
 card applications served by a VpcdBridge in a thread of this process, and the
 terminal side in a subprocess whose environment points libpcsclite at the
 private daemon (it reads PCSCLITE_CSOCK_NAME once per process). Inserting a
@@ -27,26 +27,26 @@ from typing import Any
 
 import pytest
 
-from terminal import cli
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.cards import open_card
-from terminal.emulator.faults import FaultPlan, FaultyCard
-from terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
-from terminal.emulator.vpcd import Card, VpcdBridge
-from terminal.errors import CardRemoved, ConfigError, TransportError
-from terminal.transport import pcsc
-from terminal.transport.pcsc import PcscdNotRunning, PcscOptions, parse_url
+from emvkit.terminal import cli
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
+from emvkit.terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
+from emvkit.terminal.emulator.vpcd import Card, VpcdBridge
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.transport import pcsc
+from emvkit.terminal.transport.pcsc import PcscdNotRunning, PcscOptions, parse_url
 
 READER = "Virtual PCD 00 00"
 SECOND_READER = "Virtual PCD 00 01"
 HISTORICAL = bytes.fromhex("8031C073D621C0")  # any ATS historical bytes will do
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 
-# `emvkit` through terminal.cli.main, in a subprocess with the private pcscd's environment.
+# `emvkit` through emvkit.terminal.cli.main, in a subprocess with the private pcscd's environment.
 RUN_CLI = textwrap.dedent(
     """
     import sys
-    from terminal import cli
+    from emvkit.terminal import cli
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
@@ -110,8 +110,8 @@ def test_without_pyscard_the_scheme_says_how_to_install_it() -> None:
         """
         import sys
         sys.modules["smartcard"] = None  # as if pyscard were not installed
-        from terminal.errors import UnknownScheme
-        from terminal.transport import open_transport
+        from emvkit.terminal.errors import UnknownScheme
+        from emvkit.terminal.transport import open_transport
         try:
             open_transport("pcsc:")
         except UnknownScheme as exc:
@@ -129,7 +129,7 @@ def no_service_env(tmp_path: Path) -> dict[str, str]:
 def test_without_pcscd(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
-        from terminal.transport import open_transport, pcsc
+        from emvkit.terminal.transport import open_transport, pcsc
         for call in (pcsc.list_readers, lambda: open_transport("pcsc:")):
             try:
                 call()
@@ -242,11 +242,11 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 20) -> subprocess.
 CLIENT = textwrap.dedent(
     """
     import json, sys, time
-    from terminal.errors import TransportError
-    from terminal.kernel.config import load_config
-    from terminal.kernel.context import TransactionRequest
-    from terminal.kernel.driver import run_transaction
-    from terminal.transport import open_transport
+    from emvkit.terminal.errors import TransportError
+    from emvkit.terminal.kernel.config import load_config
+    from emvkit.terminal.kernel.context import TransactionRequest
+    from emvkit.terminal.kernel.driver import run_transaction
+    from emvkit.terminal.transport import open_transport
 
     args = json.loads(sys.argv[1])
     if args.get("exclusive"):

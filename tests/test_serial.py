@@ -15,7 +15,7 @@ path, so:
   slave of one pty while the host opens the slave of a second pty; a relay in
   the test copies between the two masters and injects garbage and bit flips.
 
-The host-side server (``terminal.emulator.serial_server``) is tested on a pty,
+The host-side server (``emvkit.terminal.emulator.serial_server``) is tested on a pty,
 on TCP (``serial:socket://``) behind a fault-injecting TCP relay, and through
 ``emvkit emulate --serial pty`` / ``--tcp`` subprocesses. Every wait is bounded.
 """
@@ -41,27 +41,30 @@ from typing import Any
 
 import pytest
 
-from firmware import link
-from terminal.emulator.cards import open_card
-from terminal.emulator.serial_server import (
+from emvkit.firmware import link
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.serial_server import (
     LinkServer,
     PortLinkServer,
     PtyLinkServer,
     TcpLinkServer,
     parse_tcp_target,
 )
-from terminal.errors import CardRemoved, ConfigError, TransportError
-from terminal.kernel.config import load_config
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.outcome import Outcome
-from terminal.perso.builtin import profile_path
-from terminal.transport import make_transport, open_transport
-from terminal.transport.base import BaseTransport, Transport
-from terminal.transport.serial import SerialTransport, from_url
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.perso.builtin import profile_path
+from emvkit.terminal.transport import make_transport, open_transport
+from emvkit.terminal.transport.base import BaseTransport, Transport
+from emvkit.terminal.transport.serial import SerialTransport, from_url
 from tests.conftest import ROOT, venv_tool
 
-DEVLINK = ROOT / "firmware" / "devlink.py"
+# The firmware package runs as ``firmware`` under MicroPython (MICROPYPATH holds the repository root)
+# and as ``emvkit.firmware`` on CPython; its modules import each other relatively, so it runs with -m.
+DEVLINK = ["-m", "firmware.devlink"]
+DEVLINK_CPYTHON = ["-m", "emvkit.firmware.devlink"]
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 ODA = {"visa": "fDDA", "mastercard": "CDA"}
 
@@ -101,7 +104,7 @@ def firmware_on_pty(
     os.set_blocking(master, blocking)
     executable = venv_tool("micropython") if interpreter == "micropython" else sys.executable
     proc = subprocess.Popen(
-        [executable, str(DEVLINK), str(profile_path(scheme))],
+        [executable, *(DEVLINK if interpreter == "micropython" else DEVLINK_CPYTHON), str(profile_path(scheme))],
         stdin=master, stdout=master, stderr=subprocess.PIPE, env=dict(micropython_env(), PYTHONPATH=str(ROOT)),
         cwd=ROOT,
     )
@@ -328,7 +331,7 @@ def test_bad_urls_are_config_errors(url: str, message: str) -> None:
 def test_import_serial_inside_the_module_is_pyserial() -> None:
     import serial as pyserial
 
-    from terminal.transport import serial as ours
+    from emvkit.terminal.transport import serial as ours
 
     assert pyserial is not ours and pyserial.__name__ == "serial" and hasattr(pyserial, "serial_for_url")
     assert ours._pyserial() is pyserial
@@ -412,7 +415,7 @@ class _OsWith:
 
 def test_a_tty_that_takes_a_few_bytes_a_write_gets_whole_frames(monkeypatch: pytest.MonkeyPatch) -> None:
     """The transport writes a tty with os.write: what a write leaves over goes once the tty is writable."""
-    import terminal.transport.serial as serial_module
+    import emvkit.terminal.transport.serial as serial_module
 
     writes: list[int] = []
 
@@ -433,7 +436,7 @@ def test_a_tty_that_takes_a_few_bytes_a_write_gets_whole_frames(monkeypatch: pyt
 
 
 def test_a_tty_that_takes_nothing_is_a_write_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    import terminal.transport.serial as serial_module
+    import emvkit.terminal.transport.serial as serial_module
 
     def full(fd: int, data: Any) -> int:
         raise BlockingIOError
@@ -482,7 +485,7 @@ def test_firmware_tty_option_through_a_noisy_relay() -> None:
     for fd in (s_device, s_host):
         tty.setraw(fd)
     proc = subprocess.Popen(
-        [venv_tool("micropython"), str(DEVLINK), str(profile_path("visa")), "--tty", os.ttyname(s_device)],
+        [venv_tool("micropython"), *DEVLINK, str(profile_path("visa")), "--tty", os.ttyname(s_device)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=micropython_env(), cwd=ROOT,
     )
     try:
@@ -529,7 +532,7 @@ def firmware_link(mode: str) -> Iterator[int]:
         master, slave = os.openpty()
         tty.setraw(slave)
         proc = subprocess.Popen(
-            [venv_tool("micropython"), str(DEVLINK), str(profile_path("visa")), "--tty", os.ttyname(slave)],
+            [venv_tool("micropython"), *DEVLINK, str(profile_path("visa")), "--tty", os.ttyname(slave)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=micropython_env(),
             cwd=ROOT,
         )

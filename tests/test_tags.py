@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.tlv import build_dol, tag_constructed
-from terminal.tags import FORMATS, TAGS, TagInfo, info, name_of
+from emvkit.firmware.tlv import build_dol, tag_constructed
+from emvkit.terminal.tags import FORMATS, TAGS, TagInfo, info, name_of
 
 # Every tagged data element of EMV 4.3 Book 3 Annex A, Table 33.
 BOOK3_TABLE33 = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import tlv
+from emvkit.firmware import tlv
 
 # Tags of one, two and three bytes. The first byte is class (b8-b7),
 # construction (b6) and tag number (b5-b1, all ones meaning "more bytes").

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from firmware.tlv import TLV, decode
-from terminal.tlvdump import format_tree, format_value, mask_pan, to_json_tree
+from emvkit.firmware.tlv import TLV, decode
+from emvkit.terminal.tlvdump import format_tree, format_value, mask_pan, to_json_tree
 
 # SELECT 2PAY.SYS.DDF01 answer of a Visa card, built by hand:
 # 6F(52) { 84(14) "2PAY.SYS.DDF01", A5(34) { BF0C(31) { 61(29) {

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from terminal.errors import CardRemoved, ConfigError, ScriptMismatch, TransportError, UnknownScheme
-from terminal.transport import make_transport, open_transport
-from terminal.transport.scripted import Pattern, ScriptedTransport, parse_script
-from terminal.transport.trace import TraceTransport, load_trace
+from emvkit.terminal.errors import CardRemoved, ConfigError, ScriptMismatch, TransportError, UnknownScheme
+from emvkit.terminal.transport import make_transport, open_transport
+from emvkit.terminal.transport.scripted import Pattern, ScriptedTransport, parse_script
+from emvkit.terminal.transport.trace import TraceTransport, load_trace
 
 SELECT = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from firmware import tlv
-from terminal.emulator.atr import ATRError, contactless_atr, parse_atr
-from terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
-from terminal.emulator.vpcd import VpcdBridge
+from emvkit.firmware import tlv
+from emvkit.terminal.emulator.atr import ATRError, contactless_atr, parse_atr
+from emvkit.terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
+from emvkit.terminal.emulator.vpcd import VpcdBridge
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 # FCI of the PPSE (EMV Book B §3.3): DF name 2PAY.SYS.DDF01, one entry for Visa credit/debit.
@@ -326,7 +326,7 @@ def test_serve_forever_stops_on_sigterm() -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from terminal.emulator.vpcd import serve_forever
+        from emvkit.terminal.emulator.vpcd import serve_forever
         class Card:
             def process(self, apdu): return b"\\x90\\x00"
         print("ready", flush=True)

@@ -7,10 +7,17 @@ import json
 import sys
 import time
 
-from firmware.crypto import rsa
-from firmware.payapp.card import Card
-from firmware.payapp.rng import CountingRandom
-from firmware.payapp.state import MemoryStore
+# CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
+try:
+    from emvkit.firmware.crypto import rsa
+    from emvkit.firmware.payapp.card import Card
+    from emvkit.firmware.payapp.rng import CountingRandom
+    from emvkit.firmware.payapp.state import MemoryStore
+except ImportError:
+    from firmware.crypto import rsa
+    from firmware.payapp.card import Card
+    from firmware.payapp.rng import CountingRandom
+    from firmware.payapp.state import MemoryStore
 
 try:
     _ticks = time.ticks_us  # MicroPython

@@ -9,7 +9,7 @@
 # Portable: runs unchanged on CPython and MicroPython. Keys and data are
 # bytes; every primitive goes through firmware.crypto.provider.
 
-from firmware.crypto import provider
+from . import provider
 
 _DIGITS = "0123456789"
 

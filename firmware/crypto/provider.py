@@ -16,8 +16,8 @@
 import os
 import sys
 
-from firmware.crypto import des as _des
-from firmware.crypto import sha1 as _sha1
+from . import des as _des
+from . import sha1 as _sha1
 
 try:
     import hashlib as _hashlib

@@ -7,7 +7,7 @@
 # 3-argument pow). MicroPython's pow() has no negative exponents, so the
 # modular inverse is computed here.
 
-from firmware.crypto import provider
+from . import provider
 
 
 def _nbytes(n: int) -> int:

@@ -8,13 +8,13 @@
 
 import time
 
-from firmware import tlv
-from firmware.crypto import provider
-from firmware.payapp import cryptogram as ac
-from firmware.payapp import dda
-from firmware.payapp.profile import Profile, ProfileError
-from firmware.payapp.state import CardState, MemoryStore
-from firmware.payapp.sw import (
+from .. import tlv
+from ..crypto import provider
+from . import cryptogram as ac
+from . import dda
+from .profile import Profile, ProfileError
+from .state import CardState, MemoryStore
+from .sw import (
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_DATA_NOT_FOUND,

@@ -3,7 +3,7 @@
 # issuer authentication (EMV Book 2 §8, Book 3 §6.5.5 and Annex C; the
 # scheme layouts are documented in docs/card-application.md).
 
-from firmware.crypto import emv as emvcrypto
+from ..crypto import emv as emvcrypto
 
 CID_AAC = 0x00
 CID_TC = 0x40

@@ -7,8 +7,8 @@
 # recovered from the signature (the "extra" argument): the DDOL data for
 # DDA, the fDDA data for fDDA, the Unpredictable Number for CDA.
 
-from firmware.crypto import provider
-from firmware.crypto.rsa import sign_recoverable
+from ..crypto import provider
+from ..crypto.rsa import sign_recoverable
 
 _FORMAT_SDAD = 0x05
 _HASH_SHA1 = 0x01

@@ -7,9 +7,9 @@
 # any JSON parser. Public data and secrets live apart: a profile without
 # "secrets" can be shared; the card refuses to run without it.
 
-from firmware import tlv
-from firmware.crypto.emv import CRYPTOGRAM_VERSIONS
-from firmware.crypto.rsa import RSAPrivateKey
+from .. import tlv
+from ..crypto.emv import CRYPTOGRAM_VERSIONS
+from ..crypto.rsa import RSAPrivateKey
 
 FORMAT = "emvkit-card"
 SCHEMES = ("visa", "mastercard", "unionpay")

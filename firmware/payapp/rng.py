@@ -2,7 +2,7 @@
 # The default is the platform's; CountingRandom is a pinned source for tests
 # and byte-for-byte comparisons between the emulator and the firmware.
 
-from firmware.crypto import provider
+from ..crypto import provider
 
 
 class CountingRandom:

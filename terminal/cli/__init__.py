@@ -1,9 +1,9 @@
 """The ``emvkit`` command line.
 
-Each sub-command lives in its own module under ``terminal.cli`` and exposes
+Each sub-command lives in its own module under ``emvkit.terminal.cli`` and exposes
 ``add_parser(subparsers)``, which registers the parser and sets ``func`` to a
 callable taking the parsed arguments and returning the exit status. Errors
-derived from :class:`terminal.errors.EmvkitError` (and TLV errors) end the
+derived from :class:`emvkit.terminal.errors.EmvkitError` (and TLV errors) end the
 program with status 2 and one line on stderr, never a traceback.
 """
 
@@ -14,9 +14,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from firmware.tlv import TLVError
-from terminal import __version__
-from terminal.errors import EmvkitError
+from emvkit.firmware.tlv import TLVError
+from emvkit.terminal import __version__
+from emvkit.terminal.errors import EmvkitError
 
 # Sub-command modules, in the order ``emvkit --help`` lists them.
 COMMANDS = ["tap", "watch", "readers", "decode", "perso", "emulate", "host", "crypto"]
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"terminal.cli.{name}").add_parser(sub)
+        importlib.import_module(f"emvkit.terminal.cli.{name}").add_parser(sub)
     return parser
 
 

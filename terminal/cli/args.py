@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from terminal.errors import EmvkitError
+from emvkit.terminal.errors import EmvkitError
 
 __all__ = ["BadArgument", "parse_hex"]
 

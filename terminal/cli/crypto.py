@@ -1,7 +1,7 @@
 """``emvkit crypto``: an EMV symmetric crypto calculator.
 
 Hex in, the result's hex alone on stdout (``--json`` for an object). The
-arithmetic is the card's own (:mod:`firmware.crypto.emv`), so the calculator
+arithmetic is the card's own (:mod:`emvkit.firmware.crypto.emv`), so the calculator
 shows exactly what the emulated card and the firmware compute:
 
 - ``derive-mk``: ICC master key from an issuer master key, PAN and PSN
@@ -20,8 +20,8 @@ import argparse
 import json
 from typing import Any
 
-from firmware.crypto import emv, provider
-from terminal.cli.args import BadArgument, parse_hex
+from emvkit.firmware.crypto import emv, provider
+from emvkit.terminal.cli.args import BadArgument, parse_hex
 
 _KEY_SIZES = {8: "single", 16: "double-length", 24: "triple-length"}
 

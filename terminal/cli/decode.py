@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from firmware import tlv
-from terminal.cli.args import parse_hex
-from terminal.tlvdump import format_tree, to_json_tree
+from emvkit.firmware import tlv
+from emvkit.terminal.cli.args import parse_hex
+from emvkit.terminal.tlvdump import format_tree, to_json_tree
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

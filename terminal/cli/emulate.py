@@ -7,13 +7,13 @@ import importlib
 import logging
 import sys
 
-from terminal.cli.args import BadArgument
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.cards import open_card
-from terminal.emulator.vpcd import DEFAULT_VPCD_PORT
-from terminal.perso.builtin import builtin_names
+from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.vpcd import DEFAULT_VPCD_PORT
+from emvkit.terminal.perso.builtin import builtin_names
 
-# Where the card can be served: option -> module under terminal.emulator with
+# Where the card can be served: option -> module under emvkit.terminal.emulator with
 # serve_forever(card, target, atr) -> exit status.
 SERVERS = {"vpcd": "vpcd", "nfc": "nfc_listener", "serial": "serial_server", "tcp": "serial_server"}
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cdcvm:
         card.verify_cdcvm()
     atr = contactless_atr(card.profile.atr_historical)
-    module = importlib.import_module(f"terminal.emulator.{SERVERS[name]}")
+    module = importlib.import_module(f"emvkit.terminal.emulator.{SERVERS[name]}")
     host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
     print(f"emulating {card.profile.id} on {name} {target}; stop with Ctrl-C", file=sys.stderr, flush=True)
     if name == "vpcd":

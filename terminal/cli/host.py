@@ -8,17 +8,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from terminal.cli.args import BadArgument
-from terminal.errors import ConfigError
-from terminal.host.authlog import AuthLog
-from terminal.host.keys import IssuerKeys
-from terminal.host.rules import Rules, load_blocked
-from terminal.jsonfile import read_json
-from terminal.perso.builtin import builtin_names, load_builtin
-from terminal.tlvdump import mask_pan
+from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.host.authlog import AuthLog
+from emvkit.terminal.host.keys import IssuerKeys
+from emvkit.terminal.host.rules import Rules, load_blocked
+from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.perso.builtin import builtin_names, load_builtin
+from emvkit.terminal.tlvdump import mask_pan
 
 if TYPE_CHECKING:
-    from terminal.host.server import HostServer
+    from emvkit.terminal.host.server import HostServer
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,8 +90,8 @@ def rules_from_args(args: argparse.Namespace) -> Rules:
 
 def run_serve(args: argparse.Namespace) -> int:
     # pyemv and pyiso8583 load here, not when `emvkit` builds its parser.
-    from terminal.host.issuer import IssuerHost
-    from terminal.host.server import serve
+    from emvkit.terminal.host.issuer import IssuerHost
+    from emvkit.terminal.host.server import serve
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)

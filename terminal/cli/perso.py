@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from firmware.crypto.rsa import RSAPrivateKey
-from terminal.errors import ConfigError
-from terminal.perso.cards import SCHEMES, CardOptions, build_card
-from terminal.perso.keys import write_secret_json
-from terminal.tlvdump import mask_pan
+from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.perso.cards import SCHEMES, CardOptions, build_card
+from emvkit.terminal.perso.keys import write_secret_json
+from emvkit.terminal.tlvdump import mask_pan
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

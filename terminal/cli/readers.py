@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from terminal.emulator.atr import ATRError, parse_atr
-from terminal.errors import TransportError, UnknownScheme
-from terminal.transport.pcsc import PcscdNotRunning, list_readers
+from emvkit.terminal.emulator.atr import ATRError, parse_atr
+from emvkit.terminal.errors import TransportError, UnknownScheme
+from emvkit.terminal.transport.pcsc import PcscdNotRunning, list_readers
 
 # nfcpy 1.0.4 nfc/clf/device.py usb_device_map: the USB readers its drivers know.
 NFC_USB_DEVICES = {

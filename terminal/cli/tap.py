@@ -10,18 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from terminal.bitmaps import explain
-from terminal.cli.args import BadArgument
-from terminal.currency import Currency, format_amount, lookup, parse_amount
-from terminal.errors import EmvkitError
-from terminal.kernel.common import CID_NAMES
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.online import Authoriser
-from terminal.kernel.outcome import Outcome
-from terminal.tlvdump import mask_pan
-from terminal.transport import Transport, open_transport
+from emvkit.terminal.bitmaps import explain
+from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.currency import Currency, format_amount, lookup, parse_amount
+from emvkit.terminal.errors import EmvkitError
+from emvkit.terminal.kernel.common import CID_NAMES
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.online import Authoriser
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.tlvdump import mask_pan
+from emvkit.terminal.transport import Transport, open_transport
 
 DEFAULT_READER = "emu:visa"
 CARD_WAIT_S = 15
@@ -69,15 +69,15 @@ def make_authoriser(spec: str | None, reader: str) -> Authoriser | None:
     if spec == "none":
         return None
     if spec.startswith("tcp://"):
-        from terminal.host.client import TcpAuthoriser
+        from emvkit.terminal.host.client import TcpAuthoriser
 
         return TcpAuthoriser(spec)
     if spec != "builtin":
         raise BadArgument(f"--host: builtin, tcp://HOST:PORT or none, not {spec!r}")
-    from terminal.emulator.cards import load_profile
-    from terminal.host.issuer import IssuerHost
-    from terminal.host.keys import IssuerKeys
-    from terminal.perso.builtin import builtin_names
+    from emvkit.terminal.emulator.cards import load_profile
+    from emvkit.terminal.host.issuer import IssuerHost
+    from emvkit.terminal.host.keys import IssuerKeys
+    from emvkit.terminal.perso.builtin import builtin_names
 
     keys = IssuerKeys()
     scheme, _, rest = reader.partition(":")
@@ -96,7 +96,7 @@ def default_reader() -> tuple[str, str]:
     """A PC/SC reader when one is connected (waiting for the tap), else the
     built-in emulated Visa card; and a line saying which."""
     try:
-        from terminal.transport.pcsc import list_readers
+        from emvkit.terminal.transport.pcsc import list_readers
 
         readers = list_readers()
     except (EmvkitError, ImportError):
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     replay = url.startswith("scripted:") and url.endswith(".json")
     rng: Callable[[int], bytes] = RecordingRandom()
     if replay:
-        from terminal.transport.trace import load_trace
+        from emvkit.terminal.transport.trace import load_trace
 
         meta = load_trace(url.split(":", 1)[1]).meta
         rng = replaying(bytes.fromhex(meta.get("random", "")))

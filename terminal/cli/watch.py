@@ -24,14 +24,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from terminal.cli.args import BadArgument
-from terminal.cli.tap import add_transaction_options, build_request, make_authoriser, report, to_json
-from terminal.currency import format_amount, lookup
-from terminal.errors import CardRemoved
-from terminal.kernel.config import TerminalConfig, load_config
-from terminal.kernel.driver import Tap, run_transaction
-from terminal.kernel.online import Authoriser
-from terminal.transport import Transport, make_transport
+from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.cli.tap import add_transaction_options, build_request, make_authoriser, report, to_json
+from emvkit.terminal.currency import format_amount, lookup
+from emvkit.terminal.errors import CardRemoved
+from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.driver import Tap, run_transaction
+from emvkit.terminal.kernel.online import Authoriser
+from emvkit.terminal.transport import Transport, make_transport
 
 DEFAULT_READER = "pcsc:"
 
@@ -87,7 +87,7 @@ def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig,
     """Wait for a card and run one transaction: (the tap or None if the card left first, the reader's name)."""
     transport: Transport
     if url.startswith("pcsc:"):
-        from terminal.transport import pcsc
+        from emvkit.terminal.transport import pcsc
 
         options = pcsc.parse_url(url)
         _say(args, f"Present card ({url}; Ctrl-C to stop)")
@@ -109,7 +109,7 @@ def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig,
 
 
 def _wait_for_removal(args: argparse.Namespace, reader_name: str) -> None:
-    from terminal.transport import pcsc
+    from emvkit.terminal.transport import pcsc
 
     if pcsc.wait_for_removal(reader_name, 0.0):
         return

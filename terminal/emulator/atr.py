@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from terminal.errors import EmvkitError
+from emvkit.terminal.errors import EmvkitError
 
 __all__ = ["ATR", "ATRError", "contactless_atr", "parse_atr"]
 

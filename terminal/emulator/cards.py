@@ -6,11 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware.payapp.card import Card
-from firmware.payapp.profile import ProfileError
-from terminal.errors import ConfigError
-from terminal.jsonfile import read_json
-from terminal.perso.builtin import builtin_names, load_builtin
+from emvkit.firmware.payapp.card import Card
+from emvkit.firmware.payapp.profile import ProfileError
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.perso.builtin import builtin_names, load_builtin
 
 __all__ = ["load_profile", "open_card"]
 

@@ -4,7 +4,7 @@ A :class:`FaultPlan` says what goes wrong; :class:`FaultyCard` wraps any card
 (``process(bytes) -> bytes``) and applies it:
 
 - ``tear_after=N``: the card leaves the field when the N+1th command arrives
-  (after answering N): :class:`terminal.errors.CardRemoved` from then on;
+  (after answering N): :class:`emvkit.terminal.errors.CardRemoved` from then on;
 - ``force_sw={INS: SW}``: answer that instruction with a bare status word;
 - ``corrupt_tag=T``: flip the last byte of data object T wherever a response
   carries it (a record, a certificate, a signature);
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl
 
-from firmware import tlv
-from terminal.errors import CardRemoved, ConfigError
+from emvkit.firmware import tlv
+from emvkit.terminal.errors import CardRemoved, ConfigError
 
 __all__ = ["CardLike", "FaultPlan", "FaultyCard"]
 

@@ -45,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from terminal.emulator.atr import parse_atr
-from terminal.errors import ConfigError
+from emvkit.terminal.emulator.atr import parse_atr
+from emvkit.terminal.errors import ConfigError
 
 __all__ = [
     "FRAME_SIZES",
@@ -106,7 +106,7 @@ def historical_bytes_from_atr(atr: bytes) -> bytes:
     """The historical bytes of a PC/SC Part 3 pseudo-ATR ``3B 8n 80 01 <historical bytes> TCK``.
 
     They are the ATS historical bytes of the card the ATR stands for (§5.2.7).
-    Raises :class:`terminal.emulator.atr.ATRError` for a malformed ATR.
+    Raises :class:`emvkit.terminal.emulator.atr.ATRError` for a malformed ATR.
     """
     return parse_atr(atr).historical_bytes
 

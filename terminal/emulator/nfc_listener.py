@@ -5,7 +5,7 @@ datagram per frame (``b"106A " + hex``, no CRC_A, no parity). In listen mode
 it answers ISO/IEC 14443-3 anticollision by itself (SENS_REQ, SDD_REQ and
 SEL_REQ, from the ATQA, UID and SAK given to ``ContactlessFrontend.listen``)
 and returns the first frame after that, which from an nfcpy reader is RATS.
-Everything above is done here: :class:`terminal.emulator.isodep.IsoDepCard`
+Everything above is done here: :class:`emvkit.terminal.emulator.isodep.IsoDepCard`
 answers RATS with the ATS and runs the ISO/IEC 14443-4 block protocol, and
 the card application answers the C-APDUs.
 
@@ -22,8 +22,8 @@ again right after a session is answered at once.
 A session ends when the reader switches the field off (nfcpy sends ``RFOFF``
 when it closes or polls again), sends S(DESELECT) or polls again (SENS_REQ),
 when no frame comes for ``idle_timeout`` seconds, or when the card leaves:
-a card whose ``process()`` raises :class:`terminal.errors.CardRemoved` (such
-as :class:`terminal.emulator.faults.FaultyCard` with ``tear_after``) gets no
+a card whose ``process()`` raises :class:`emvkit.terminal.errors.CardRemoved` (such
+as :class:`emvkit.terminal.emulator.faults.FaultyCard` with ``tear_after``) gets no
 answer out, so the reader sees it as gone. Then the listener listens again.
 
 A card is any object with ``process(command_apdu: bytes) -> bytes``; the
@@ -53,10 +53,18 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.isodep import RATS, Command, IsoDepCard, IsoDepConfig, Reply, State, historical_bytes_from_atr
-from terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
-from terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.isodep import (
+    RATS,
+    Command,
+    IsoDepCard,
+    IsoDepConfig,
+    Reply,
+    State,
+    historical_bytes_from_atr,
+)
+from emvkit.terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 
 try:
     import nfc

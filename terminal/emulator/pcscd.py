@@ -50,7 +50,7 @@ import weakref
 from pathlib import Path
 from types import TracebackType
 
-from terminal.errors import EmvkitError
+from emvkit.terminal.errors import EmvkitError
 
 __all__ = ["PcscdUnavailable", "PrivatePcscd"]
 
@@ -75,7 +75,7 @@ class PrivatePcscd:
 
     ``with PrivatePcscd() as pcscd:`` starts it (bounded by ``start_timeout``)
     and stops it by PID on exit, whatever happened inside. ``restart()`` keeps
-    the directory and ports, so a :class:`~terminal.emulator.vpcd.VpcdBridge`
+    the directory and ports, so a :class:`~emvkit.terminal.emulator.vpcd.VpcdBridge`
     reconnects by itself. Attributes once started: ``socket_path``,
     ``vpcd_port`` (slot 0), ``env``, ``reader_name``, ``shared``.
     """

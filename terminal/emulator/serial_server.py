@@ -1,10 +1,10 @@
 """Serve a card over the emvkit link framing: on a new pty, a serial port, or TCP.
 
 This is the token's USB-serial dev link on the host: the protocol is
-:class:`firmware.devlink.DevLink`, the very dispatcher the firmware runs, fed
+:class:`emvkit.firmware.devlink.DevLink`, the very dispatcher the firmware runs, fed
 from a pty master, a pyserial port or a TCP connection instead of the token's
 USB CDC stream. Terminals reach it with the ``serial:`` transport
-(:mod:`terminal.transport.serial`):
+(:mod:`emvkit.terminal.transport.serial`):
 
 * ``emvkit emulate --serial pty`` makes a pseudo-terminal pair, prints
   ``serving on /dev/pts/N`` on stderr and serves on the master; terminals open
@@ -38,10 +38,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
-from firmware.devlink import DevLink
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.serving import Stoppable, call_hook, run_until_signalled
-from terminal.errors import ConfigError, TransportError
+from emvkit.firmware.devlink import DevLink
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.serving import Stoppable, call_hook, run_until_signalled
+from emvkit.terminal.errors import ConfigError, TransportError
 
 __all__ = [
     "Card",
@@ -93,7 +93,7 @@ class _Endpoint(Protocol):
     def read(self, want: Callable[[], int], timeout: float) -> bytes | None:
         """Bytes that arrived; ``None`` when none did within ``timeout``; ``b""`` when the peer is gone.
 
-        ``want()`` is how many bytes a blocking read may ask for (:meth:`firmware.link.Decoder.want`);
+        ``want()`` is how many bytes a blocking read may ask for (:meth:`emvkit.firmware.link.Decoder.want`);
         endpoints that read what has arrived do not call it.
         """
         ...

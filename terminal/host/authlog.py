@@ -33,8 +33,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terminal.errors import ConfigError
-from terminal.tlvdump import mask_pan
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.tlvdump import mask_pan
 
 __all__ = ["AuthLog", "CardHistory", "LogEntry", "scrub"]
 

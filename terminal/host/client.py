@@ -1,4 +1,4 @@
-"""An :class:`~terminal.host.api.Authoriser` that asks ``emvkit host serve``
+"""An :class:`~emvkit.terminal.host.api.Authoriser` that asks ``emvkit host serve``
 over ISO 8583 on TCP: ``TcpAuthoriser("tcp://127.0.0.1:8583")``.
 
 One connection, opened on first use and kept; requests go one at a time
@@ -6,7 +6,7 @@ One connection, opened on first use and kept; requests go one at a time
 bounded: connecting by ``connect_timeout``, the whole exchange by
 ``timeout``. Any failure (refused, reset, timed out, an answer that does not
 decode or does not match the request's STAN) raises
-:class:`~terminal.errors.TransportError` and drops the connection; the next
+:class:`~emvkit.terminal.errors.TransportError` and drops the connection; the next
 request opens a new one. A request is never re-sent on its own: the host may
 have authorised it already.
 """
@@ -20,9 +20,9 @@ import time
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from terminal.errors import ConfigError, TransportError
-from terminal.host.api import AuthorisationRequest, AuthorisationResponse
-from terminal.host.iso8583 import MAX_MESSAGE, MessageFormatError, decode_response, encode_request, frame
+from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.terminal.host.iso8583 import MAX_MESSAGE, MessageFormatError, decode_response, encode_request, frame
 
 __all__ = ["DEFAULT_PORT", "TcpAuthoriser", "parse_url"]
 

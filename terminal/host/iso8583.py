@@ -44,9 +44,9 @@ from typing import Any, Final
 import iso8583
 import iso8583.specs
 
-from firmware import tlv
-from terminal.errors import EmvkitError
-from terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.firmware import tlv
+from emvkit.terminal.errors import EmvkitError
+from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 
 __all__ = [
     "MAX_MESSAGE",

@@ -1,10 +1,10 @@
 """The issuer host simulator: ARQC verification, approval rules, ARPC.
 
-:class:`IssuerHost` implements :class:`terminal.host.api.Authoriser`. For
+:class:`IssuerHost` implements :class:`emvkit.terminal.host.api.Authoriser`. For
 each request it
 
 1. checks the request's form (PAN, the DE 55 tags the cryptogram covers);
-2. finds the issuer key by PAN (:class:`~terminal.host.keys.IssuerKeys`) and
+2. finds the issuer key by PAN (:class:`~emvkit.terminal.host.keys.IssuerKeys`) and
    derives the ICC master key (EMV Book 2 Annex A1.4, option A or B);
 3. checks the card's cryptogram is an ARQC, or a TC sent online by a contactless reader
    (Book 3 §6.5.5.4, Book C-3), not an AAC;
@@ -12,7 +12,7 @@ each request it
    version covers, in the card's order (``firmware/payapp/cryptogram.py``);
 5. checks the ATC (9F36) against the replay window of the card;
 6. checks DE 4 / DE 49 against the signed 9F02 / 5F2A, then the approval
-   rules (:class:`~terminal.host.rules.Rules`);
+   rules (:class:`~emvkit.terminal.host.rules.Rules`);
 7. answers with the Authorisation Response Code and, whenever the ARQC
    verified and was fresh, the Issuer Authentication Data (tag 91,
    Book 2 §8.2) for the card's second GENERATE AC:
@@ -29,8 +29,8 @@ each request it
    counters), 00 when declined; bytes 3 and 4 = 00.
 
 Issuer scripts (templates 71/72) are not produced. Every request leaves one
-row in the :class:`~terminal.host.authlog.AuthLog`; the response codes are
-tabled in :mod:`terminal.host.rules`.
+row in the :class:`~emvkit.terminal.host.authlog.AuthLog`; the response codes are
+tabled in :mod:`emvkit.terminal.host.rules`.
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ from pyemv import ac as pyemv_ac
 from pyemv import cvn as pyemv_cvn
 from pyemv import kd as pyemv_kd
 
-from terminal.host.api import AuthorisationRequest, AuthorisationResponse
-from terminal.host.authlog import AuthLog, CardHistory, LogEntry
-from terminal.host.keys import IssuerKey, IssuerKeys
-from terminal.host.rules import (
+from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.terminal.host.authlog import AuthLog, CardHistory, LogEntry
+from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
+from emvkit.terminal.host.rules import (
     APPROVED,
     DO_NOT_HONOUR,
     FORMAT_ERROR,
@@ -64,7 +64,7 @@ from terminal.host.rules import (
     Rules,
     pan_sha256,
 )
-from terminal.tlvdump import mask_pan
+from emvkit.terminal.tlvdump import mask_pan
 
 __all__ = ["CSU_APPROVED", "CSU_DECLINED", "PROPRIETARY_AUTH_DATA", "REQUIRED_TAGS", "IssuerHost"]
 

@@ -4,7 +4,7 @@ An entry covers every PAN that starts with its ``bin_prefix``; the longest
 matching prefix wins, so a whole BIN range and a single card (a prefix that
 is the full PAN) can live side by side. Each entry says how the card computes
 its cryptograms: the cryptogram version (a name of
-:data:`firmware.crypto.emv.CRYPTOGRAM_VERSIONS`), the ICC master key
+:data:`emvkit.firmware.crypto.emv.CRYPTOGRAM_VERSIONS`), the ICC master key
 derivation option (EMV Book 2 Annex A1.4.1 option A, A1.4.2 option B) and the
 Derivation Key Index (DKI, carried in the Issuer Application Data).
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware.crypto.emv import CRYPTOGRAM_VERSIONS
-from terminal.errors import ConfigError
-from terminal.perso.builtin import builtin_names, load_builtin
-from terminal.perso.keys import write_secret_json
+from emvkit.firmware.crypto.emv import CRYPTOGRAM_VERSIONS
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.perso.builtin import builtin_names, load_builtin
+from emvkit.terminal.perso.keys import write_secret_json
 
 __all__ = ["FORMAT", "IssuerKey", "IssuerKeys"]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from terminal.errors import ConfigError
+from emvkit.terminal.errors import ConfigError
 
 __all__ = [
     "APPROVED",

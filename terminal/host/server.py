@@ -1,18 +1,18 @@
 """``emvkit host serve``: the issuer host behind ISO 8583 over TCP.
 
 Each message travels with a 2-byte big-endian length header
-(:func:`terminal.host.iso8583.frame`). The server is one asyncio event loop
+(:func:`emvkit.terminal.host.iso8583.frame`). The server is one asyncio event loop
 with a :class:`asyncio.Protocol` per connection: authorising is CPU work
 under the GIL (pyemv, pyiso8583, SQLite), so threads would only add
 switching; the loop answers the frames of every connection in arrival
 order, several per wake-up when terminals pipeline, and sends the answers
 of one loop pass after one commit of their log rows (group commit, see
-:mod:`terminal.host.authlog`).
+:mod:`emvkit.terminal.host.authlog`).
 
 :func:`answer` is the whole front end without I/O: bytes in, bytes out.
 A message that cannot be used is logged and answered with DE 39 "30" when its
 MTI is readable; one whose MTI is not readable, or a frame of length 0 or
-longer than :data:`~terminal.host.iso8583.MAX_MESSAGE`, closes that
+longer than :data:`~emvkit.terminal.host.iso8583.MAX_MESSAGE`, closes that
 connection (there is nothing to answer). Nothing a peer sends stops the
 server. SIGINT and SIGTERM stop it gracefully: no new connections, open ones
 closed between messages, the log checkpointed and closed.
@@ -27,7 +27,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from terminal.host.iso8583 import (
+from emvkit.terminal.host.iso8583 import (
     MAX_MESSAGE,
     MessageFormatError,
     decode_request,
@@ -35,7 +35,7 @@ from terminal.host.iso8583 import (
     encode_response,
     frame,
 )
-from terminal.host.issuer import IssuerHost
+from emvkit.terminal.host.issuer import IssuerHost
 
 __all__ = ["HostServer", "ServerThread", "answer", "serve"]
 

@@ -5,11 +5,11 @@ the CDA signature checked (Book 2 §6.6)."""
 
 from __future__ import annotations
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.bitmaps import AIP_BITS, is_set
-from terminal.kernel import oda
-from terminal.kernel.common import (
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.bitmaps import AIP_BITS, is_set
+from emvkit.terminal.kernel import oda
+from emvkit.terminal.kernel.common import (
     CID_AAC,
     CID_ARQC,
     CID_NAMES,
@@ -25,7 +25,7 @@ from terminal.kernel.common import (
     terminal_action_analysis,
     terminal_risk_management,
 )
-from terminal.kernel.context import (
+from emvkit.terminal.kernel.context import (
     KernelContext,
     KernelStop,
     expect_ok,
@@ -33,7 +33,7 @@ from terminal.kernel.context import (
     parse_template,
     response_objects,
 )
-from terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.kernel.outcome import Cvm, Outcome
 
 __all__ = ["run"]
 

@@ -6,9 +6,9 @@ and applies the CTQ's instructions.
 
 from __future__ import annotations
 
-from terminal.bitmaps import CTQ_BITS, TTQ_BITS, is_set
-from terminal.kernel import oda
-from terminal.kernel.common import (
+from emvkit.terminal.bitmaps import CTQ_BITS, TTQ_BITS, is_set
+from emvkit.terminal.kernel import oda
+from emvkit.terminal.kernel.common import (
     CID_AAC,
     CID_ARQC,
     CID_NAMES,
@@ -22,8 +22,8 @@ from terminal.kernel.common import (
     read_application_data,
     recover_icc_key,
 )
-from terminal.kernel.context import KernelContext, KernelStop
-from terminal.kernel.outcome import Cvm, Outcome, TransactionResult
+from emvkit.terminal.kernel.context import KernelContext, KernelStop
+from emvkit.terminal.kernel.outcome import Cvm, Outcome, TransactionResult
 
 __all__ = ["run"]
 

@@ -30,7 +30,7 @@ signed them and their 3-byte Certificate Serial Number (Book 2 §5.3 step 10,
 Hex may contain spaces. Every malformed file raises :class:`ConfigError`
 naming the file, the entry (``capk.json[2].modulus``) and what is wrong. Loading
 a bad key is a configuration error; what a *card* gets wrong is an
-:class:`~terminal.kernel.oda.OdaFailure` value instead.
+:class:`~emvkit.terminal.kernel.oda.OdaFailure` value instead.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
-from terminal.errors import ConfigError
+from emvkit.terminal.errors import ConfigError
 
 __all__ = ["CaPublicKey", "CapkStore", "RevocationList"]
 

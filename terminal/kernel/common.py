@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
-from terminal.kernel import oda
-from terminal.kernel.context import (
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
+from emvkit.terminal.kernel import oda
+from emvkit.terminal.kernel.context import (
     KernelContext,
     KernelStop,
     expect_ok,
@@ -21,7 +21,7 @@ from terminal.kernel.context import (
     parse_template,
     response_objects,
 )
-from terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.kernel.outcome import Cvm, Outcome
 
 __all__ = [
     "get_processing_options",

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.errors import ConfigError
-from terminal.kernel.capk import CapkStore, RevocationList
-from terminal.perso.builtin import capk_path
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.kernel.capk import CapkStore, RevocationList
+from emvkit.terminal.perso.builtin import capk_path
 
 __all__ = ["DEFAULT_CONFIG", "AppConfig", "TerminalConfig", "load_config"]
 

@@ -1,9 +1,9 @@
 """What a kernel works with: the transaction request, the data gathered so
 far, TVR and TSI, and the account of each step.
 
-Kernels are sans-IO generators (see :mod:`terminal.kernel.driver`): they
-yield :class:`~terminal.apdu.CommandAPDU` and receive
-:class:`~terminal.apdu.ResponseAPDU`. Inside a kernel, :class:`KernelStop`
+Kernels are sans-IO generators (see :mod:`emvkit.terminal.kernel.driver`): they
+yield :class:`~emvkit.terminal.apdu.CommandAPDU` and receive
+:class:`~emvkit.terminal.apdu.ResponseAPDU`. Inside a kernel, :class:`KernelStop`
 ends processing with an outcome; it never leaves the kernel package.
 """
 
@@ -15,13 +15,13 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
-from terminal.bitmaps import TSI_BITS, TVR_BITS, is_set, set_bit
-from terminal.kernel.config import AppConfig, TerminalConfig
-from terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
-from terminal.tags import FORMATS
-from terminal.tags import info as tag_info
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
+from emvkit.terminal.bitmaps import TSI_BITS, TVR_BITS, is_set, set_bit
+from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
+from emvkit.terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
+from emvkit.terminal.tags import FORMATS
+from emvkit.terminal.tags import info as tag_info
 
 __all__ = [
     "Exchange",

@@ -1,7 +1,7 @@
 """The one loop that runs a transaction over any transport.
 
 The kernel is sans-IO: :func:`drive` feeds its commands to a
-:class:`~terminal.apdu.Channel` and sends the responses back; link failures
+:class:`~emvkit.terminal.apdu.Channel` and sends the responses back; link failures
 are thrown into the kernel, which turns them into an outcome. The same loop
 replays a recorded trace through the ``scripted`` transport.
 """
@@ -12,15 +12,15 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from terminal.apdu import Channel, CommandAPDU, ResponseAPDU
-from terminal.errors import APDUError, TransportError
-from terminal.kernel.config import TerminalConfig
-from terminal.kernel.context import TransactionRequest
-from terminal.kernel.entry_point import transaction
-from terminal.kernel.online import AuthorisationResponse, Authoriser, OnlineRequest
-from terminal.kernel.outcome import TransactionResult
-from terminal.transport.base import Transport
-from terminal.transport.trace import Trace, TraceTransport
+from emvkit.terminal.apdu import Channel, CommandAPDU, ResponseAPDU
+from emvkit.terminal.errors import APDUError, TransportError
+from emvkit.terminal.kernel.config import TerminalConfig
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.entry_point import transaction
+from emvkit.terminal.kernel.online import AuthorisationResponse, Authoriser, OnlineRequest
+from emvkit.terminal.kernel.outcome import TransactionResult
+from emvkit.terminal.transport.base import Transport
+from emvkit.terminal.transport.trace import Trace, TraceTransport
 
 __all__ = ["Tap", "drive", "run_transaction"]
 

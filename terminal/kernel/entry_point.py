@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
-from terminal.bitmaps import TTQ_BITS, clear_bit, set_bit
-from terminal.errors import APDUError, CardRemoved, TransportError
-from terminal.kernel import c2, c3
-from terminal.kernel.config import AppConfig, TerminalConfig
-from terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
-from terminal.kernel.online import AuthorisationResponse, OnlineRequest, online_processing
-from terminal.kernel.outcome import Outcome, OutcomeParameterSet, Step, TransactionResult
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
+from emvkit.terminal.bitmaps import TTQ_BITS, clear_bit, set_bit
+from emvkit.terminal.errors import APDUError, CardRemoved, TransportError
+from emvkit.terminal.kernel import c2, c3
+from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
+from emvkit.terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
+from emvkit.terminal.kernel.online import AuthorisationResponse, OnlineRequest, online_processing
+from emvkit.terminal.kernel.outcome import Outcome, OutcomeParameterSet, Step, TransactionResult
 
 __all__ = ["Candidate", "build_candidates", "preprocess", "transaction"]
 

@@ -57,8 +57,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date
 
-from firmware.crypto.rsa import recover
-from terminal.kernel.capk import CaPublicKey, RevocationList
+from emvkit.firmware.crypto.rsa import recover
+from emvkit.terminal.kernel.capk import CaPublicKey, RevocationList
 
 __all__ = [
     "DATA_MISSING_CODES",

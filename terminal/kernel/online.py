@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from firmware import tlv
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.bitmaps import AIP_BITS, is_set
-from terminal.kernel.common import CID_NAMES, Gen
-from terminal.kernel.context import (
+from emvkit.firmware import tlv
+from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.bitmaps import AIP_BITS, is_set
+from emvkit.terminal.kernel.common import CID_NAMES, Gen
+from emvkit.terminal.kernel.context import (
     KernelContext,
     KernelStop,
     expect_ok,
@@ -25,7 +25,7 @@ from terminal.kernel.context import (
     parse_template,
     response_objects,
 )
-from terminal.kernel.outcome import Outcome
+from emvkit.terminal.kernel.outcome import Outcome
 
 __all__ = ["AuthorisationRequest", "AuthorisationResponse", "Authoriser", "OnlineRequest", "online_processing"]
 

@@ -1,8 +1,8 @@
 """The built-in test cards shipped with emvkit (``emu:visa`` and friends).
 
-The profiles under ``terminal/perso/builtin/`` were made by
+The profiles under ``terminal/perso/profiles/`` were made by
 :func:`regenerate` and are committed, so every run taps the same cards; the
-CA public keys a terminal needs for them are in ``builtin/capk.json``. Their
+CA public keys a terminal needs for them are in ``profiles/capk.json``. Their
 keys are test keys, published with the project, and worthless for payments.
 """
 
@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from terminal.errors import ConfigError
-from terminal.perso.cards import DEFAULT_PAN_PREFIX, RIDS, SCHEMES, CardOptions, build_card, luhn_complete
-from terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.perso.cards import DEFAULT_PAN_PREFIX, RIDS, SCHEMES, CardOptions, build_card, luhn_complete
+from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
 
 __all__ = ["BUILTIN_DIR", "builtin_names", "capk_path", "load_builtin", "profile_path", "regenerate"]
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
 
 def builtin_names() -> list[str]:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from firmware import tlv
-from firmware.crypto import emv as emvcrypto
-from firmware.crypto.rsa import RSAPrivateKey
-from terminal.errors import ConfigError
-from terminal.perso.certificates import icc_certificate, issuer_certificate, signed_static_data
-from terminal.perso.keys import CA_BITS_DEFAULT, ca_public_key, generate_rsa
+from emvkit.firmware import tlv
+from emvkit.firmware.crypto import emv as emvcrypto
+from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.perso.certificates import icc_certificate, issuer_certificate, signed_static_data
+from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, ca_public_key, generate_rsa
 
 __all__ = ["SCHEMES", "BuiltCard", "CardOptions", "build_card", "luhn_complete"]
 

@@ -1,15 +1,15 @@
 """EMV public key certificates and signed static data (EMV Book 2 §5, §6).
 
 Each is signed with the EMV digital signature scheme giving message recovery
-(Book 2 Annex A2.1), through :func:`firmware.crypto.rsa.sign_recoverable`.
+(Book 2 Annex A2.1), through :func:`emvkit.firmware.crypto.rsa.sign_recoverable`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware.crypto.rsa import RSAPrivateKey, sign_recoverable
-from terminal.perso.keys import exponent_bytes
+from emvkit.firmware.crypto.rsa import RSAPrivateKey, sign_recoverable
+from emvkit.terminal.perso.keys import exponent_bytes
 
 __all__ = ["Certificate", "icc_certificate", "issuer_certificate", "signed_static_data"]
 

@@ -1,7 +1,7 @@
 """Test RSA keys and the CA public key a terminal needs.
 
 Keys are generated with ``cryptography`` and held in CRT form as
-:class:`firmware.crypto.rsa.RSAPrivateKey`, the form a card profile stores.
+:class:`emvkit.firmware.crypto.rsa.RSAPrivateKey`, the form a card profile stores.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from firmware.crypto.rsa import RSAPrivateKey
+from emvkit.firmware.crypto.rsa import RSAPrivateKey
 
 __all__ = ["ca_public_key", "generate_rsa", "write_secret_json"]
 

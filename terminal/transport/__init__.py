@@ -1,6 +1,6 @@
 """Transports opened by URL.
 
-``open_transport("scheme:rest")`` imports ``terminal.transport.<scheme>`` and
+``open_transport("scheme:rest")`` imports ``emvkit.terminal.transport.<scheme>`` and
 calls its ``from_url(url)``; adding a scheme means adding a module that defines
 ``from_url``. The transport comes back open; use it as a context manager to
 close it.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import re
 
-from terminal.errors import UnknownScheme
-from terminal.transport.base import BaseTransport, Transport
+from emvkit.terminal.errors import UnknownScheme
+from emvkit.terminal.transport.base import BaseTransport, Transport
 
 __all__ = ["BaseTransport", "Transport", "make_transport", "open_transport"]
 
@@ -26,9 +26,9 @@ def make_transport(url: str) -> Transport:
         raise UnknownScheme(f"{url!r} is not a transport URL (expected scheme:...)")
     scheme = match.group(1)
     try:
-        module = importlib.import_module(f"terminal.transport.{scheme}")
+        module = importlib.import_module(f"emvkit.terminal.transport.{scheme}")
     except ModuleNotFoundError as exc:
-        if exc.name != f"terminal.transport.{scheme}":
+        if exc.name != f"emvkit.terminal.transport.{scheme}":
             raise UnknownScheme(f"transport {scheme!r} needs a missing package: {exc.name}") from exc
         raise UnknownScheme(f"no transport for scheme {scheme!r} in {url!r}") from exc
     factory = getattr(module, "from_url", None)

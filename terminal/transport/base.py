@@ -3,8 +3,8 @@
 A transport is created without I/O, opened with :meth:`Transport.open` (or by
 entering it as a context manager) and closed with :meth:`Transport.close`.
 ``transmit`` takes a complete command APDU and returns the complete response
-APDU including the status word; it raises :class:`terminal.errors.CardRemoved`
-when the card has left and :class:`terminal.errors.TransportError` for any
+APDU including the status word; it raises :class:`emvkit.terminal.errors.CardRemoved`
+when the card has left and :class:`emvkit.terminal.errors.TransportError` for any
 other link failure.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from terminal.errors import TransportError
+from emvkit.terminal.errors import TransportError
 
 __all__ = ["BaseTransport", "Transport"]
 

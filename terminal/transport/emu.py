@@ -3,7 +3,7 @@
 ``emu:`` (the built-in Visa card), ``emu:visa``, ``emu:mastercard``,
 ``emu:unionpay``, ``emu:wearable`` or ``emu:path/to/card.json``, optionally
 with faults: ``emu:visa?tear=3&sw=A8:6985&corrupt=90&latency=2`` (see
-:mod:`terminal.emulator.faults`), ``rng=counting`` for the pinned random
+:mod:`emvkit.terminal.emulator.faults`), ``rng=counting`` for the pinned random
 source, and ``cdcvm=1`` for a wearable whose on-device verification has just
 succeeded.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
-from firmware.payapp.rng import source
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.cards import DEFAULT_CARD, open_card
-from terminal.emulator.faults import CardLike, FaultPlan, FaultyCard
-from terminal.errors import CardRemoved, ConfigError
-from terminal.transport.base import BaseTransport
+from emvkit.firmware.payapp.rng import source
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.cards import DEFAULT_CARD, open_card
+from emvkit.terminal.emulator.faults import CardLike, FaultPlan, FaultyCard
+from emvkit.terminal.errors import CardRemoved, ConfigError
+from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = ["EmulatorTransport", "from_url"]
 

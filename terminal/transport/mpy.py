@@ -17,17 +17,18 @@ import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-import firmware
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.cards import DEFAULT_CARD, load_profile
-from terminal.errors import CardRemoved, ConfigError, TransportError
-from terminal.perso.builtin import builtin_names, profile_path
-from terminal.transport.base import BaseTransport
+from emvkit import firmware
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.cards import DEFAULT_CARD, load_profile
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.perso.builtin import builtin_names, profile_path
+from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = ["MicroPythonTransport", "find_micropython", "from_url"]
 
 FIRMWARE_ROOT = Path(firmware.__file__).resolve().parent.parent
-RUNNER = Path(firmware.__file__).resolve().parent / "stdio_card.py"
+# The firmware runs as the package ``firmware`` (its modules import each other relatively).
+RUNNER = ["-m", "firmware.stdio_card"]
 TIMEOUT_S = 10.0
 
 
@@ -58,7 +59,7 @@ class MicroPythonTransport(BaseTransport):
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def open(self) -> None:
-        args = [find_micropython(), str(RUNNER), str(self.profile)] + ([self.rng] if self.rng else [])
+        args = [find_micropython(), *RUNNER, str(self.profile)] + ([self.rng] if self.rng else [])
         env = dict(os.environ, MICROPYPATH=f".frozen:{FIRMWARE_ROOT}")
         try:
             self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -12,12 +12,12 @@ SAK bit 6 (ISO/IEC 14443-4 compliant) answers, which nfcpy activates as a
 ``Type4ATag`` (RATS/ATS, then ISO-DEP). The ATR is the PC/SC Part 3
 pseudo-ATR made of the ATS historical bytes. :meth:`transmit` is
 ``tag.transceive`` (ISO-DEP chaining, R(ACK)/R(NAK) and retries are nfcpy's);
-a card that stops answering is :class:`terminal.errors.CardRemoved`, any other
-failure :class:`terminal.errors.TransportError`, never an nfcpy exception.
+a card that stops answering is :class:`emvkit.terminal.errors.CardRemoved`, any other
+failure :class:`emvkit.terminal.errors.TransportError`, never an nfcpy exception.
 :meth:`close` sends S(DESELECT) (ISO/IEC 14443-4 §8) and releases the reader.
 
 nfcpy is an optional extra (``pip install 'emvkit[nfc]'``); without it this
-module raises :class:`terminal.errors.UnknownScheme` on import.
+module raises :class:`emvkit.terminal.errors.UnknownScheme` on import.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from terminal.emulator.atr import contactless_atr
-from terminal.emulator.isodep import RATS, Ats
-from terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
-from terminal.transport.base import BaseTransport
+from emvkit.terminal.emulator.atr import contactless_atr
+from emvkit.terminal.emulator.isodep import RATS, Ats
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.transport.base import BaseTransport
 
 try:
     import nfc

@@ -14,9 +14,9 @@ PC/SC Part 3 §3.1.3.2.3 pseudo-ATR; :attr:`PcscTransport.atr_info` parses it
 and :attr:`PcscTransport.historical_bytes` gives the ATS's historical bytes.
 
 Every PC/SC failure comes out as a typed error, never a pyscard one:
-:class:`~terminal.errors.CardRemoved` when the card left (or another program
+:class:`~emvkit.terminal.errors.CardRemoved` when the card left (or another program
 reset it, which loses the selected application as surely), :class:`NoCardPresent`,
-:class:`PcscdNotRunning`, and :class:`~terminal.errors.TransportError` for the
+:class:`PcscdNotRunning`, and :class:`~emvkit.terminal.errors.TransportError` for the
 rest (reader unplugged, card held exclusively by another program...). An
 exchange that fails without a reason (``SCARD_E_NOT_TRANSACTED``, or an empty
 response, which is what vpcd returns when the virtual card disconnects) is a
@@ -37,9 +37,9 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from terminal.emulator.atr import ATR, ATRError, parse_atr
-from terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
-from terminal.transport.base import BaseTransport
+from emvkit.terminal.emulator.atr import ATR, ATRError, parse_atr
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = [
     "REMOVAL_SETTLE_S",

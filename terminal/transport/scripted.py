@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from terminal.errors import CardRemoved, ConfigError, ScriptMismatch
-from terminal.transport.base import BaseTransport
-from terminal.transport.trace import load_trace
+from emvkit.terminal.errors import CardRemoved, ConfigError, ScriptMismatch
+from emvkit.terminal.transport.base import BaseTransport
+from emvkit.terminal.transport.trace import load_trace
 
 __all__ = ["Pattern", "ScriptedTransport", "from_url", "parse_script"]
 

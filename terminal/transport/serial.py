@@ -7,9 +7,9 @@ pty from ``emvkit emulate --serial pty``), ``serial:socket://127.0.0.1:7000``
 ``?baud=115200&timeout=2&retries=3``; other query options of a pyserial URL
 (``socket://host:port?logging=debug``) are passed on to pyserial.
 
-The frames are those of :mod:`firmware.link` and the device side is
-:mod:`firmware.devlink` (the firmware, or the host emulator in
-:mod:`terminal.emulator.serial_server`). :meth:`SerialTransport.open` opens the
+The frames are those of :mod:`emvkit.firmware.link` and the device side is
+:mod:`emvkit.firmware.devlink` (the firmware, or the host emulator in
+:mod:`emvkit.terminal.emulator.serial_server`). :meth:`SerialTransport.open` opens the
 port and sends POWER_ON; the ATR answers it. Every request (POWER_ON, an APDU,
 DEVICE_INFO, RESET, POWER_OFF) carries a sequence number and its answer the
 same one; answers with another number are stale (the late answer to a resent
@@ -24,13 +24,13 @@ device answers a resent APDU from its last response without running the card
 again, so a retry never executes a command twice. When the retries are spent:
 
 * if not one byte came back during the whole request, the token stopped
-  answering: :class:`~terminal.errors.CardRemoved` -- for the kernel a token
+  answering: :class:`~emvkit.terminal.errors.CardRemoved` -- for the kernel a token
   that went silent and one that left the field are the same thing (Outcome
   Try Again, "present card again");
-* otherwise the link is too noisy: :class:`~terminal.errors.TransportError`.
+* otherwise the link is too noisy: :class:`~emvkit.terminal.errors.TransportError`.
 
 A port that closes under us (the pty's other side exits, the USB device goes,
-the TCP peer closes) is :class:`~terminal.errors.CardRemoved` at once. So one
+the TCP peer closes) is :class:`~emvkit.terminal.errors.CardRemoved` at once. So one
 request waits at most ``(retries + 1) * timeout`` seconds (8 s by default).
 
 pyserial is an optional dependency (``pip install 'emvkit[serial]'``).
@@ -47,9 +47,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from firmware import link
-from terminal.errors import CardRemoved, ConfigError, TransportError
-from terminal.transport.base import BaseTransport
+from emvkit.firmware import link
+from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = ["DEFAULT_BAUD", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "DeviceInfo", "SerialTransport", "from_url"]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.errors import ConfigError, TransportError
-from terminal.jsonfile import read_json
-from terminal.transport.base import BaseTransport, Transport
+from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.transport.base import BaseTransport, Transport
 
 __all__ = ["Exchange", "Trace", "TraceTransport", "load_trace"]
 

@@ -9,7 +9,11 @@
 # pasted here as hex literals; tests/test_crypto.py re-checks the same
 # functions against pyemv on random inputs.
 
-from firmware.crypto import des, emv, provider, rsa, sha1
+# CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
+try:
+    from emvkit.firmware.crypto import des, emv, provider, rsa, sha1
+except ImportError:
+    from firmware.crypto import des, emv, provider, rsa, sha1
 
 _h = bytes.fromhex
 

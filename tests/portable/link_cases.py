@@ -1,7 +1,11 @@
 # Portable tests of firmware.link (framing) and firmware.devlink (the dev-link
 # dispatcher): run by pytest on CPython (tests/test_portable.py) and by
 # tests/portable/run.py under MicroPython. Plain asserts only.
-from firmware import devlink, link
+# CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
+try:
+    from emvkit.firmware import devlink, link
+except ImportError:
+    from firmware import devlink, link
 
 # CRC-16/CCITT-FALSE check value from the CRC catalogue (reveng.sourceforge.io
 # "CRC-16/IBM-3740", alias CCITT-FALSE): poly 1021, init FFFF, check 29B1.

@@ -1,6 +1,10 @@
 # Portable tests of firmware.tlv: run by pytest on CPython (tests/test_portable.py)
 # and by tests/portable/run.py under MicroPython. Plain asserts only.
-from firmware import tlv
+# CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
+try:
+    from emvkit.firmware import tlv
+except ImportError:
+    from firmware import tlv
 
 _PPSE = bytes.fromhex(
     "6F33840E325041592E5359532E4444463031A521BF0C1E611C4F07A0000000031010"
