@@ -19,37 +19,51 @@ import sys
 from . import des as _des
 from . import sha1 as _sha1
 
-try:
-    import hashlib as _hashlib
-except ImportError:  # a MicroPython port built without hashlib
-    _hashlib = None
-
-_TripleDES = None
-_Cipher = None
-_ECB = None
-if sys.implementation.name != "micropython":
+def _import_hashlib():
+    # The port's hashlib, or None on a MicroPython port built without it.
     try:
-        from cryptography.hazmat.primitives.ciphers import Cipher as _Cipher
-        from cryptography.hazmat.primitives.ciphers.modes import ECB as _ECB
+        import hashlib
+
+        return hashlib
+    except ImportError:
+        return None
+
+
+def _import_tdea():
+    # (Cipher, ECB, TripleDES) from cryptography where CPython has it, else None.
+    if sys.implementation.name == "micropython":
+        return None
+    try:
+        from cryptography.hazmat.primitives.ciphers import Cipher
+        from cryptography.hazmat.primitives.ciphers.modes import ECB
 
         try:
-            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES as _TripleDES
+            from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
         except ImportError:  # cryptography < 43
-            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES as _TripleDES
+            from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
     except ImportError:
-        _TripleDES = None
+        return None
+    return Cipher, ECB, TripleDES
 
-# Big-number modular exponentiation: GMP through gmpy2 where CPython has it
-# (about 9x faster for the card's RSA private operation), the builtin pow()
-# everywhere else.
-_gmp_powmod = None
-if sys.implementation.name != "micropython":
+
+def _import_powmod():
+    # Big-number modular exponentiation: GMP through gmpy2 where CPython has
+    # it (about 9x faster for the card's RSA private operation), else None and
+    # the builtin pow() is used.
+    if sys.implementation.name == "micropython":
+        return None
     try:
-        from gmpy2 import powmod as _gmp_powmod
+        from gmpy2 import powmod
     except ImportError:
-        _gmp_powmod = None
+        return None
+    return powmod
 
-_HAVE_NATIVE_DES = _TripleDES is not None
+
+_hashlib = _import_hashlib()
+_tdea = _import_tdea()
+_gmp_powmod = _import_powmod()
+
+_HAVE_NATIVE_DES = _tdea is not None
 _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
 
@@ -90,7 +104,8 @@ class _NativeTDEA:
             key = key + key[:8]  # keying option 2 as a 24-byte key
         elif len(key) != 24:
             raise ValueError("TDEA key must be 8, 16 or 24 bytes")
-        cipher = _Cipher(_TripleDES(key), _ECB())
+        cipher_class, ecb, tdes = _tdea
+        cipher = cipher_class(tdes(key), ecb())
         self._enc = cipher.encryptor()
         self._dec = cipher.decryptor()
 
