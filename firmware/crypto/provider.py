@@ -19,6 +19,7 @@ import sys
 from . import des as _des
 from . import sha1 as _sha1
 
+
 def _import_hashlib():
     # The port's hashlib, or None on a MicroPython port built without it.
     try:

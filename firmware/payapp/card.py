@@ -12,7 +12,7 @@ from .. import tlv
 from ..crypto import provider
 from . import cryptogram as ac
 from . import dda
-from .profile import Profile, ProfileError
+from .profile import Application, Profile, ProfileError  # noqa: F401 (Application: type comments)
 from .state import CardState, MemoryStore
 from .sw import (
     SW_CLA_NOT_SUPPORTED,
@@ -77,11 +77,11 @@ class Transaction:
         self.quick = False  # cryptogram already returned in the GPO response
         self.pdol_data = b""
         self.cdol1_data = b""
-        self.terminal = {}
-        self.first_cid = None
+        self.terminal = {}  # type: dict
+        self.first_cid = None  # type: int | None
         self.arqc = b""
         self.atc = b""
-        self.card_auth_data = None  # 9F69 of this transaction
+        self.card_auth_data = None  # type: bytes | None  # 9F69 of this transaction
         self.done = False
 
 
@@ -94,7 +94,7 @@ class Card:
         self.store = store if store is not None else MemoryStore(CardState.from_dict(self.profile.initial_state))
         self.rng = rng if rng is not None else provider.random_bytes
         self.clock = clock if clock is not None else time.time
-        self._cdcvm_at = None
+        self._cdcvm_at = None  # type: float | None
         self._handlers = {
             _INS_SELECT: self._select,
             _INS_GPO: self._get_processing_options,
@@ -103,7 +103,7 @@ class Card:
             _INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
             _INS_GET_DATA: self._get_data,
         }
-        self.app = None
+        self.app = None  # type: Application | None
         self.tx = Transaction()
 
     # --- life cycle ---
@@ -122,7 +122,7 @@ class Card:
         self._cdcvm_at = self.clock() if when is None else when
 
     def _cdcvm_valid(self) -> bool:
-        window = self.app.cdcvm_window
+        window = self.app.cdcvm_window if self.app is not None else None
         if window is None or self._cdcvm_at is None:
             return False
         age = self.clock() - self._cdcvm_at
@@ -258,7 +258,8 @@ class Card:
             app, self.secrets.icc_mk_ac, tx.atc,
             ac.cryptogram_data(app, tx.terminal, app.aip, tx.atc, iad), tx.terminal.get(0x9F37, bytes(4)),
         )
-        tx.card_auth_data = bytes((app.fdda_version,)) + self.rng(4) + bytes(ctq)
+        card_auth_data = bytes((app.fdda_version,)) + self.rng(4) + bytes(ctq)
+        tx.card_auth_data = card_auth_data
         body = tlv.encode_tlv(0x82, app.aip) + tlv.encode_tlv(0x94, app.afl)
         for tag in (0x57, 0x5F20, 0x5F34):
             value = app.find(tag)
@@ -276,7 +277,7 @@ class Card:
             dynamic = dda.dda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN))
             extra = dda.fdda_extra(app.fdda_version, tx.terminal.get(0x9F37, bytes(4)),
                                    tx.terminal.get(0x9F02, bytes(6)), tx.terminal.get(0x5F2A, bytes(2)),
-                                   tx.card_auth_data)
+                                   card_auth_data)
             body += tlv.encode_tlv(0x9F4B, dda.sign_dynamic_data(self.secrets.icc_key, dynamic, extra))
         self._complete(app, tx, cid, amount)
         return tlv.encode_tlv(0x77, body)
