@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEBS := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup debs venv demo test lint typecheck pytest bench clean
+.PHONY: all setup debs venv demo test lint typecheck typecheck-firmware wheel-check pytest bench clean
 
 all: test
 
@@ -46,10 +46,35 @@ typecheck: setup
 	  ln -sfn ../../../firmware $(TYPECHECK)/firmware && ln -sfn ../../../hil_tests $(TYPECHECK)/hil
 	$(VENV)/bin/mypy
 
+# The firmware against MicroPython's stubs of two ports, each in its own folder (their
+# machine modules differ): a call a port does not have is a type error.
+STUBS := build/stubs
+STUB_PORTS := rp2=micropython-rp2-rpi-pico2-stubs==1.29.0.post1 esp32=micropython-esp32-esp32-generic-s3-stubs==1.29.0.post1
+typecheck-firmware: setup
+	@for entry in $(STUB_PORTS); do port=$${entry%%=*}; pkg=$${entry#*=}; dir=$(STUBS)/$$port; \
+	  test -f $$dir/.installed || { $(PY) -m pip install -q --disable-pip-version-check --no-deps --target $$dir \
+	    $$pkg micropython-stdlib-stubs==1.29.0.post2 && touch $$dir/.installed; } || exit 1; \
+	  echo "mypy firmware against the $$port stubs"; \
+	  MYPYPATH=$$dir $(VENV)/bin/mypy --config-file firmware/mypy-micropython.ini --custom-typeshed-dir $$dir \
+	    --cache-dir build/mypy-$$port firmware || exit 1; \
+	done
+
+# The wheel as a user gets it: installed in a fresh environment outside the repository, it
+# imports as emvkit.* only and runs the scenario catalogue through its pytest plugin.
+WHEEL_CHECK := build/wheel-check
+wheel-check: setup
+	@rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)
+	$(PY) -m pip wheel -q --disable-pip-version-check --no-deps -w $(WHEEL_CHECK) .
+	python3 -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/pip install -q --disable-pip-version-check "$$(ls $(WHEEL_CHECK)/emvkit-*.whl)[micropython]" pytest
+	cd $(WHEEL_CHECK) && venv/bin/python -c "import emvkit.terminal.kernel, emvkit.firmware.tlv" && \
+	  ! venv/bin/python -c "import terminal" 2>/dev/null && ! venv/bin/python -c "import firmware" 2>/dev/null && \
+	  venv/bin/pytest -q -p no:cacheprovider --pyargs emvkit.hil --dut emu: --junitxml hil.xml
+
 pytest: setup
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck pytest wheel-check
 
 # Rival parsers for the TLV benchmark live in their own environment: their
 # dependency pins clash with emvkit's.

@@ -43,6 +43,7 @@ from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import load_builtin
 from emvkit.terminal.transport import Transport, open_transport
 from emvkit.terminal.transport.scripted import Pattern, ScriptedTransport
+from emvkit.terminal.transport.trace import Trace
 
 __all__ = [
     "CAPABILITIES",
@@ -129,6 +130,7 @@ class Dut:
     faults: str = ""  # the scenario's faults when it names none (``@pytest.mark.faults``)
     cdcvm: bool = False
     log: list[str] = field(default_factory=list)  # the last taps, shown when a scenario fails
+    traces: list[Trace] = field(default_factory=list)  # and their traces, saved when it fails
 
     def __post_init__(self) -> None:
         scheme, sep, rest = self.url.partition(":")
@@ -217,6 +219,7 @@ class Dut:
                  f"ODA {r.oda} {r.oda_result}, {tap.apdus} APDUs" + (f", error: {r.error}" if r.error else "")]
         lines += [f"    {s.name}: {s.detail}" for s in r.steps]
         self.log = [*self.log[-2:], "\n".join(lines)]
+        self.traces = [*self.traces[-2:], tap.trace]
 
 
 # --- Scripted cards derived from a recording ------------------------------------------
