@@ -1,3 +1,5 @@
 """emvkit host-side terminal stack."""
 
-__version__ = "0.1.0"
+from emvkit.firmware import __version__
+
+__all__ = ["__version__"]

@@ -66,3 +66,37 @@ def test_no_top_level_terminal_or_firmware_outside_the_repository() -> None:
         done = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd="/",
                               timeout=60)
         assert done.returncode != 0 and "No module named" in done.stderr, (name, done.stderr)
+
+
+# One Visa and one Mastercard tap on the emulator with the card's random source pinned; prints the
+# responses and which modular exponentiation ran.
+_TAPS = """
+import json, sys
+if sys.argv[1] == "without":
+    sys.modules["gmpy2"] = None  # as if the 'fast' extra were not installed
+from emvkit.firmware.crypto import provider
+from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.transport import open_transport
+out = {"powmod": provider.backend_powmod(), "taps": []}
+for card in ("visa", "mastercard"):
+    with open_transport(f"emu:{card}?rng=counting") as t:
+        request = TransactionRequest(amount=1234, random=lambda n: bytes(n))
+        tap = run_transaction(t, load_config(), request)
+    out["taps"].append([tap.result.outcome.outcome.value, tap.result.oda_result,
+                        [(e.response or b"").hex() for e in tap.trace.exchanges]])
+print(json.dumps(out))
+"""
+
+
+def test_without_gmpy2_the_card_falls_back_to_pow_with_the_same_answers() -> None:
+    runs = {}
+    for mode in ("with", "without"):
+        done = subprocess.run([sys.executable, "-c", _TAPS, mode], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs[mode] = json.loads(done.stdout)
+    assert runs["with"]["powmod"] == "gmpy2"
+    assert runs["without"]["powmod"] == "pow"
+    assert [t[:2] for t in runs["without"]["taps"]] == [["Approved", "successful"]] * 2
+    assert runs["without"]["taps"] == runs["with"]["taps"]
