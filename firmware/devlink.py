@@ -19,13 +19,29 @@
 #   POWER_OFF        -> ATR with an empty payload; the card is unpowered
 #   APDU_COMMAND     -> APDU_RESPONSE (ERROR ERR_NOT_POWERED when unpowered)
 #   DEVICE_INFO_REQUEST -> DEVICE_INFO ("key=value" lines: version, profile,
-#                       impl, mem_free, max_payload; reader, under run())
+#                       impl, mem_free, max_payload, personalised; reader,
+#                       under run(); board, atc, store from the token)
+#   PROVISION_BEGIN, PROVISION_DATA, PROVISION_COMMIT -> PROVISION_ACK
+#                       (with a token, below; ERR_UNSUPPORTED without one)
 #   anything else    -> ERROR ERR_UNSUPPORTED (ERROR and LOG are ignored)
 # A run of bytes that is not a valid frame is answered with a NAK: an ERROR
 # frame, seq 0, whose code is the fault kind; the host resends its request.
 # A resent APDU (same seq, same bytes as the last one) is answered from the
 # last response without running the card again: an APDU is not idempotent
 # (GENERATE AC, the ATC), so a retry must not execute twice.
+#
+# Provisioning. A token (firmware/main.py's Token: the store behind the
+# card) makes the device personalisable: BEGIN announces the length, the
+# CRC-32 of the whole and the force flag; DATA carries offset and bytes,
+# buffered here; COMMIT checks length and CRC and hands the bytes to
+# token.personalise(data, force), which validates, writes them durably and
+# returns the new card, or raises ProvisionError(code, text) having changed
+# nothing. Every check fails before anything is written; any error drops the
+# transfer (start again with BEGIN). Resends are safe: a DATA at an offset
+# already held is written again, a BEGIN resent with its seq is answered
+# again, and a COMMIT resent with its seq after it succeeded is answered from
+# the first answer (the device is personalised by then: without this, a lost
+# ACK would turn into "already personalised").
 
 import sys
 
@@ -59,17 +75,45 @@ def pseudo_atr(historical: bytes = b"") -> bytes:
 
 
 def mem_free() -> int:
-    # Free heap on MicroPython; 0 where the interpreter does not say.
+    # Free heap on MicroPython (after a collection); 0 where the interpreter does not say.
     f = getattr(gc, "mem_free", None)
-    return f() if f is not None else 0
+    if f is None:
+        return 0
+    gc.collect()
+    return f()
+
+
+class ProvisionError(Exception):
+    # A personalisation the token refuses; `code` is a link ERR_* code.
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
 
 
 class DevLink:
-    def __init__(self, card, atr: bytes, profile_id: str = "", max_payload: int = link.MAX_PAYLOAD) -> None:
+    # card: the card application (None: not personalised, APDUs are refused
+    # with ERR_NOT_PERSONALISED). token: what makes provisioning possible
+    # (None: PROVISION_* are unsupported), an object with
+    #   check(force)                  raises ProvisionError when it would refuse any
+    #                                 personalisation (already personalised, no store)
+    #   personalise(data, force)      -> the new card, or raises ProvisionError
+    #   info()                        -> [(key, value), ...] for DEVICE_INFO
+    def __init__(self, card, atr: bytes, profile_id: str = "", max_payload: int = link.MAX_PAYLOAD,
+                 token=None) -> None:
         self.card = card
         self.atr = bytes(atr)
         self.profile_id = profile_id
         self.max_payload = max_payload
+        self.token = token
+        self._perso = None  # type: bytearray | None  # the transfer in progress
+        self._perso_length = 0
+        self._perso_crc = 0
+        self._perso_force = False
+        self._perso_held = 0
+        self._begin_seq = -1
+        self._commit_seq = -1  # the seq of the last COMMIT that succeeded, and its answer
+        self._commit_ack = b""
         self.decoder = link.Decoder(max_payload)
         self.writer = link.FrameWriter(max_payload)
         self.powered = False
@@ -114,6 +158,8 @@ class DevLink:
             write(self.writer.encode(link.ATR, frame.seq, b""))
         elif t == link.DEVICE_INFO_REQUEST:
             write(self.writer.encode(link.DEVICE_INFO, frame.seq, self.info()))
+        elif t == link.PROVISION_BEGIN or t == link.PROVISION_DATA or t == link.PROVISION_COMMIT:
+            self._provision(frame, write)
         elif t == link.ERROR or t == link.LOG:
             pass  # never answer an error with an error
         else:
@@ -126,9 +172,12 @@ class DevLink:
             ("impl", sys.implementation.name),
             ("mem_free", mem_free()),
             ("max_payload", self.max_payload),
+            ("personalised", 0 if self.card is None else 1),
         ]
         if self.reader:
             items.append(("reader", self.reader))
+        if self.token is not None:
+            items += self.token.info()
         return link.info_payload(items)
 
     def log(self, text: str, write) -> None:
@@ -138,6 +187,9 @@ class DevLink:
         write(self.writer.encode(link.LOG, self._log_seq, data))
 
     def _apdu(self, frame, write) -> None:
+        if self.card is None:
+            self._error(link.ERR_NOT_PERSONALISED, frame.seq, "not personalised", write)
+            return
         if not self.powered:
             self._error(link.ERR_NOT_POWERED, frame.seq, "send POWER_ON first", write)
             return
@@ -161,10 +213,117 @@ class DevLink:
         self._last_response = response
         write(self.writer.encode(link.APDU_RESPONSE, frame.seq, response))
 
+    # --- provisioning ---
+
+    def _provision(self, frame, write) -> None:
+        if self.token is None:
+            self._error(link.ERR_UNSUPPORTED, frame.seq, "no provisioning on this device", write)
+            return
+        t = frame.type
+        try:
+            if t == link.PROVISION_BEGIN:
+                held = self._begin(frame)
+                text = ""
+            elif t == link.PROVISION_DATA:
+                held = self._data(frame.payload)
+                text = ""
+            elif self._perso is None and frame.seq == self._commit_seq and not frame.payload:
+                write(self.writer.encode(link.PROVISION_ACK, frame.seq, self._commit_ack))  # a resent COMMIT
+                return
+            else:
+                held, text = self._commit(frame.payload)
+                self._commit_ack = link.ack_payload(held, text)
+                self._commit_seq = frame.seq
+        except ProvisionError as exc:
+            self._drop_transfer()
+            self._error(exc.code, frame.seq, exc.text, write)
+            return
+        write(self.writer.encode(link.PROVISION_ACK, frame.seq, link.ack_payload(held, text)))
+
+    def _begin(self, frame) -> int:
+        begin = link.parse_provision_begin(frame.payload)
+        if begin is None:
+            raise ProvisionError(link.ERR_BAD_REQUEST, "PROVISION_BEGIN: length (4) | CRC-32 (4) | flags (1)")
+        length, crc, force = begin
+        if self._perso is not None and frame.seq == self._begin_seq and length == self._perso_length \
+                and crc == self._perso_crc and force == self._perso_force:
+            return self._perso_held  # the same BEGIN again: its answer was lost
+        self._drop_transfer()
+        self._commit_seq = -1
+        if length == 0:
+            raise ProvisionError(link.ERR_BAD_REQUEST, "an empty personalisation")
+        if length > link.PROVISION_MAX:
+            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, link.PROVISION_MAX))
+        self.token.check(force)  # refused before a byte is buffered
+        if gc is not None:
+            gc.collect()
+        try:
+            self._perso = bytearray(length)
+        except MemoryError:
+            raise ProvisionError(link.ERR_TOO_LARGE, "no memory for %d bytes" % length)
+        self._perso_length = length
+        self._perso_crc = crc
+        self._perso_force = force
+        self._perso_held = 0
+        self._begin_seq = frame.seq
+        return 0
+
+    def _data(self, payload) -> int:
+        buf = self._perso
+        if buf is None:
+            raise ProvisionError(link.ERR_OUT_OF_ORDER, "PROVISION_DATA without PROVISION_BEGIN")
+        if len(payload) < 4:
+            raise ProvisionError(link.ERR_BAD_REQUEST, "PROVISION_DATA: offset (4) | bytes")
+        offset = (payload[0] << 24) | (payload[1] << 16) | (payload[2] << 8) | payload[3]
+        n = len(payload) - 4
+        if offset > self._perso_held:
+            raise ProvisionError(link.ERR_OUT_OF_ORDER, "offset %d: %d bytes held" % (offset, self._perso_held))
+        if offset + n > self._perso_length:
+            raise ProvisionError(link.ERR_OUT_OF_ORDER, "bytes %d to %d: past the announced %d"
+                                 % (offset, offset + n, self._perso_length))
+        buf[offset:offset + n] = memoryview(payload)[4:]
+        if offset + n > self._perso_held:
+            self._perso_held = offset + n
+        return self._perso_held
+
+    def _commit(self, payload) -> tuple:
+        buf = self._perso
+        if buf is None:
+            raise ProvisionError(link.ERR_OUT_OF_ORDER, "PROVISION_COMMIT without PROVISION_BEGIN")
+        if payload:
+            raise ProvisionError(link.ERR_BAD_REQUEST, "PROVISION_COMMIT takes no payload")
+        length = self._perso_length
+        if self._perso_held != length:
+            raise ProvisionError(link.ERR_INTEGRITY, "%d of %d bytes arrived" % (self._perso_held, length))
+        if link.crc32(buf) != self._perso_crc:
+            raise ProvisionError(link.ERR_INTEGRITY, "CRC-32 mismatch")
+        force = self._perso_force
+        self._perso = None  # the token owns the bytes now
+        try:
+            card = self.token.personalise(buf, force)
+        except ProvisionError:
+            raise
+        except Exception as exc:  # a bug in the token: nothing was personalised
+            raise ProvisionError(link.ERR_STORE, "personalisation failed: %s" % type(exc).__name__)
+        profile = getattr(card, "profile", None)
+        self.card = card
+        self.atr = pseudo_atr(getattr(profile, "atr_historical", b""))
+        self.profile_id = getattr(profile, "id", "")
+        self.powered = False
+        self._forget()
+        return length, self.profile_id
+
+    def _drop_transfer(self) -> None:
+        self._perso = None
+        self._perso_held = 0
+        self._begin_seq = -1
+
     def _forget(self) -> None:
+        # Power events end a session: no resent APDU or COMMIT can follow.
         self._last_seq = -1
         self._last_command = b""
         self._last_response = b""
+        self._commit_seq = -1
 
     def _error(self, code: int, seq: int, text: str, write) -> None:
         write(self.writer.encode(link.ERROR, seq, link.error_payload(code, text)))
@@ -180,18 +339,19 @@ class DevLink:
 
 
 def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str = "",
-        partial_reads: bool = False) -> int:
+        partial_reads: bool = False, token=None) -> int:
     # Serve the link until the input ends (EOF, or an error such as EIO on
     # a pty whose other side closed); returns 0. partial_reads: the caller
     # knows that stream_in.readinto() returns what has arrived instead of
     # waiting for a full buffer (a tty set to VMIN 0; a non-blocking stream
-    # is found out anyway, see _poll_reader).
+    # is found out anyway, see _poll_reader). card None: not personalised;
+    # token: see DevLink.
     profile = getattr(card, "profile", None)
     if atr is None:
         atr = pseudo_atr(getattr(profile, "atr_historical", b""))
     if not profile_id:
         profile_id = getattr(profile, "id", "")
-    dev = DevLink(card, atr, profile_id)
+    dev = DevLink(card, atr, profile_id, token=token)
     write = _writer(stream_out)
     read = _file_reader(stream_in, dev) or _poll_reader(stream_in, dev, partial_reads) or _want_reader(stream_in, dev)
     while True:
@@ -413,7 +573,7 @@ def _raw_mode(fd: int, partial_reads: bool = False) -> None:
         termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-def _open_tty(path: str):
+def open_tty(path: str):
     # Unbuffered read/write. CPython needs buffering=0 (a tty cannot seek,
     # so a buffered r+b file fails); MicroPython's files are unbuffered, and
     # their read(n) waits for n bytes unless the tty has VMIN 0. Returns
@@ -453,7 +613,7 @@ def main(argv: list) -> int:
         doc = json.load(f)
     card = Card(doc, rng=source(args[1] if len(args) > 1 else None))
     if tty is not None:
-        stream, partial = _open_tty(tty)
+        stream, partial = open_tty(tty)
         try:
             return run(stream, stream, card, partial_reads=partial)
         finally:

@@ -47,6 +47,12 @@ ATR = const(0x13)  # device -> host: the answer to reset
 DEVICE_INFO_REQUEST = const(0x20)  # host -> device
 DEVICE_INFO = const(0x21)  # device -> host: "key=value" lines (UTF-8)
 LOG = const(0x30)  # device -> host: one log line (UTF-8), own seq
+# Provisioning: the personalisation (a card profile, JSON) in chunks, then
+# a commit; each request is answered with PROVISION_ACK or ERROR.
+PROVISION_BEGIN = const(0x40)  # host -> device: length (4) | CRC-32 (4) | flags (1)
+PROVISION_DATA = const(0x41)  # host -> device: offset (4) | bytes
+PROVISION_COMMIT = const(0x42)  # host -> device: no payload
+PROVISION_ACK = const(0x43)  # device -> host: bytes held (4) | UTF-8 text
 ERROR = const(0x7F)  # payload: error code (1 byte) + UTF-8 text
 
 TYPE_NAMES = {
@@ -59,6 +65,10 @@ TYPE_NAMES = {
     DEVICE_INFO_REQUEST: "DEVICE_INFO_REQUEST",
     DEVICE_INFO: "DEVICE_INFO",
     LOG: "LOG",
+    PROVISION_BEGIN: "PROVISION_BEGIN",
+    PROVISION_DATA: "PROVISION_DATA",
+    PROVISION_COMMIT: "PROVISION_COMMIT",
+    PROVISION_ACK: "PROVISION_ACK",
     ERROR: "ERROR",
 }
 
@@ -72,6 +82,13 @@ FAULT_TOO_LONG = const(3)  # more than the maximum frame size between delimiters
 ERR_UNSUPPORTED = const(4)  # a message type the device does not take
 ERR_NOT_POWERED = const(5)  # an APDU before POWER_ON or after POWER_OFF
 ERR_BAD_REQUEST = const(6)  # a request whose payload makes no sense
+ERR_NOT_PERSONALISED = const(7)  # an APDU to a device that holds no personalisation
+ERR_ALREADY_PERSONALISED = const(8)  # PROVISION_BEGIN/COMMIT without the force flag on a personalised device
+ERR_TOO_LARGE = const(9)  # a personalisation over PROVISION_MAX (or over the free memory)
+ERR_OUT_OF_ORDER = const(10)  # DATA/COMMIT without BEGIN, an offset past what has arrived or past the length
+ERR_INTEGRITY = const(11)  # at COMMIT: fewer bytes than announced, or a CRC-32 that does not match
+ERR_BAD_PROFILE = const(12)  # at COMMIT: not JSON, or not a profile the card application accepts
+ERR_STORE = const(13)  # the store cannot be written (or read)
 
 NAK_CODES = (FAULT_CRC, FAULT_FRAMING, FAULT_TOO_LONG)
 
@@ -82,12 +99,22 @@ FAULT_NAMES = {
     ERR_UNSUPPORTED: "unsupported message type",
     ERR_NOT_POWERED: "card not powered",
     ERR_BAD_REQUEST: "bad request",
+    ERR_NOT_PERSONALISED: "not personalised",
+    ERR_ALREADY_PERSONALISED: "already personalised",
+    ERR_TOO_LARGE: "personalisation too large",
+    ERR_OUT_OF_ORDER: "provisioning out of order",
+    ERR_INTEGRITY: "personalisation damaged",
+    ERR_BAD_PROFILE: "not a card profile",
+    ERR_STORE: "store failure",
 }
 
 MAX_PAYLOAD = const(1024)
 HEADER_SIZE = const(4)  # type, seq, length
 CRC_SIZE = const(2)
 OVERHEAD = const(6)  # header + CRC
+PROVISION_MAX = const(24576)  # the largest personalisation a device takes (bytes of profile JSON)
+PROVISION_CHUNK = const(1020)  # the most profile bytes one PROVISION_DATA carries (MAX_PAYLOAD - offset)
+FLAG_FORCE = const(0x01)  # PROVISION_BEGIN flags: replace an existing personalisation
 
 
 def max_body(max_payload: int) -> int:
@@ -535,3 +562,82 @@ def parse_info(payload: bytes) -> dict:
         if sep:
             out[key] = value
     return out
+
+
+# --- provisioning payloads (integers big-endian) ---
+
+def _u32(data, at: int) -> int:
+    return (data[at] << 24) | (data[at + 1] << 16) | (data[at + 2] << 8) | data[at + 3]
+
+
+def _be32(n: int) -> bytes:
+    return bytes(((n >> 24) & 0xFF, (n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF))
+
+
+def provision_begin_payload(length: int, crc: int, force: bool = False) -> bytes:
+    if not 0 <= length <= 0xFFFFFFFF or not 0 <= crc <= 0xFFFFFFFF:
+        raise LinkError("PROVISION_BEGIN: length and CRC-32 are 32-bit")
+    return _be32(length) + _be32(crc) + bytes((FLAG_FORCE if force else 0,))
+
+
+def parse_provision_begin(payload) -> "tuple | None":
+    # (length, crc, force) of a PROVISION_BEGIN, None when malformed.
+    if len(payload) != 9:
+        return None
+    return _u32(payload, 0), _u32(payload, 4), bool(payload[8] & FLAG_FORCE)
+
+
+def provision_data_payload(offset: int, data) -> bytes:
+    if not 0 <= offset <= 0xFFFFFFFF:
+        raise LinkError("PROVISION_DATA: the offset is 32-bit")
+    return _be32(offset) + bytes(data)
+
+
+def ack_payload(held: int, text: str = "") -> bytes:
+    return _be32(held) + text.encode()
+
+
+def parse_ack(payload) -> "tuple | None":
+    # (bytes held, text) of a PROVISION_ACK, None when malformed.
+    if len(payload) < 4:
+        return None
+    try:
+        text = bytes(payload[4:]).decode()
+    except UnicodeError:
+        return None
+    return _u32(payload, 0), text
+
+
+# --- CRC-32 (ISO-HDLC, as zlib and binascii.crc32): the provisioning check ---
+# poly 0x04C11DB7 reflected (0xEDB88320), init and final XOR 0xFFFFFFFF;
+# check value of "123456789" is 0xCBF43926. binascii.crc32 where the port
+# has it, else a 256-entry table built on first use.
+
+_CRC32_TABLE = []  # type: list
+
+
+def crc32_portable(data, crc: int = 0) -> int:
+    table = _CRC32_TABLE
+    if not table:
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+            table.append(c)
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+try:
+    from binascii import crc32 as _crc32_native
+except ImportError:
+    _crc32_native = None
+
+
+def crc32(data, crc: int = 0) -> int:
+    # CRC-32 of `data` (bytes-like); `crc` continues a running CRC.
+    if _crc32_native is not None:
+        return _crc32_native(data, crc) & 0xFFFFFFFF
+    return crc32_portable(data, crc)

@@ -51,7 +51,15 @@ from emvkit.firmware import link
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 from emvkit.terminal.transport.base import BaseTransport
 
-__all__ = ["DEFAULT_BAUD", "DEFAULT_RETRIES", "DEFAULT_TIMEOUT", "DeviceInfo", "SerialTransport", "from_url"]
+__all__ = [
+    "DEFAULT_BAUD",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "DeviceInfo",
+    "SerialTransport",
+    "TokenRefused",
+    "from_url",
+]
 
 DEFAULT_BAUD = 115200
 DEFAULT_TIMEOUT = 2.0
@@ -75,6 +83,15 @@ class DeviceInfo:
     mem_free: int
     max_payload: int
     fields: dict[str, str] = field(default_factory=dict)
+
+
+class TokenRefused(TransportError):
+    """The token answered a request with an ERROR frame (not a NAK): ``code`` is the link's ERR_* code."""
+
+    def __init__(self, message: str, code: int, text: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.text = text
 
 
 def _pyserial() -> Any:
@@ -187,6 +204,18 @@ class SerialTransport(BaseTransport):
             fields=fields,
         )
 
+    def request(self, ftype: int, payload: bytes, answer: int, *, timeout: float | None = None) -> link.Frame:
+        """One request of the link protocol (PROVISION_*, ...) and its answer of type ``answer``.
+
+        Resent on NAKs and timeouts as every request is (``timeout`` per attempt, the transport's by
+        default); an ERROR frame for it raises :class:`TokenRefused`.
+        """
+        self._require_open()
+        try:
+            return self._request(ftype, payload, answer, timeout=timeout)
+        except link.LinkError as exc:
+            raise TransportError(f"{self.url}: {exc}") from exc
+
     def _transmit(self, command: bytes) -> bytes:
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
@@ -277,7 +306,7 @@ class SerialTransport(BaseTransport):
             if code in link.NAK_CODES:
                 return f"the token lost a frame ({text or code})"
             if frame.seq == seq:
-                raise TransportError(f"{self.url}: the token refused {_what(ftype, seq)}: {text or code}")
+                raise TokenRefused(f"{self.url}: the token refused {_what(ftype, seq)}: {text or code}", code, text)
             log.debug("%s: ignoring a stale error for seq %d: %s", self.url, frame.seq, text)
         elif frame.seq != seq:
             log.debug("%s: ignoring a stale %s seq %d", self.url, _name(frame.type), frame.seq)

@@ -435,3 +435,199 @@ def test_devlink_run_on_streams():
     events = link.decode_frames(out.getvalue())
     assert [e.type for e in events] == [link.ATR, link.ERROR, link.APDU_RESPONSE]
     assert events[0].payload == bytes.fromhex("3B80800101")
+
+
+# --- provisioning: the payloads, and DevLink with a stand-in token ---
+
+def test_crc32_check_value_and_chaining():
+    assert link.crc32(_CHECK) == link.crc32_portable(_CHECK) == 0xCBF43926
+    assert link.crc32(b"") == 0
+    data = bytes(range(256)) * 5
+    assert link.crc32(data[100:], link.crc32(data[:100])) == link.crc32(data) == link.crc32_portable(data)
+    assert link.crc32(bytearray(data)) == link.crc32(memoryview(data)) == link.crc32(data)
+
+
+def test_provision_payloads_round_trip():
+    begin = link.provision_begin_payload(6000, 0xDEADBEEF, True)
+    assert begin == bytes.fromhex("00001770DEADBEEF01")
+    assert link.parse_provision_begin(begin) == (6000, 0xDEADBEEF, True)
+    assert link.parse_provision_begin(link.provision_begin_payload(1, 2)) == (1, 2, False)
+    assert link.parse_provision_begin(begin[:8]) is None
+    assert link.provision_data_payload(1020, b"ab") == bytes.fromhex("000003FC6162")
+    assert link.parse_ack(link.ack_payload(3101, "visa")) == (3101, "visa")
+    assert link.parse_ack(b"\x00\x00\x01") is None
+    assert link.parse_ack(b"\x00\x00\x00\x01\xff") is None
+    _raises(lambda: link.provision_begin_payload(1 << 32, 0), link.LinkError)
+    assert link.TYPE_NAMES[link.PROVISION_COMMIT] == "PROVISION_COMMIT"
+    assert link.PROVISION_CHUNK + 4 == link.MAX_PAYLOAD
+
+
+class _Token:
+    # A stand-in for firmware/main.py's Token: keeps what it was given.
+    def __init__(self, card=None, refuse=None):
+        self.card = card
+        self.refuse = refuse  # a ProvisionError to raise at personalise()
+        self.stored = []
+
+    def check(self, force):
+        if self.card is not None and not force:
+            raise devlink.ProvisionError(link.ERR_ALREADY_PERSONALISED, "already personalised")
+
+    def personalise(self, data, force):
+        if self.refuse is not None:
+            raise self.refuse
+        self.check(force)
+        self.stored.append(bytes(data))
+        self.card = _Card()
+        return self.card
+
+    def info(self):
+        return [("board", "test"), ("atc", 7)]
+
+
+_PERSO = b"0123456789" * 238  # 2380 bytes: three chunks
+
+
+def _chunks(data, first_seq=2):
+    out = b""
+    seq = first_seq
+    for offset in range(0, len(data), link.PROVISION_CHUNK):
+        out += link.encode_frame(link.PROVISION_DATA, seq,
+                                 link.provision_data_payload(offset, data[offset:offset + link.PROVISION_CHUNK]))
+        seq += 1
+    return out, seq
+
+
+def _begin(data, seq=1, force=False, crc=None):
+    return link.encode_frame(link.PROVISION_BEGIN, seq, link.provision_begin_payload(
+        len(data), link.crc32(data) if crc is None else crc, force))
+
+
+def _codes(events):
+    return [(e.type, link.parse_error(e.payload)[0] if e.type == link.ERROR else link.parse_ack(e.payload)[0])
+            for e in events]
+
+
+def test_devlink_provisioning_personalises_the_device():
+    token = _Token()
+    dev = devlink.DevLink(None, devlink.pseudo_atr(), token=token)
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 9, b"\x00\xa4")) == [
+        link.Frame(link.ERROR, 9, link.error_payload(link.ERR_NOT_PERSONALISED, "not personalised"))]
+    info = link.parse_info(_serve(dev, link.encode_frame(link.DEVICE_INFO_REQUEST, 10))[0].payload)
+    assert info["personalised"] == "0" and info["board"] == "test" and info["atc"] == "7"
+    data, seq = _chunks(_PERSO)
+    events = _serve(dev, _begin(_PERSO) + data + link.encode_frame(link.PROVISION_COMMIT, seq))
+    assert _codes(events) == [(link.PROVISION_ACK, 0), (link.PROVISION_ACK, 1020), (link.PROVISION_ACK, 2040),
+                              (link.PROVISION_ACK, 2380), (link.PROVISION_ACK, 2380)]
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert token.stored == [_PERSO] and dev.card is token.card
+    info = link.parse_info(_serve(dev, link.encode_frame(link.DEVICE_INFO_REQUEST, 11))[0].payload)
+    assert info["personalised"] == "1"
+    # the new card is unpowered until POWER_ON, then it answers
+    assert _codes(_serve(dev, link.encode_frame(link.APDU_COMMAND, 12, b"\x00\xa4"))) == [
+        (link.ERROR, link.ERR_NOT_POWERED)]
+    _serve(dev, link.encode_frame(link.POWER_ON, 13))
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 14, b"\x00\xa4"))[0].payload == b"\x01\x90\x00"
+
+
+def test_devlink_provisioning_resends_are_answered_again():
+    token = _Token()
+    dev = devlink.DevLink(None, devlink.pseudo_atr(), token=token)
+    first = _begin(_PERSO, 1)
+    data, seq = _chunks(_PERSO)
+    frames = link.decode_frames(data)
+    chunks = b"".join([link.encode_frame(f.type, f.seq, f.payload) * 2 for f in frames])
+    commit = link.encode_frame(link.PROVISION_COMMIT, seq)
+    events = _serve(dev, first + first + chunks + commit + commit)
+    assert _codes(events) == [(link.PROVISION_ACK, 0), (link.PROVISION_ACK, 0), (link.PROVISION_ACK, 1020),
+                              (link.PROVISION_ACK, 1020), (link.PROVISION_ACK, 2040), (link.PROVISION_ACK, 2040),
+                              (link.PROVISION_ACK, 2380), (link.PROVISION_ACK, 2380), (link.PROVISION_ACK, 2380),
+                              (link.PROVISION_ACK, 2380)]
+    assert events[-1] == events[-2] and link.parse_ack(events[-1].payload)[1] == ""
+    assert token.stored == [_PERSO]  # the resent COMMIT did not personalise twice
+    # a COMMIT with another seq is not a resend: nothing to commit
+    assert _codes(_serve(dev, link.encode_frame(link.PROVISION_COMMIT, seq + 1))) == [
+        (link.ERROR, link.ERR_OUT_OF_ORDER)]
+    # nor after a power event: a new session
+    _serve(dev, link.encode_frame(link.POWER_ON, 1))
+    assert _codes(_serve(dev, commit)) == [(link.ERROR, link.ERR_OUT_OF_ORDER)]
+
+
+def _refused(dev, frames):
+    # The codes of every answer, and the device has no transfer left over.
+    events = _serve(dev, frames)
+    assert dev._perso is None
+    return _codes(events)
+
+
+def test_devlink_refuses_a_damaged_or_misordered_transfer():
+    token = _Token()
+    dev = devlink.DevLink(None, devlink.pseudo_atr(), token=token)
+    data, seq = _chunks(_PERSO)
+    commit = link.encode_frame(link.PROVISION_COMMIT, seq)
+    # a CRC over the whole that does not match
+    assert _refused(dev, _begin(_PERSO, crc=link.crc32(_PERSO) ^ 1) + data + commit)[-1] == (
+        link.ERROR, link.ERR_INTEGRITY)
+    # COMMIT before every byte arrived
+    first = link.encode_frame(link.PROVISION_DATA, 2, link.provision_data_payload(0, _PERSO[:1020]))
+    assert _refused(dev, _begin(_PERSO) + first + commit) == [
+        (link.PROVISION_ACK, 0), (link.PROVISION_ACK, 1020), (link.ERROR, link.ERR_INTEGRITY)]
+    # an offset past what has arrived (a gap): refused, and the transfer is dropped
+    gap = link.encode_frame(link.PROVISION_DATA, 2, link.provision_data_payload(1020, _PERSO[1020:2040]))
+    assert _refused(dev, _begin(_PERSO) + gap + commit) == [
+        (link.PROVISION_ACK, 0), (link.ERROR, link.ERR_OUT_OF_ORDER), (link.ERROR, link.ERR_OUT_OF_ORDER)]
+    # bytes past the announced length
+    over = link.encode_frame(link.PROVISION_DATA, 2, link.provision_data_payload(0, _PERSO[:101]))
+    assert _refused(dev, _begin(_PERSO[:100]) + over) == [
+        (link.PROVISION_ACK, 0), (link.ERROR, link.ERR_OUT_OF_ORDER)]
+    # DATA or COMMIT with no BEGIN, a malformed BEGIN or DATA, an empty personalisation
+    assert _refused(dev, first) == [(link.ERROR, link.ERR_OUT_OF_ORDER)]
+    assert _refused(dev, commit) == [(link.ERROR, link.ERR_OUT_OF_ORDER)]
+    assert _refused(dev, link.encode_frame(link.PROVISION_BEGIN, 1, b"\x00\x01")) == [
+        (link.ERROR, link.ERR_BAD_REQUEST)]
+    assert _refused(dev, _begin(_PERSO) + link.encode_frame(link.PROVISION_DATA, 2, b"\x00")) == [
+        (link.PROVISION_ACK, 0), (link.ERROR, link.ERR_BAD_REQUEST)]
+    assert _refused(dev, _begin(b"")) == [(link.ERROR, link.ERR_BAD_REQUEST)]
+    assert token.stored == [] and dev.card is None
+
+
+def test_devlink_refuses_an_oversize_personalisation_before_buffering():
+    dev = devlink.DevLink(None, devlink.pseudo_atr(), token=_Token())
+    frame = link.encode_frame(link.PROVISION_BEGIN, 1,
+                              link.provision_begin_payload(link.PROVISION_MAX + 1, 0))
+    events = _serve(dev, frame)
+    assert _codes(events) == [(link.ERROR, link.ERR_TOO_LARGE)] and dev._perso is None
+    assert "24577" in link.parse_error(events[0].payload)[1]
+    huge = link.encode_frame(link.PROVISION_BEGIN, 2, link.provision_begin_payload(0xFFFFFFFF, 0))
+    assert _codes(_serve(dev, huge)) == [(link.ERROR, link.ERR_TOO_LARGE)]
+
+
+def test_devlink_already_personalised_needs_force():
+    old = _Card()
+    token = _Token(card=old)
+    dev = devlink.DevLink(old, devlink.pseudo_atr(), "old", token=token)
+    assert _refused(dev, _begin(_PERSO)) == [(link.ERROR, link.ERR_ALREADY_PERSONALISED)]
+    data, seq = _chunks(_PERSO)
+    events = _serve(dev, _begin(_PERSO, force=True) + data + link.encode_frame(link.PROVISION_COMMIT, seq))
+    assert _codes(events)[-1] == (link.PROVISION_ACK, len(_PERSO))
+    assert dev.card is token.card and dev.card is not old and token.stored == [_PERSO]
+
+
+def test_devlink_a_refusal_from_the_token_leaves_the_device_as_it_was():
+    old = _Card()
+    token = _Token(card=old, refuse=devlink.ProvisionError(link.ERR_BAD_PROFILE, "applications: at least one"))
+    dev = devlink.DevLink(old, devlink.pseudo_atr(), "old", token=token)
+    _serve(dev, link.encode_frame(link.POWER_ON, 1))
+    data, seq = _chunks(_PERSO)
+    events = _serve(dev, _begin(_PERSO, force=True) + data + link.encode_frame(link.PROVISION_COMMIT, seq))
+    assert events[-1] == link.Frame(link.ERROR, seq,
+                                    link.error_payload(link.ERR_BAD_PROFILE, "applications: at least one"))
+    assert dev.card is old and dev.profile_id == "old" and dev.powered and dev._perso is None
+    assert _serve(dev, link.encode_frame(link.APDU_COMMAND, 40, b"\x00\xa4"))[0].type == link.APDU_RESPONSE
+
+
+def test_devlink_without_a_token_takes_no_provisioning():
+    dev = devlink.DevLink(_Card(), devlink.pseudo_atr())
+    assert _codes(_serve(dev, _begin(_PERSO))) == [(link.ERROR, link.ERR_UNSUPPORTED)]
+    info = link.parse_info(dev.info())
+    assert info["personalised"] == "1" and "board" not in info
