@@ -1,0 +1,20 @@
+# The token on QEMU's mps2-an385 (Cortex-M3, ARMv7-M): MicroPython's
+# ports/qemu BOARD=MPS2_AN385 as it is. See qemu_mps2.py.
+
+from .qemu_mps2 import LINK, STORE_MOUNT, link_streams, random_bytes, reset, store_device, ticks_diff, ticks_ms
+
+__all__ = [
+    "CPU",
+    "LINK",
+    "NAME",
+    "STORE_MOUNT",
+    "link_streams",
+    "random_bytes",
+    "reset",
+    "store_device",
+    "ticks_diff",
+    "ticks_ms",
+]
+
+NAME = "qemu_m3"
+CPU = "cortex-m3"
