@@ -52,10 +52,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
-try:
-    import gc
-except ImportError:
-    gc = None
+import gc
 
 VERSION = "0.1.0"
 _SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"  # ISO 7816-4 §5.6: the answer when the card fails
@@ -255,8 +252,7 @@ class DevLink:
         if length > link.PROVISION_MAX:
             raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, link.PROVISION_MAX))
         self.token.check(force)  # refused before a byte is buffered
-        if gc is not None:
-            gc.collect()
+        gc.collect()
         try:
             self._perso = bytearray(length)
         except MemoryError:
@@ -515,7 +511,7 @@ def _writer(stream):
     raw = getattr(stream, "raw", stream)
     put = raw.write
     flush = [getattr(raw, "flush", None)]
-    waiter = []  # the POLLOUT poller, made the first time a write comes up short
+    waiter = []  # type: list  # the POLLOUT poller, made the first time a write comes up short
 
     def write(data) -> None:
         done = put(data)

@@ -32,10 +32,9 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
-try:
-    from binascii import crc_hqx as _crc_hqx  # CPython: CRC-CCITT in C
-except ImportError:
-    _crc_hqx = None
+import binascii
+
+_crc_hqx = getattr(binascii, "crc_hqx", None)  # CPython: CRC-CCITT in C; MicroPython has none
 
 # --- message types ---
 APDU_COMMAND = const(0x01)  # host -> device: a C-APDU
@@ -479,7 +478,7 @@ class Decoder:
             raw = self._raw
             raw[:k] = data[1:size - 1]
             return [_parse(raw, self._view, k, self.max_payload)]
-        out = []
+        out = []  # type: list
         pos = 0
         while pos < size:
             z = find(b"\x00", pos)
@@ -630,10 +629,7 @@ def crc32_portable(data, crc: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-try:
-    from binascii import crc32 as _crc32_native
-except ImportError:
-    _crc32_native = None
+_crc32_native = getattr(binascii, "crc32", None)  # most ports have it
 
 
 def crc32(data, crc: int = 0) -> int:
