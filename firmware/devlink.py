@@ -96,6 +96,7 @@ class DevLink:
     #                                 personalisation (already personalised, no store)
     #   personalise(data, force)      -> the new card, or raises ProvisionError
     #   info()                        -> [(key, value), ...] for DEVICE_INFO
+    #   capacity (optional)           the largest personalisation it takes
     def __init__(self, card, atr: bytes, profile_id: str = "", max_payload: int = link.MAX_PAYLOAD,
                  token=None) -> None:
         self.card = card
@@ -249,8 +250,11 @@ class DevLink:
         self._commit_seq = -1
         if length == 0:
             raise ProvisionError(link.ERR_BAD_REQUEST, "an empty personalisation")
-        if length > link.PROVISION_MAX:
-            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, link.PROVISION_MAX))
+        limit = getattr(self.token, "capacity", link.PROVISION_MAX)  # what its store takes
+        if limit > link.PROVISION_MAX:
+            limit = link.PROVISION_MAX
+        if length > limit:
+            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, limit))
         self.token.check(force)  # refused before a byte is buffered
         gc.collect()
         try:

@@ -600,6 +600,14 @@ def test_devlink_refuses_an_oversize_personalisation_before_buffering():
     assert "24577" in link.parse_error(events[0].payload)[1]
     huge = link.encode_frame(link.PROVISION_BEGIN, 2, link.provision_begin_payload(0xFFFFFFFF, 0))
     assert _codes(_serve(dev, huge)) == [(link.ERROR, link.ERR_TOO_LARGE)]
+    # a token whose store takes less says so, and that is the limit
+    token = _Token()
+    token.capacity = 2000
+    dev = devlink.DevLink(None, devlink.pseudo_atr(), token=token)
+    events = _serve(dev, _begin(_PERSO))
+    assert _codes(events) == [(link.ERROR, link.ERR_TOO_LARGE)] and dev._perso is None
+    assert link.parse_error(events[0].payload)[1] == "2380 bytes, at most 2000"
+    assert _codes(_serve(dev, _begin(_PERSO[:2000], 3))) == [(link.PROVISION_ACK, 0)]
 
 
 def test_devlink_already_personalised_needs_force():
