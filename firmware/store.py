@@ -1,0 +1,322 @@
+# Tearing-safe persistent storage: the card's state (ATC, counters, log) and,
+# with a larger slot, the personalisation.
+#
+# Portable: runs unchanged on CPython (the host emulator's state file) and on
+# MicroPython (a file on the token's littlefs mount).
+#
+# One file holds two fixed-size slots: slot 0 at offset 0, slot 1 at offset
+# slot_size. Each slot holds at most one record (big-endian integers):
+#
+#   magic    4 bytes  b"EMVS"
+#   version  1 byte   1
+#   seq      4 bytes  write sequence number: the higher of two valid records wins
+#   length   4 bytes  payload length
+#   payload  `length` bytes
+#   crc      4 bytes  CRC-32 (IEEE 802.3, as zlib and binascii compute it)
+#                     over magic..payload
+#
+# Why a power cut (or a kill) at any point of a write loses nothing that was
+# ever acknowledged:
+#
+# 1. A write goes into the slot that does NOT hold the newest valid record,
+#    with seq = newest seq + 1, and touches no byte outside that slot. The
+#    newest record, the one the last acknowledged write made, is never
+#    overwritten while it is the newest.
+# 2. A cut leaves the slot being written as any mix of new bytes and the
+#    bytes it held before (in any order: caches and flash pages need not
+#    write front to back). The CRC covers every byte before it, so such a mix
+#    reads as invalid unless it is exactly the complete new record, or
+#    exactly the record the slot held before (older than the newest, so it
+#    does not win). A false match needs a CRC-32 collision (2**-32).
+# 3. So after a cut, read() returns the newest acknowledged payload or the new
+#    one, never anything else; and `write` returns only once the record is
+#    durable (flush, then os.fsync where the platform has it; littlefs
+#    commits a file on flush), so whatever the caller does after `write`
+#    returned (the card releasing a cryptogram under the saved ATC) happens
+#    after the record survives any cut.
+#
+# The slot size is part of a file's format (no record says it): open a file
+# with the slot size it was written with, always.
+#
+# Out of scope: a committed record that rots later (a bit flip in flash)
+# reads as invalid and the older slot wins; media that erase more than the
+# bytes written (raw flash with a shared erase block) must sit behind a
+# filesystem such as littlefs, which never rewrites committed blocks in place.
+
+import json
+import os
+
+from .payapp.state import CardState
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
+try:
+    from binascii import crc32 as _crc32_native  # CPython, most MicroPython ports
+except ImportError:
+    _crc32_native = None
+
+MAGIC = b"EMVS"
+VERSION = const(1)
+HEADER_SIZE = const(13)  # magic, version, seq, length
+CRC_SIZE = const(4)
+OVERHEAD = const(17)  # header + CRC
+
+# Suggested slot sizes: the card state (a built-in card's record is 118
+# bytes fresh, at most 577 with a full log) and a personalisation profile
+# (compact JSON with the keys: 3.1-5.7 KB for the built-in cards with
+# 1024-bit RSA keys; room for 2048-bit ones).
+STATE_SLOT_SIZE = const(4096)
+PERSO_SLOT_SIZE = const(24576)
+
+_SEQ_MAX = const(0xFFFFFFFF)
+_ENOENT = const(2)
+
+_fsync = getattr(os, "fsync", None)  # CPython; MicroPython has none
+
+
+class StoreError(ValueError):
+    # A payload that does not fit, or stored content that is not a card state.
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+
+
+# --- CRC-32 ---
+
+def _crc32_table() -> tuple:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return tuple(table)
+
+
+_CRC32_TABLE = None  # built on first use: most ports never need it
+
+
+def crc32_portable(data, crc: int = 0) -> int:
+    # Table-driven CRC-32 (reflected polynomial 0xEDB88320, init and final
+    # XOR 0xFFFFFFFF): the same values and chaining as binascii.crc32.
+    global _CRC32_TABLE
+    table = _CRC32_TABLE
+    if table is None:
+        table = _CRC32_TABLE = _crc32_table()
+    c = crc ^ 0xFFFFFFFF
+    for b in data:
+        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def crc32(data, crc: int = 0) -> int:
+    if _crc32_native is not None:
+        return _crc32_native(data, crc) & 0xFFFFFFFF
+    return crc32_portable(data, crc)
+
+
+# --- records ---
+
+def encode_record(seq: int, payload) -> bytes:
+    head = MAGIC + bytes((VERSION,)) + seq.to_bytes(4, "big") + len(payload).to_bytes(4, "big")
+    crc = crc32(payload, crc32(head))
+    return head + bytes(payload) + crc.to_bytes(4, "big")
+
+
+def _parse_header(head, slot_size: int):
+    # (seq, length) of a plausible header, else None.
+    if len(head) != HEADER_SIZE or head[:4] != MAGIC or head[4] != VERSION:
+        return None
+    length = int.from_bytes(head[9:13], "big")
+    if length > slot_size - OVERHEAD:
+        return None
+    return int.from_bytes(head[5:9], "big"), length
+
+
+def _torn_first(start) -> bool:
+    # Could these first bytes of a file no longer than one slot be what a
+    # cut left of the very first write? (That write goes to slot 0, and the
+    # second one extends the file past slot 0.) Each header byte is either
+    # what the record has there or zero (not written).
+    expected = MAGIC + bytes((VERSION,))
+    for i in range(min(len(start), len(expected))):
+        if start[i] != expected[i] and start[i] != 0:
+            return False
+    return True
+
+
+class SlotFile:
+    # Two slots in one file; see the argument at the top. `opener(path, mode)`
+    # is `open` by default (MicroPython: a path on a littlefs mount, or a
+    # VFS's own open); the file is opened per operation and closed after it.
+    def __init__(self, path: str, slot_size: int, opener=open) -> None:
+        if slot_size <= OVERHEAD:
+            raise StoreError("slot size %d leaves no room for a payload" % slot_size)
+        self.path = path
+        self.slot_size = slot_size
+        self.opener = opener
+        self._newest = None  # (slot, seq) of the newest valid record; None: not scanned
+
+    @property
+    def capacity(self) -> int:
+        # The largest payload a slot takes.
+        return self.slot_size - OVERHEAD
+
+    def read(self) -> "bytes | None":
+        # The newest valid payload; None for a fresh store: no file, an
+        # empty one, or the remains of a first write that never completed.
+        # A file with no valid record otherwise is not taken for a fresh
+        # store (that would reset the counters, or overwrite a file that is
+        # not ours): StoreError.
+        slot, seq, payload = self._scan()
+        self._newest = (slot, seq)
+        return payload
+
+    def write(self, payload) -> None:
+        # Durable when this returns. Raises StoreError, before writing
+        # anything, when the payload does not fit.
+        if len(payload) > self.capacity:
+            raise StoreError("%s: %d bytes do not fit a %d-byte slot (at most %d)"
+                             % (self.path, len(payload), self.slot_size, self.capacity))
+        if self._newest is None:
+            self.read()
+        slot, seq = self._newest
+        if seq >= _SEQ_MAX:
+            raise StoreError("%s: sequence number exhausted" % self.path)
+        target = 1 - slot  # fresh store: (1, -1) -> slot 0, seq 0
+        record = encode_record(seq + 1, payload)
+        self._newest = None  # unknown until this write is through
+        try:
+            f = self.opener(self.path, "r+b")
+        except OSError as exc:
+            if exc.args[0] != _ENOENT:
+                raise
+            f = self.opener(self.path, "w+b")
+        try:
+            f.seek(target * self.slot_size)
+            f.write(record)
+            f.flush()
+            fileno = getattr(f, "fileno", None)
+            if _fsync is not None and fileno is not None:
+                _fsync(fileno())
+        finally:
+            f.close()
+        self._newest = (target, seq + 1)
+
+    def _scan(self) -> tuple:
+        # (slot, seq, payload) of the newest valid record, or (1, -1, None).
+        try:
+            f = self.opener(self.path, "rb")
+        except OSError as exc:
+            if exc.args[0] == _ENOENT:
+                return 1, -1, None
+            raise
+        try:
+            headers = []
+            for slot in (0, 1):
+                f.seek(slot * self.slot_size)
+                parsed = _parse_header(f.read(HEADER_SIZE), self.slot_size)
+                if parsed is not None:
+                    headers.append((parsed[0], slot, parsed[1]))
+            # Newest first (slot 0 first on equal seq); the CRC decides.
+            headers.sort(key=lambda h: (-h[0], h[1]))
+            for seq, slot, length in headers:
+                payload = self._payload(f, slot, seq, length)
+                if payload is not None:
+                    return slot, seq, payload
+            size = f.seek(0, 2)
+            f.seek(0)
+            start = f.read(HEADER_SIZE)
+        finally:
+            f.close()
+        if size == 0 or (size <= self.slot_size and _torn_first(start)):
+            return 1, -1, None
+        raise StoreError("%s: no valid record (not a store of %d-byte slots, or damaged)" % (self.path, self.slot_size))
+
+    def _payload(self, f, slot: int, seq: int, length: int):
+        f.seek(slot * self.slot_size)
+        data = f.read(HEADER_SIZE + length + CRC_SIZE)
+        if len(data) != HEADER_SIZE + length + CRC_SIZE:
+            return None
+        body = memoryview(data)[:HEADER_SIZE + length]
+        if crc32(body) != int.from_bytes(data[HEADER_SIZE + length:], "big"):
+            return None
+        return bytes(data[HEADER_SIZE:HEADER_SIZE + length])
+
+
+# --- the card's store ---
+
+# name -> (lowest, highest) of each integer field of CardState.
+_LIMITS = {
+    "atc": (0, 0xFFFF),
+    "last_online_atc": (0, 0xFFFF),
+    "consecutive_offline": (0, 0xFFFFFFFF),
+    "offline_amount": (0, 999999999999),  # n 12 (9F02)
+    "pin_try_counter": (0, 0xFF),
+}
+_MAX_LOG_RECORD = const(255)  # a READ RECORD answer
+
+
+def encode_state(state: CardState) -> bytes:
+    # Compact JSON with sorted keys: the same bytes on every interpreter
+    # (MicroPython's dicts do not keep insertion order).
+    doc = state.to_dict()
+    items = ["%s:%s" % (json.dumps(k), json.dumps(doc[k], separators=(",", ":"))) for k in sorted(doc)]
+    return ("{" + ",".join(items) + "}").encode()
+
+
+def decode_state(payload, where: str = "card state") -> CardState:
+    # The CardState in a payload; StoreError (one line) if it is not one.
+    try:
+        doc = json.loads(bytes(payload).decode())
+    except (ValueError, UnicodeError):  # MicroPython: ValueError; CPython: JSONDecodeError, a ValueError
+        raise StoreError("%s: not JSON" % where)
+    if not isinstance(doc, dict):
+        raise StoreError("%s: not a JSON object" % where)
+    for name in doc:
+        if name not in _LIMITS and name != "log":
+            raise StoreError("%s: unknown field %r" % (where, name))
+    for name in _LIMITS:
+        value = doc.get(name)
+        low, high = _LIMITS[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise StoreError("%s: %s must be an integer %d..%d, not %r" % (where, name, low, high, value))
+    log = doc.get("log")
+    if not isinstance(log, list):
+        raise StoreError("%s: log must be a list of hex strings" % where)
+    for i, entry in enumerate(log):
+        try:
+            ok = isinstance(entry, str) and 0 < len(bytes.fromhex(entry)) <= _MAX_LOG_RECORD
+        except ValueError:
+            ok = False
+        if not ok:
+            raise StoreError("%s: log[%d] must be a hex string of 1..%d bytes" % (where, i, _MAX_LOG_RECORD))
+    return CardState.from_dict(doc)
+
+
+class CardStore:
+    # The card's store (load/save, as MemoryStore) on a SlotFile. `initial`
+    # is the state of a fresh store (the profile's "state"); it is copied.
+    def __init__(self, slot_file: SlotFile, initial: "CardState | None" = None) -> None:
+        self.slot_file = slot_file
+        self.initial = initial if initial is not None else CardState()
+        self.saves = 0
+        self._state = None
+
+    def load(self) -> CardState:
+        # Read once; afterwards the card's own (cached) state.
+        if self._state is None:
+            payload = self.slot_file.read()
+            if payload is None:
+                self._state = CardState.from_dict(self.initial.to_dict())
+            else:
+                self._state = decode_state(payload, "%s: card state" % self.slot_file.path)
+        return self._state
+
+    def save(self, state: CardState) -> None:
+        # Durable when this returns.
+        self.slot_file.write(encode_state(state))
+        self._state = state
+        self.saves += 1
