@@ -20,3 +20,10 @@ def venv_tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: run `make test`, which installs the dev extras")
     return found
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh $XDG_STATE_HOME per test: `emvkit emulate --profile NAME` keeps the card's state there,
+    never in the user's own directory, and no two tests share a card's counters (or its lock)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

@@ -10,6 +10,7 @@ import sys
 from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.emulator.state import StateFile, default_state_path
 from emvkit.terminal.emulator.vpcd import DEFAULT_VPCD_PORT
 from emvkit.terminal.perso.builtin import builtin_names
 
@@ -36,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     where.add_argument("--nfc", metavar="udp:HOST:PORT", help="listen as an ISO-DEP card on nfcpy's udp driver")
     where.add_argument("--serial", metavar="pty|URL", help="serve the link framing on a new pty or a serial URL")
     where.add_argument("--tcp", metavar="[HOST:]PORT", help="serve the link framing on a TCP port")
+    parser.add_argument("--state", metavar="FILE|none",
+                        help="keep the card's ATC, counters and log in FILE across runs (default: beside --card, "
+                        "card.json -> card.state; for --profile NAME, $XDG_STATE_HOME/emvkit/NAME.state); "
+                        "'none' keeps them in memory")
     parser.add_argument("--cdcvm", action="store_true",
                         help="the token's on-device verification has just succeeded (wearable profiles)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -50,20 +55,37 @@ def run(args: argparse.Namespace) -> int:
     name, target = chosen[0]
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    card = open_card(args.card or args.profile)
-    if args.cdcvm:
-        card.verify_cdcvm()
-    atr = contactless_atr(card.profile.atr_historical)
-    module = importlib.import_module(f"emvkit.terminal.emulator.{SERVERS[name]}")
-    host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
-    print(f"emulating {card.profile.id} on {name} {target}; stop with Ctrl-C", file=sys.stderr, flush=True)
-    if name == "vpcd":
-        status: int = module.serve_forever(card, host, port, atr)
-    elif name == "tcp":
-        status = module.serve_tcp_forever(card, target, atr)
-    else:
-        status = module.serve_forever(card, target, atr)
-    return status
+    spec = args.card or args.profile
+    state = _state_file(args.state, spec)
+    card = open_card(spec, state=state)
+    try:
+        if args.cdcvm:
+            card.verify_cdcvm()
+        atr = contactless_atr(card.profile.atr_historical)
+        module = importlib.import_module(f"emvkit.terminal.emulator.{SERVERS[name]}")
+        host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
+        kept = f"state {state.path}" if state is not None else "state in memory"
+        print(f"emulating {card.profile.id} on {name} {target} ({kept}); stop with Ctrl-C", file=sys.stderr,
+              flush=True)
+        if name == "vpcd":
+            status: int = module.serve_forever(card, host, port, atr)
+        elif name == "tcp":
+            status = module.serve_tcp_forever(card, target, atr)
+        else:
+            status = module.serve_forever(card, target, atr)
+        return status
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _state_file(option: str | None, spec: str) -> StateFile | None:
+    """The state file ``--state`` names: FILE, ``none`` (memory), or the default place for the card."""
+    if option == "none":
+        return None
+    if option:
+        return StateFile(option)
+    return StateFile(default_state_path(spec), make_dir=True)
 
 
 def _host_port(text: str) -> tuple[str, int]:
