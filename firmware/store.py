@@ -43,6 +43,7 @@
 # bytes written (raw flash with a shared erase block) must sit behind a
 # filesystem such as littlefs, which never rewrites committed blocks in place.
 
+import binascii
 import json
 import os
 
@@ -53,10 +54,7 @@ try:
 except ImportError:
     const = lambda x: x  # noqa: E731
 
-try:
-    from binascii import crc32 as _crc32_native  # CPython, most MicroPython ports
-except ImportError:
-    _crc32_native = None
+_crc32_native = getattr(binascii, "crc32", None)  # CPython, most MicroPython ports
 
 MAGIC = b"EMVS"
 VERSION = const(1)
@@ -95,7 +93,7 @@ def _crc32_table() -> tuple:
     return tuple(table)
 
 
-_CRC32_TABLE = None  # built on first use: most ports never need it
+_CRC32_TABLE = None  # type: tuple | None  # built on first use: most ports never need it
 
 
 def crc32_portable(data, crc: int = 0) -> int:
@@ -157,7 +155,7 @@ class SlotFile:
         self.path = path
         self.slot_size = slot_size
         self.opener = opener
-        self._newest = None  # (slot, seq) of the newest valid record; None: not scanned
+        self._newest = None  # type: tuple | None  # (slot, seq) of the newest valid record; None: not scanned
 
     @property
     def capacity(self) -> int:
@@ -180,9 +178,11 @@ class SlotFile:
         if len(payload) > self.capacity:
             raise StoreError("%s: %d bytes do not fit a %d-byte slot (at most %d)"
                              % (self.path, len(payload), self.slot_size, self.capacity))
-        if self._newest is None:
-            self.read()
-        slot, seq = self._newest
+        newest = self._newest
+        if newest is None:
+            slot, seq, _ = self._scan()
+        else:
+            slot, seq = newest
         if seq >= _SEQ_MAX:
             raise StoreError("%s: sequence number exhausted" % self.path)
         target = 1 - slot  # fresh store: (1, -1) -> slot 0, seq 0
@@ -303,17 +303,19 @@ class CardStore:
         self.slot_file = slot_file
         self.initial = initial if initial is not None else CardState()
         self.saves = 0
-        self._state = None
+        self._state = None  # type: CardState | None
 
     def load(self) -> CardState:
         # Read once; afterwards the card's own (cached) state.
-        if self._state is None:
+        state = self._state
+        if state is None:
             payload = self.slot_file.read()
             if payload is None:
-                self._state = CardState.from_dict(self.initial.to_dict())
+                state = CardState.from_dict(self.initial.to_dict())
             else:
-                self._state = decode_state(payload, "%s: card state" % self.slot_file.path)
-        return self._state
+                state = decode_state(payload, "%s: card state" % self.slot_file.path)
+            self._state = state
+        return state
 
     def save(self, state: CardState) -> None:
         # Durable when this returns.
