@@ -19,7 +19,7 @@ from emvkit.terminal import __version__
 from emvkit.terminal.errors import EmvkitError
 
 # Sub-command modules, in the order ``emvkit --help`` lists them.
-COMMANDS = ["tap", "watch", "readers", "decode", "perso", "emulate", "host", "crypto"]
+COMMANDS = ["tap", "watch", "readers", "decode", "perso", "emulate", "host", "crypto", "token"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,16 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _name(args: argparse.Namespace) -> str:
+    """The command as error lines name it: ``command_name`` when set ("token provision"), else the command."""
+    name: str = getattr(args, "command_name", None) or args.command
+    return name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
     except (EmvkitError, TLVError) as exc:
-        print(f"emvkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"emvkit {_name(args)}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"emvkit {args.command}: interrupted", file=sys.stderr)
+        print(f"emvkit {_name(args)}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

@@ -1,0 +1,380 @@
+# The token's boot: the card application behind the dev link, its
+# personalisation and its state in the board's store. Board-agnostic: what
+# differs between boards (the link's streams, the store's block device, the
+# clock) comes from the board module (firmware/boards/).
+#
+#   micropython -m firmware.main --store DIR [--tty DEVICE] [--rng os|counting]
+#
+# runs it on the MicroPython unix port (the "unix" board: the store is the
+# folder DIR, the link stdin/stdout or DEVICE). A device image calls main()
+# from its boot script: `from firmware import main; main.main()`.
+#
+# What happens:
+# 1. board = boards.current() (the unix board on a host OS);
+# 2. the store is mounted (littlefs on board.store_device(), formatted when
+#    it does not mount, and only then; see boards.mount_store);
+# 3. the personalisation, a card profile as JSON, is read from the SlotFile
+#    STORE/perso, and the card is built from it with its state on the
+#    SlotFile STORE/state (store.CardStore). No personalisation in the store:
+#    the one frozen into the image (firmware/_card.py), if any; else the
+#    device is not personalised: it answers DEVICE_INFO and provisioning,
+#    and an APDU gets an ERROR "not personalised";
+# 4. the dev link runs on the board's streams (devlink.run): for ever on a
+#    device, until the input ends on the unix board.
+# Nothing here raises to the REPL on a device: a store that cannot be
+# mounted or read is DEVICE_INFO store=corrupt, and provisioning still runs.
+#
+# The card state is bound to the card: each state record starts with the
+# card's identity (PAN and PSN). A personalisation for another card finds no
+# state of its own and starts from its profile's "state" (so provisioning
+# writes one record, the personalisation, and a power cut leaves the old
+# card with its state or the new one with its initial state); the same card
+# provisioned again (with force) keeps its state, its ATC included.
+
+import json
+import sys
+
+from . import devlink, link
+from .devlink import ProvisionError
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
+PERSO_FILE = "perso"
+STATE_FILE = "state"
+_MAX_PROBLEM = const(160)  # the longest error text sent back
+
+
+def _usage() -> int:
+    sys.stderr.write("usage: main.py --store DIR [--tty DEVICE] [--rng os|counting]\n")
+    return 2
+
+
+def _problem(exc) -> str:
+    # One line about a profile the card refuses, never quoting a secret: a
+    # message about "secrets..." keeps its field and reason only (an int()
+    # error on CPython quotes the hex it could not read).
+    text = str(exc) or type(exc).__name__
+    if text.startswith("secrets"):
+        text = ": ".join(text.split(": ")[:2])
+    return text.replace("\n", " ")[:_MAX_PROBLEM]
+
+
+def _collect() -> None:
+    try:
+        import gc
+    except ImportError:
+        return
+    gc.collect()
+
+
+# --- the card a profile makes ---
+
+def card_from_profile(doc: dict, rng=None, clock=None):
+    # The card a personalisation document makes (a MemoryStore for its
+    # state), or ProvisionError(ERR_BAD_PROFILE) saying why not in one line:
+    # the Profile checks (applications, a known scheme, secrets, keys) and
+    # a valid initial state. The host checks a file with this very function
+    # before it sends it.
+    from .payapp.card import Card
+    from .payapp.profile import Profile
+    from .payapp.state import CardState
+    from .store import decode_state, encode_state
+
+    if not isinstance(doc, dict):
+        raise ProvisionError(link.ERR_BAD_PROFILE, "not a JSON object")
+    try:
+        profile = Profile(doc)
+        card = Card(profile, rng=rng, clock=clock)
+        decode_state(encode_state(CardState.from_dict(profile.initial_state)), "state")
+    except MemoryError:
+        raise ProvisionError(link.ERR_TOO_LARGE, "not enough memory for this profile")
+    except Exception as exc:
+        raise ProvisionError(link.ERR_BAD_PROFILE, _problem(exc))
+    return card
+
+
+def identity(card) -> bytes:
+    # What binds a state record to its card: PAN and PSN.
+    return ("%s/%s" % (card.secrets.pan, card.secrets.psn)).encode()[:255]
+
+
+class BoundSlot:
+    # The state SlotFile seen by one card: each record is len | identity |
+    # payload; a record of another card reads as none (a fresh state).
+    def __init__(self, slot_file, ident: bytes) -> None:
+        self.slot_file = slot_file
+        self.path = slot_file.path
+        self.prefix = bytes((len(ident),)) + ident
+
+    def read(self) -> "bytes | None":
+        data = self.slot_file.read()
+        n = len(self.prefix)
+        if data is None or len(data) < n or data[:n] != self.prefix:
+            return None
+        return data[n:]
+
+    def write(self, payload) -> None:
+        self.slot_file.write(self.prefix + bytes(payload))
+
+
+# --- the token: its store and the card built from it ---
+
+class Token:
+    # What DevLink asks of a token (devlink.DevLink: check(force),
+    # personalise(data, force), info()), on a store at `root` (a folder:
+    # None when the board has none or it cannot be mounted). store_status:
+    # "ok", "empty" (no personalisation stored), "corrupt" (the store or what
+    # it holds cannot be read), "none" (no store on this board).
+    def __init__(self, board: str = "", root: "str | None" = None, rng=None, clock=None, opener=open,
+                 store_status: str = "") -> None:
+        self.board = board
+        self.rng = rng
+        self.clock = clock
+        self.card = None
+        self.source = "none"  # where the personalisation came from: store, frozen, none
+        self.perso_file = None
+        self.state_file = None
+        self.capacity = 0  # the largest personalisation the store takes
+        self.store_status = store_status or ("none" if root is None else "empty")
+        if root is not None:
+            from .store import PERSO_SLOT_SIZE, STATE_SLOT_SIZE, SlotFile
+
+            self.perso_file = SlotFile(root + "/" + PERSO_FILE, PERSO_SLOT_SIZE, opener)
+            self.state_file = SlotFile(root + "/" + STATE_FILE, STATE_SLOT_SIZE, opener)
+            self.capacity = min(self.perso_file.capacity, link.PROVISION_MAX)
+
+    @property
+    def personalised(self) -> bool:
+        return self.card is not None
+
+    def load(self, frozen: "str | None" = None) -> None:
+        # The personalisation in the store (else `frozen`, the JSON text of
+        # an image's built-in card): builds the card. Never raises.
+        data = None
+        if self.perso_file is not None:
+            try:
+                data = self.perso_file.read()  # StoreError: a file with no valid record
+            except Exception:
+                self.store_status = "corrupt"
+                return
+        source = "store"
+        if data is None:
+            if frozen is None:
+                return
+            data = frozen.encode()
+            source = "frozen"
+        try:
+            card = self._card(json.loads(data))
+        except Exception:
+            if source == "store":
+                self.store_status = "corrupt"  # a record that is not a profile (any more)
+            return
+        self.source = source
+        self.card = card
+        if source == "store":
+            self.store_status = "ok"
+        try:
+            card.store.load()
+        except Exception:
+            self.store_status = "corrupt"  # the card's state cannot be read
+
+    def info(self) -> list:
+        atc = 0
+        if self.card is not None:
+            try:
+                atc = self.card.store.load().atc
+            except Exception:
+                pass
+        return [("board", self.board), ("store", self.store_status), ("perso", self.source), ("atc", atc),
+                ("perso_max", self.capacity)]
+
+    def check(self, force: bool = False) -> None:
+        # Raises ProvisionError when any personalisation would be refused:
+        # no store, a personalised token or a damaged store without force.
+        if self.perso_file is None:
+            raise ProvisionError(link.ERR_STORE, "no store on this device")
+        if self.card is not None and not force:
+            raise ProvisionError(link.ERR_ALREADY_PERSONALISED, "already personalised")
+        if self.store_status == "corrupt" and not force:
+            raise ProvisionError(link.ERR_STORE, "the store is damaged (force replaces what it holds)")
+
+    def personalise(self, data, force: bool = False):
+        # Checks `data` (the profile JSON), writes it to the store and
+        # returns the new card; or raises ProvisionError having changed
+        # nothing. The write is the one moment of change (SlotFile: a power
+        # cut leaves the old record or the new one). With force, a damaged
+        # file of the store (no valid record: SlotFile refuses to read or
+        # write it) is emptied first: it held nothing that could be used.
+        self.check(force)
+        perso_file = self.perso_file
+        if perso_file is None:
+            raise ProvisionError(link.ERR_STORE, "no store on this device")  # (check() said so already)
+        if len(data) > self.capacity:
+            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (len(data), self.capacity))
+        try:
+            doc = json.loads(data)
+        except MemoryError:
+            raise ProvisionError(link.ERR_TOO_LARGE, "not enough memory to parse %d bytes" % len(data))
+        except Exception:
+            raise ProvisionError(link.ERR_BAD_PROFILE, "not JSON")
+        card = self._card(doc)
+        doc = None
+        _collect()
+        try:
+            _usable(perso_file)
+            perso_file.write(data)
+        except Exception as exc:
+            raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
+        self.card = card
+        self.source = "store"
+        self.store_status = "ok"
+        try:
+            _usable(self.state_file)
+            card.store.load()  # the same card keeps its state; another starts from its profile's
+        except Exception:
+            self.store_status = "corrupt"
+        return card
+
+    def _card(self, doc):
+        from .payapp.state import CardState
+        from .store import CardStore
+
+        card = card_from_profile(doc, self.rng, self.clock)
+        if self.state_file is not None:
+            initial = CardState.from_dict(card.profile.initial_state)
+            card.store = CardStore(BoundSlot(self.state_file, identity(card)), initial)  # type: ignore[arg-type]
+        return card
+
+
+def _usable(slot_file) -> None:
+    # A SlotFile that can be read and written: one with no valid record in
+    # it (damaged, or not a store) is emptied.
+    from .store import StoreError
+
+    try:
+        slot_file.read()
+    except StoreError:
+        slot_file.opener(slot_file.path, "wb").close()
+        slot_file.read()
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+# --- boot ---
+
+def current_board():
+    # The running board's module; on a host OS (the unix port, CPython) the
+    # unix board.
+    from . import boards
+
+    try:
+        return boards.current()
+    except (OSError, ImportError):
+        if sys.platform in ("linux", "darwin"):
+            from .boards import unix
+
+            return unix
+        raise
+
+
+def open_store(board) -> tuple:
+    # (root folder or None, store status) for the board's store.
+    from . import boards
+
+    try:
+        root = boards.mount_store(board)
+    except Exception:
+        mount = getattr(board, "STORE_MOUNT", None)
+        if mount and _exists(mount):
+            return mount, ""  # mounted before (main run again in one session)
+        return None, "corrupt"
+    return root, ""
+
+
+def _clock(board):
+    # Seconds for the card's CDCVM window: time.time() where the port has
+    # it, else the board's ticks (the QEMU port has no time.time()).
+    import time
+
+    if hasattr(time, "time"):
+        return time.time
+    ticks = board.ticks_ms
+    return lambda: ticks() / 1000
+
+
+def _frozen_card() -> "str | None":
+    try:
+        from . import _card  # type: ignore  # an image built with EMVKIT_CARD
+
+        return _card.PROFILE
+    except ImportError:
+        return None
+
+
+def open_token(board, rng=None) -> Token:
+    # rng None: the board's random source (the QEMU port has no os.urandom),
+    # else the platform's.
+    if rng is None:
+        rng = getattr(board, "random_bytes", None)
+    root, status = open_store(board)
+    token = Token(board.NAME, root, rng=rng, clock=_clock(board), store_status=status)
+    token.load(_frozen_card())
+    _collect()
+    return token
+
+
+def serve(board, token: Token) -> int:
+    # The dev link on the board's streams: until the input ends on a host
+    # (SERVE_FOREVER False), for ever on a device, where nothing may end
+    # the loop (a bug is swallowed and the link starts again; the card's
+    # state is in the store, the token keeps the card).
+    stream_in, stream_out = board.link_streams()
+    partial = getattr(board, "LINK_PARTIAL_READS", False)
+    if not getattr(board, "SERVE_FOREVER", True):
+        return devlink.run(stream_in, stream_out, token.card, partial_reads=partial, token=token)
+    while True:
+        try:
+            devlink.run(stream_in, stream_out, token.card, partial_reads=partial, token=token)
+        except Exception:  # a device never falls into the REPL
+            pass
+        _collect()
+
+
+def _args(argv: list) -> "dict | None":
+    out = {"store": None, "tty": None, "rng": None}
+    i = 1
+    while i < len(argv):
+        key = argv[i][2:] if argv[i].startswith("--") else ""
+        if key not in out or i + 1 >= len(argv):
+            return None
+        out[key] = argv[i + 1]
+        i += 2
+    return out
+
+
+def main(argv: "list | None" = None) -> int:
+    from .payapp.rng import source
+
+    args = _args(getattr(sys, "argv", []) if argv is None else argv)  # a device may have no argv
+    if args is None or args["rng"] not in (None, "os", "counting"):
+        return _usage()
+    board = current_board()
+    configure = getattr(board, "configure", None)
+    if configure is not None:
+        configure(store=args["store"], tty=args["tty"])
+    return serve(board, open_token(board, None if args["rng"] is None else source(args["rng"])))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
