@@ -3,22 +3,33 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBS := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools
+# What building and booting token images needs (about 2.3 GB): installed by token-debs only.
+TOKEN_DEBS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+# A MicroPython source tree for the token images (docs/token.md); empty: the token tests are not run.
+MPY_DIR ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup debs venv demo test lint typecheck typecheck-firmware wheel-check pytest bench clean
+.PHONY: all setup debs token-debs venv demo test lint typecheck typecheck-firmware wheel-check pytest token-test bench clean
 
 all: test
 
 setup: debs $(STAMP)
 
 # Debian packages the suite needs; installed only when one is missing.
-debs:
-	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+define install_debs
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+debs:
+	$(call install_debs,$(DEBS))
+
+token-debs:
+	$(call install_debs,$(TOKEN_DEBS))
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -74,9 +85,19 @@ wheel-check: setup
 	  venv/bin/pytest -q -p no:cacheprovider --pyargs emvkit.hil --dut emu: --junitxml hil.xml
 
 pytest: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --ignore=tests/token
 
-test: lint typecheck pytest wheel-check
+# The token on the QEMU boards: both images built from MPY_DIR, booted, provisioned, tapped, and the
+# HIL scenarios run against the booted board (tests/token/). Without a source tree: one line, nothing run.
+token-test: setup
+	@if [ -z "$(MPY_DIR)" ]; then \
+	  echo "token tests not run: no MicroPython source tree (make test MPY_DIR=DIR; see docs/token.md)"; \
+	else \
+	  $(MAKE) --no-print-directory token-debs && \
+	  MPY_DIR="$(abspath $(MPY_DIR))" $(VENV)/bin/pytest -q tests/token; \
+	fi
+
+test: lint typecheck typecheck-firmware pytest wheel-check token-test
 
 # Rival parsers for the TLV benchmark live in their own environment: their
 # dependency pins clash with emvkit's.

@@ -16,6 +16,11 @@ can do is one table, :data:`CAPABILITIES`:
   ``latency``), ``cdcvm=1`` and ``rng=counting``;
 - ``mpy:`` (the firmware under the MicroPython unix port) presents any
   built-in card or profile file and takes ``rng=counting``, no faults;
+- ``qemu:m3`` / ``qemu:m0plus`` (the token image booted under QEMU, see
+  :mod:`emvkit.terminal.transport.qemu`) presents any built-in card or
+  profile file by provisioning it over the dev link into a fresh store, and
+  takes ``rng=counting``, no faults; its URL names the board, the card goes
+  in its ``card=`` option;
 - anything else (``pcsc:``, ``nfc:``, ``serial:`` ...) is a real reader: it
   presents whatever card lies on it (``--dut-card`` says which built-in
   profile that card was personalised with) and injects nothing.
@@ -97,7 +102,10 @@ class Capabilities:
 CAPABILITIES: dict[str, Capabilities] = {
     "emu": Capabilities(True, True, True, FAULT_KINDS | {"cdcvm", "rng"}),
     "mpy": Capabilities(True, True, True, frozenset({"rng"})),
+    "qemu": Capabilities(True, True, True, frozenset({"rng"})),
 }
+# Simulated DUTs whose URL names the board and take the card as an option (qemu:m3?card=visa).
+_CARD_OPTION = frozenset({"qemu"})
 REAL_READER = Capabilities(False, False, False, frozenset())
 
 
@@ -140,6 +148,12 @@ class Dut:
         self.caps = CAPABILITIES.get(scheme, REAL_READER)
         spec, _, query = rest.partition("?")
         simulated = scheme in CAPABILITIES
+        self.target = ""  # the board of a DUT that names one
+        if scheme in _CARD_OPTION:
+            self.target = spec
+            options = dict(parse_qsl(query))
+            spec = options.pop("card", "")
+            query = "&".join(f"{k}={v}" for k, v in options.items())
         self.base_card: str | None = (spec or None) if simulated else self.reader_card
         self.base_options = query if simulated else ""
 
@@ -187,6 +201,9 @@ class Dut:
             return self.url  # a real reader: its card is what it is
         spec = str(card) if card is not None else (self.base_card or "")
         options = "&".join(part for part in (self.base_options, faults, "cdcvm=1" if cdcvm else "") if part)
+        if self.scheme in _CARD_OPTION:
+            options = "&".join(part for part in (f"card={spec}" if spec else "", options) if part)
+            spec = self.target
         return f"{self.scheme}:{spec}" + (f"?{options}" if options else "")
 
     def open(self, card: Card = None, faults: str | None = None, cdcvm: bool | None = None) -> Transport:

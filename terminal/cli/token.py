@@ -1,4 +1,4 @@
-"""``emvkit token``: the wearable token: provision it, ask it what it is, flash its image.
+"""``emvkit token``: the wearable token: build and boot its image, provision it, ask it what it is, flash it.
 
 Each action is registered by its own ``add_<action>(actions)`` function, listed
 in :data:`ACTIONS`; an action sets ``func`` and ``command_name`` ("token
@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.token.device import TokenInfo, open_link, read_info
 from emvkit.terminal.token.provision import load_personalisation, provision
 
 if TYPE_CHECKING:
+    from emvkit.terminal.token.build import Progress
+
     Actions = argparse._SubParsersAction[argparse.ArgumentParser]
 
+DEFAULT_OUT = "build/token"
 _PROGRESS_AFTER = 1.0  # seconds: a provisioning that takes longer shows its progress on stderr
 _PORT_HELP = "the token's dev link: a serial: URL (serial:/dev/ttyACM0, serial:socket://HOST:PORT) or a device path"
 
@@ -166,5 +173,101 @@ def run_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- build ---
+
+def add_build(actions: Actions) -> None:
+    parser = actions.add_parser(
+        "build", help="build the token image for a board from a MicroPython source tree",
+        description="Build mpy-cross and the MicroPython port image for BOARD with the firmware frozen in "
+        "(and, with --card, a personalisation), from a MicroPython source tree (--mpy-dir or $MPY_DIR). "
+        "Needs the ARM cross-compiler (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi; make token-debs). "
+        "Prints the image's path last.",
+    )
+    parser.add_argument("--board", required=True, metavar="BOARD", help="qemu_m3, qemu_m0plus (an unknown name "
+                        "lists the boards)")
+    parser.add_argument("--mpy-dir", type=Path, metavar="DIR", help="the MicroPython source tree (default $MPY_DIR)")
+    parser.add_argument("--card", type=Path, metavar="PROFILE.json", help="also freeze this personalisation "
+                        "(keys included) into the image")
+    parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
+                        help=f"where the build goes (default {DEFAULT_OUT}); the image is DIR/BOARD/build/firmware.elf")
+    parser.set_defaults(func=run_build, command_name="token build")
+
+
+class _Stages:
+    """One stderr line per build stage that takes more than a second, then its duration."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.shown: set[str] = set()
+
+    def __call__(self, progress: Progress) -> None:
+        stage = progress.stage
+        if progress.event == "start":
+            self.started[stage] = time.monotonic()
+        elif progress.event == "line" and stage not in self.shown and \
+                time.monotonic() - self.started.get(stage, time.monotonic()) > _PROGRESS_AFTER:
+            self.shown.add(stage)
+            print(f"{stage}: building ...", file=sys.stderr, flush=True)
+        elif progress.event == "done" and (stage in self.shown or progress.seconds > _PROGRESS_AFTER):
+            print(f"{stage}: done in {progress.seconds:.1f} s", file=sys.stderr, flush=True)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from emvkit.terminal.token.boards import board
+    from emvkit.terminal.token.build import build
+
+    target = board(args.board)
+    source = args.mpy_dir or (Path(os.environ["MPY_DIR"]) if os.environ.get("MPY_DIR") else None)
+    if source is None:
+        raise BadArgument("no MicroPython source tree: give --mpy-dir DIR or set MPY_DIR (a MicroPython "
+                          "checkout with mpy-cross and ports/qemu; see docs/token.md)")
+    if args.card is not None:
+        load_personalisation(args.card)  # a bad profile fails here, before minutes of building
+    result = build(source, target, args.out, profile=args.card, progress=_Stages())
+    print(f"{target.name}: {result.text} bytes of flash (firmware frozen in), {result.bss} bytes of RAM; "
+          f"built in {sum(result.seconds.values()):.1f} s", file=sys.stderr)
+    print(result.elf)
+    return 0
+
+
+# --- run ---
+
+def add_run(actions: Actions) -> None:
+    parser = actions.add_parser(
+        "run", help="boot a QEMU board's image; its dev link on a pty",
+        description="Boot the image under qemu-system-arm with the token's UART on a pty and print the serial: "
+        "URL that reaches it as the first line; run until SIGINT or SIGTERM, then stop QEMU. The board's flash "
+        "(its store: personalisation and counters) is the --store file, kept between runs.",
+    )
+    parser.add_argument("--board", required=True, metavar="BOARD", help="qemu_m3 or qemu_m0plus")
+    parser.add_argument("--image", required=True, type=Path, help="the image (firmware.elf from token build)")
+    parser.add_argument("--store", type=Path, metavar="FILE",
+                        help="the file backing the board's flash (default: store.bin beside the image)")
+    parser.set_defaults(func=run_run, command_name="token run")
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from emvkit.terminal.token.qemu import QemuToken
+
+    store: Path = args.store or args.image.parent / "store.bin"
+    stop = threading.Event()
+    token = QemuToken(args.image, args.board, store=store)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with token:
+            token.boot()
+            print(f"serial:{token.pty}", flush=True)
+            print(f"{args.board} running {args.image} (store {store}, QEMU pid {token.pid}); stop with Ctrl-C",
+                  file=sys.stderr, flush=True)
+            while not stop.wait(0.2):
+                if not token.running:
+                    print(f"emvkit token run: QEMU ended: {token.last_output()}", file=sys.stderr)
+                    return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
 # The actions of `emvkit token`, in the order its help lists them.
-ACTIONS: list[Callable[[Actions], None]] = [add_provision, add_info, add_flash]
+ACTIONS: list[Callable[[Actions], None]] = [add_build, add_run, add_provision, add_info, add_flash]
