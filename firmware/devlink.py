@@ -46,6 +46,7 @@
 import sys
 
 from . import link
+from .crc import crc32
 
 try:
     from micropython import const
@@ -295,7 +296,7 @@ class DevLink:
         length = self._perso_length
         if self._perso_held != length:
             raise ProvisionError(link.ERR_INTEGRITY, "%d of %d bytes arrived" % (self._perso_held, length))
-        if link.crc32(buf) != self._perso_crc:
+        if crc32(buf) != self._perso_crc:
             raise ProvisionError(link.ERR_INTEGRITY, "CRC-32 mismatch")
         force = self._perso_force
         self._perso = None  # the token owns the bytes now

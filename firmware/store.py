@@ -43,18 +43,16 @@
 # bytes written (raw flash with a shared erase block) must sit behind a
 # filesystem such as littlefs, which never rewrites committed blocks in place.
 
-import binascii
 import json
 import os
 
+from .crc import crc32
 from .payapp.state import CardState
 
 try:
     from micropython import const
 except ImportError:
     const = lambda x: x  # noqa: E731
-
-_crc32_native = getattr(binascii, "crc32", None)  # CPython, most MicroPython ports
 
 MAGIC = b"EMVS"
 VERSION = const(1)
@@ -81,38 +79,6 @@ class StoreError(ValueError):
         super().__init__(msg)
 
 
-# --- CRC-32 ---
-
-def _crc32_table() -> tuple:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table.append(c)
-    return tuple(table)
-
-
-_CRC32_TABLE = None  # type: tuple | None  # built on first use: most ports never need it
-
-
-def crc32_portable(data, crc: int = 0) -> int:
-    # Table-driven CRC-32 (reflected polynomial 0xEDB88320, init and final
-    # XOR 0xFFFFFFFF): the same values and chaining as binascii.crc32.
-    global _CRC32_TABLE
-    table = _CRC32_TABLE
-    if table is None:
-        table = _CRC32_TABLE = _crc32_table()
-    c = crc ^ 0xFFFFFFFF
-    for b in data:
-        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def crc32(data, crc: int = 0) -> int:
-    if _crc32_native is not None:
-        return _crc32_native(data, crc) & 0xFFFFFFFF
-    return crc32_portable(data, crc)
 
 
 # --- records ---

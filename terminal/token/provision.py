@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emvkit.firmware import link
+from emvkit.firmware.crc import crc32
 from emvkit.firmware.devlink import ProvisionError
 from emvkit.firmware.main import card_from_profile
 from emvkit.terminal.errors import ConfigError, EmvkitError, TransportError
@@ -65,7 +66,7 @@ class Personalisation:
 
     @property
     def crc(self) -> int:
-        return link.crc32(self.data)
+        return crc32(self.data)
 
 
 def load_personalisation(path: Path, limit: int = link.PROVISION_MAX) -> Personalisation:

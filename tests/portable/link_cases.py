@@ -3,9 +3,9 @@
 # tests/portable/run.py under MicroPython. Plain asserts only.
 # CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
 try:
-    from emvkit.firmware import devlink, link
+    from emvkit.firmware import crc, devlink, link
 except ImportError:
-    from firmware import devlink, link
+    from firmware import crc, devlink, link
 
 # CRC-16/CCITT-FALSE check value from the CRC catalogue (reveng.sourceforge.io
 # "CRC-16/IBM-3740", alias CCITT-FALSE): poly 1021, init FFFF, check 29B1.
@@ -440,11 +440,11 @@ def test_devlink_run_on_streams():
 # --- provisioning: the payloads, and DevLink with a stand-in token ---
 
 def test_crc32_check_value_and_chaining():
-    assert link.crc32(_CHECK) == link.crc32_portable(_CHECK) == 0xCBF43926
-    assert link.crc32(b"") == 0
+    assert crc.crc32(_CHECK) == crc.crc32_portable(_CHECK) == 0xCBF43926
+    assert crc.crc32(b"") == 0
     data = bytes(range(256)) * 5
-    assert link.crc32(data[100:], link.crc32(data[:100])) == link.crc32(data) == link.crc32_portable(data)
-    assert link.crc32(bytearray(data)) == link.crc32(memoryview(data)) == link.crc32(data)
+    assert crc.crc32(data[100:], crc.crc32(data[:100])) == crc.crc32(data) == crc.crc32_portable(data)
+    assert crc.crc32(bytearray(data)) == crc.crc32(memoryview(data)) == crc.crc32(data)
 
 
 def test_provision_payloads_round_trip():
@@ -498,9 +498,9 @@ def _chunks(data, first_seq=2):
     return out, seq
 
 
-def _begin(data, seq=1, force=False, crc=None):
+def _begin(data, seq=1, force=False, check=None):
     return link.encode_frame(link.PROVISION_BEGIN, seq, link.provision_begin_payload(
-        len(data), link.crc32(data) if crc is None else crc, force))
+        len(data), crc.crc32(data) if check is None else check, force))
 
 
 def _codes(events):
@@ -566,7 +566,7 @@ def test_devlink_refuses_a_damaged_or_misordered_transfer():
     data, seq = _chunks(_PERSO)
     commit = link.encode_frame(link.PROVISION_COMMIT, seq)
     # a CRC over the whole that does not match
-    assert _refused(dev, _begin(_PERSO, crc=link.crc32(_PERSO) ^ 1) + data + commit)[-1] == (
+    assert _refused(dev, _begin(_PERSO, check=crc.crc32(_PERSO) ^ 1) + data + commit)[-1] == (
         link.ERROR, link.ERR_INTEGRITY)
     # COMMIT before every byte arrived
     first = link.encode_frame(link.PROVISION_DATA, 2, link.provision_data_payload(0, _PERSO[:1020]))

@@ -4,13 +4,13 @@
 # /tmp and are removed.
 # CPython imports the installed package; MicroPython the firmware folder on MICROPYPATH.
 try:
-    from emvkit.firmware import store, tlv
+    from emvkit.firmware import crc, store, tlv
     from emvkit.firmware.payapp.card import Card
     from emvkit.firmware.payapp.profile import Profile
     from emvkit.firmware.payapp.rng import CountingRandom
     from emvkit.firmware.payapp.state import CardState
 except ImportError:
-    from firmware import store, tlv
+    from firmware import crc, store, tlv
     from firmware.payapp.card import Card
     from firmware.payapp.profile import Profile
     from firmware.payapp.rng import CountingRandom
@@ -361,45 +361,45 @@ def test_records_are_the_same_with_the_fallback_crc32():
     # The QEMU port may have no binascii.crc32: the table-driven one then
     # writes and reads the records.
     path = _temp_path()
-    native = store._crc32_native
+    native = crc._crc32_native
     record = store.encode_record(3, b"payload")
     try:
         store.SlotFile(path, 64).write(b"native")
-        store._crc32_native = None
+        crc._crc32_native = None
         assert store.encode_record(3, b"payload") == record
         slots = store.SlotFile(path, 64)
         assert slots.read() == b"native"
         slots.write(b"fallback")
-        store._crc32_native = native
+        crc._crc32_native = native
         assert store.SlotFile(path, 64).read() == b"fallback"
     finally:
-        store._crc32_native = native
+        crc._crc32_native = native
         _remove(path)
 
 
 def test_crc32_check_value():
     # CRC-32 (IEEE 802.3) check value from the CRC catalogue
     # (reveng.sourceforge.io "CRC-32/ISO-HDLC"): CBF43926.
-    assert store.crc32(b"123456789") == 0xCBF43926
-    assert store.crc32_portable(b"123456789") == 0xCBF43926
-    assert store.crc32(b"") == store.crc32_portable(b"") == 0
-    assert store.crc32_portable(b"6789", store.crc32_portable(b"12345")) == 0xCBF43926
-    assert store.crc32(b"6789", store.crc32(b"12345")) == 0xCBF43926
+    assert crc.crc32(b"123456789") == 0xCBF43926
+    assert crc.crc32_portable(b"123456789") == 0xCBF43926
+    assert crc.crc32(b"") == crc.crc32_portable(b"") == 0
+    assert crc.crc32_portable(b"6789", crc.crc32_portable(b"12345")) == 0xCBF43926
+    assert crc.crc32(b"6789", crc.crc32(b"12345")) == 0xCBF43926
 
 
 def test_crc32_fallback_matches_native():
     rng = _XorShift(7)
     for n in (1, 2, 3, 64, 255, 1000):
         data = bytes([rng.below(256) for _ in range(n)])
-        assert store.crc32_portable(data) == store.crc32(data), n
-        assert store.crc32_portable(memoryview(data)) == store.crc32(data), n
+        assert crc.crc32_portable(data) == crc.crc32(data), n
+        assert crc.crc32_portable(memoryview(data)) == crc.crc32(data), n
 
 
 def test_record_layout():
     record = store.encode_record(0x01020304, b"abc")
     head = b"EMVS\x01\x01\x02\x03\x04\x00\x00\x00\x03abc"
     assert record[:-4] == head
-    assert record[-4:] == store.crc32_portable(head).to_bytes(4, "big")
+    assert record[-4:] == crc.crc32_portable(head).to_bytes(4, "big")
     assert len(record) == store.OVERHEAD + 3
 
 
