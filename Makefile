@@ -118,6 +118,7 @@ bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/serial_roundtrip.py
 	$(PY) bench/crypto_timing.py
 	$(PY) bench/host_load.py
+	MPY_DIR="$(if $(MPY_DIR),$(abspath $(MPY_DIR)))" $(PY) bench/token_cycles.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build *.egg-info

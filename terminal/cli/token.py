@@ -35,9 +35,10 @@ _PORT_HELP = "the token's dev link: a serial: URL (serial:/dev/ttyACM0, serial:s
 def add_parser(sub: Actions) -> None:
     parser = sub.add_parser(
         "token",
-        help="the wearable token: provision its card, show its state, flash its image",
-        description="The wearable token over its dev link (the serial link of docs/serial-link.md): write its "
-        "personalisation, ask what it runs and holds, and write its firmware image to a board.",
+        help="the wearable token: build and boot its image, provision its card, show its state, flash it",
+        description="The wearable token: build its firmware image for a board, boot a QEMU board, write its "
+        "personalisation over its dev link (the serial link of docs/serial-link.md), ask what it runs and holds, "
+        "and write its image to a hardware board.",
     )
     actions = parser.add_subparsers(dest="token_command", metavar="ACTION")
     actions.required = True
