@@ -9,7 +9,7 @@ TOKEN_DEBS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 MPY_DIR ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup debs token-debs venv demo test lint typecheck typecheck-firmware wheel-check pytest token-test bench clean
+.PHONY: all setup debs token-debs venv demo test lint typecheck typecheck-firmware wheel-check pytest test-fast token-test bench clean
 
 all: test
 
@@ -86,6 +86,10 @@ wheel-check: setup
 
 pytest: setup
 	$(VENV)/bin/pytest -q --ignore=tests/token
+
+# The tests without services, ptys or subprocess servers (the pre-commit hook runs these).
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow" --ignore=tests/token
 
 # The token on the QEMU boards: both images built from MPY_DIR, booted, provisioned, tapped, and the
 # HIL scenarios run against the booted board (tests/token/). Without a source tree: one line, nothing run.
