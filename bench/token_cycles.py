@@ -106,6 +106,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emvkit.firmware.payapp.rng import CountingRandom  # noqa: E402
+from emvkit.terminal.iso7816 import INS_GET_PROCESSING_OPTIONS, INS_NAMES, INS_SELECT, PPSE  # noqa: E402
 from emvkit.terminal.kernel.config import load_config  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
 from emvkit.terminal.kernel.driver import run_transaction  # noqa: E402
@@ -183,10 +184,11 @@ def reference(card: str) -> Reference:
 def command_name(apdu: bytes) -> str:
     """What a C-APDU is, for the tables (READ RECORD without its record: they are summed)."""
     ins = apdu[1]
-    if ins == 0xA4:
-        return "SELECT PPSE" if apdu[5:5 + apdu[4]] == b"2PAY.SYS.DDF01" else "SELECT AID"
-    return {0xA8: "GPO", 0xB2: "READ RECORD", 0xAE: "GENERATE AC", 0x88: "INTERNAL AUTHENTICATE",
-            0xCA: "GET DATA"}.get(ins, f"INS {ins:02X}")
+    if ins == INS_SELECT:
+        return "SELECT PPSE" if apdu[5:5 + apdu[4]] == PPSE else "SELECT AID"
+    if ins == INS_GET_PROCESSING_OPTIONS:
+        return "GPO"  # short, for the table's column
+    return INS_NAMES.get(ins, f"INS {ins:02X}")
 
 
 def command_label(apdu: bytes) -> str:

@@ -47,6 +47,7 @@ import sys
 
 from . import link
 from .crc import crc32
+from .iso7816 import SW_NO_PRECISE_DIAGNOSIS, pseudo_atr, sw_bytes
 
 try:
     from micropython import const
@@ -56,20 +57,7 @@ except ImportError:
 import gc
 
 VERSION = "0.1.0"
-_SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"  # ISO 7816-4 §5.6: the answer when the card fails
-
-
-def pseudo_atr(historical: bytes = b"") -> bytes:
-    # PC/SC Part 3 §3.1.3.2.3 pseudo-ATR of an ISO 14443-4 Type A card:
-    # 3B 8n 80 01 <historical bytes> TCK (3B 80 80 01 01 without any).
-    # The host's terminal/emulator/atr.contactless_atr builds the same.
-    if len(historical) > 15:
-        raise ValueError("at most 15 historical bytes fit in an ATR")
-    body = bytes((0x80 | len(historical), 0x80, 0x01)) + bytes(historical)
-    tck = 0
-    for b in body:
-        tck ^= b
-    return b"\x3b" + body + bytes((tck,))
+_NO_PRECISE_DIAGNOSIS = sw_bytes(SW_NO_PRECISE_DIAGNOSIS)  # the answer when the card fails
 
 
 def mem_free() -> int:
@@ -203,10 +191,10 @@ class DevLink:
         except Exception as exc:
             self.log("card raised %s on a %d-byte C-APDU; answering 6F00" % (type(exc).__name__, len(command)),
                      write)
-            response = _SW_NO_PRECISE_DIAGNOSIS
+            response = _NO_PRECISE_DIAGNOSIS
         if not 2 <= len(response) <= self.max_payload:
             self.log("card returned a %d-byte R-APDU; answering 6F00" % len(response), write)
-            response = _SW_NO_PRECISE_DIAGNOSIS
+            response = _NO_PRECISE_DIAGNOSIS
         self._last_seq = frame.seq
         self._last_command = command
         self._last_response = response

@@ -14,13 +14,16 @@ import pytest
 
 from emvkit.firmware import tlv
 from emvkit.hil.dut import KERNEL_CARDS, Dut, Script, card_applications, primitive_tags, replay, select_command
+from emvkit.terminal import iso7816
 from emvkit.terminal.kernel.driver import Tap
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.transport.scripted import Pattern
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]
 AMOUNT = 1234
-INS_NAMES = {0xA4: "SELECT", 0xA8: "GET PROCESSING OPTIONS", 0xB2: "READ RECORD", 0xAE: "GENERATE AC"}
+# The commands every kernel sends, which the fault sweeps target.
+INS_NAMES = {ins: iso7816.INS_NAMES[ins] for ins in (iso7816.INS_SELECT, iso7816.INS_GET_PROCESSING_OPTIONS,
+                                                       iso7816.INS_READ_RECORD, iso7816.INS_GENERATE_AC)}
 
 
 def last_sw(tap: Tap) -> bytes:

@@ -21,6 +21,7 @@ import pytest
 from emvkit.hil.dut import KERNEL_CARDS, Dut, card_risk, transact
 from emvkit.terminal.bitmaps import CTQ_BITS, TSI_BITS, TTQ_BITS, TVR_BITS, is_set
 from emvkit.terminal.errors import TransportError
+from emvkit.terminal.iso7816 import INS_GENERATE_AC
 from emvkit.terminal.kernel.config import TerminalConfig, load_config
 from emvkit.terminal.kernel.driver import Tap
 from emvkit.terminal.kernel.outcome import Cvm, Outcome
@@ -28,7 +29,6 @@ from emvkit.terminal.transport.mpy import find_micropython
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]
 TC, ARQC, AAC = b"\x40", b"\x80", b"\x00"
-INS_GENERATE_AC = 0xAE
 
 
 def tvr(tap: Tap, name: str) -> bool:

@@ -27,23 +27,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
-from emvkit.terminal.emulator.isodep import (
-    Ats,
-    Command,
-    Ignored,
-    IsoDepCard,
-    IsoDepConfig,
-    Reply,
-    State,
-    crc_a,
-    frame_size,
-    historical_bytes_from_atr,
-)
+from emvkit.terminal.emulator.isodep import Command, Ignored, IsoDepCard, IsoDepConfig, Reply, State
 from emvkit.terminal.emulator.nfc_listener import NfcListener, parse_target
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.iso7816 import contactless_atr
+from emvkit.terminal.iso14443 import Ats, crc_a, frame_size, historical_bytes_from_atr
 from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.driver import Tap, run_transaction

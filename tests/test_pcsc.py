@@ -28,12 +28,12 @@ from typing import Any
 import pytest
 
 from emvkit.terminal import cli
-from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
 from emvkit.terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
 from emvkit.terminal.emulator.vpcd import Card, VpcdBridge
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.transport import pcsc
 from emvkit.terminal.transport.pcsc import PcscdNotRunning, PcscOptions, parse_url
 

@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from emvkit.firmware import tlv
-from emvkit.terminal.emulator.atr import ATRError, contactless_atr, parse_atr
 from emvkit.terminal.emulator.pcscd import PcscdUnavailable, PrivatePcscd
 from emvkit.terminal.emulator.vpcd import VpcdBridge
+from emvkit.terminal.iso7816 import ATRError, contactless_atr, parse_atr
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 # FCI of the PPSE (EMV Book B §3.3): DF name 2PAY.SYS.DDF01, one entry for Visa credit/debit.

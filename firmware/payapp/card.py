@@ -10,49 +10,44 @@ import time
 
 from .. import tlv
 from ..crypto import provider
-from . import cryptogram as ac
-from . import dda
-from .profile import Application, Profile, ProfileError  # noqa: F401 (Application: type comments)
-from .state import CardState, MemoryStore
-from .sw import (
+from ..iso7816 import (
+    INS_GENERATE_AC,
+    INS_GET_DATA,
+    INS_GET_PROCESSING_OPTIONS,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_READ_RECORD,
+    INS_SELECT,
+    PPSE,
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_DATA_NOT_FOUND,
     SW_FILE_NOT_FOUND,
     SW_INS_NOT_SUPPORTED,
+    SW_NO_PRECISE_DIAGNOSIS,
     SW_RECORD_NOT_FOUND,
-    SW_UNKNOWN,
     SW_WRONG_DATA,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
-    SwError,
+    sw_bytes,
 )
-
-PPSE = b"2PAY.SYS.DDF01"
-
-_INS_SELECT = 0xA4
-_INS_GPO = 0xA8
-_INS_READ_RECORD = 0xB2
-_INS_GENERATE_AC = 0xAE
-_INS_INTERNAL_AUTHENTICATE = 0x88
-_INS_GET_DATA = 0xCA
+from . import cryptogram as ac
+from . import dda
+from .profile import Application, Profile, ProfileError  # noqa: F401 (Application: type comments)
+from .state import CardState, MemoryStore
+from .sw import SwError
 
 # CLA each instruction takes (Book 3 Table 13): 00 interindustry, 80 EMV.
 _CLA = {
-    _INS_SELECT: 0x00,
-    _INS_READ_RECORD: 0x00,
-    _INS_INTERNAL_AUTHENTICATE: 0x00,
-    _INS_GPO: 0x80,
-    _INS_GENERATE_AC: 0x80,
-    _INS_GET_DATA: 0x80,
+    INS_SELECT: 0x00,
+    INS_READ_RECORD: 0x00,
+    INS_INTERNAL_AUTHENTICATE: 0x00,
+    INS_GET_PROCESSING_OPTIONS: 0x80,
+    INS_GENERATE_AC: 0x80,
+    INS_GET_DATA: 0x80,
 }
 
 _DYNAMIC_NUMBER_LEN = 8
 _ATC_MAX = 0xFFFF
-
-
-def _sw(sw: int) -> bytes:
-    return bytes((sw >> 8, sw & 0xFF))
 
 
 def parse_command(apdu: bytes) -> tuple:
@@ -96,12 +91,12 @@ class Card:
         self.clock = clock if clock is not None else time.time
         self._cdcvm_at = None  # type: float | None
         self._handlers = {
-            _INS_SELECT: self._select,
-            _INS_GPO: self._get_processing_options,
-            _INS_READ_RECORD: self._read_record,
-            _INS_GENERATE_AC: self._generate_ac,
-            _INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
-            _INS_GET_DATA: self._get_data,
+            INS_SELECT: self._select,
+            INS_GET_PROCESSING_OPTIONS: self._get_processing_options,
+            INS_READ_RECORD: self._read_record,
+            INS_GENERATE_AC: self._generate_ac,
+            INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
+            INS_GET_DATA: self._get_data,
         }
         self.app = None  # type: Application | None
         self.tx = Transaction()
@@ -142,11 +137,11 @@ class Card:
                 raise SwError(SW_CLA_NOT_SUPPORTED)
             return handler(p1, p2, data) + b"\x90\x00"
         except SwError as exc:
-            return _sw(exc.sw)
+            return sw_bytes(exc.sw)
         except (ValueError, KeyError, IndexError):
             # Never a traceback on the wire: an unforeseen fault in the
             # card logic is "no precise diagnosis".
-            return _sw(SW_UNKNOWN)
+            return sw_bytes(SW_NO_PRECISE_DIAGNOSIS)
 
     # --- SELECT (§6.5.12, Book B §3.3 for the PPSE) ---
 

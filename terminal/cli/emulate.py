@@ -8,10 +8,10 @@ import logging
 import sys
 
 from emvkit.terminal.cli.args import BadArgument
-from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.state import StateFile, default_state_path
 from emvkit.terminal.emulator.vpcd import DEFAULT_VPCD_PORT
+from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.perso.builtin import builtin_names
 
 # Where the card can be served: option -> module under emvkit.terminal.emulator with

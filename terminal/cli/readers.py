@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emvkit.terminal.emulator.atr import ATRError, parse_atr
 from emvkit.terminal.errors import TransportError, UnknownScheme
+from emvkit.terminal.iso7816 import ATRError, parse_atr
 from emvkit.terminal.transport.pcsc import PcscdNotRunning, list_readers
 
 # nfcpy 1.0.4 nfc/clf/device.py usb_device_map: the USB readers its drivers know.

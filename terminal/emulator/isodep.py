@@ -45,13 +45,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from emvkit.terminal.emulator.atr import parse_atr
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.iso14443 import (
+    EDC_LENGTH,
+    FRAME_SIZES,
+    HLTA,
+    PCB_BLOCK_NUMBER,
+    PCB_CHAINING,
+    PCB_CID,
+    PCB_NAD,
+    PCB_R_ACK,
+    PCB_S_DESELECT,
+    PPS0_FIXED,
+    PPS0_PPS1_FOLLOWS,
+    PPSS,
+    RATS,
+    S_DESELECT,
+    S_WTX,
+    Ats,
+    block_kind,
+    crc_a,
+    frame_size,
+)
 
 __all__ = [
-    "FRAME_SIZES",
-    "RATS",
-    "Ats",
     "Command",
     "Event",
     "Ignored",
@@ -59,118 +76,9 @@ __all__ = [
     "IsoDepConfig",
     "Reply",
     "State",
-    "crc_a",
-    "frame_size",
-    "historical_bytes_from_atr",
 ]
 
-# §5.2.3 / §5.1: FSCI and FSDI 0..8 code these frame sizes (PCB up to and including EDC).
-FRAME_SIZES = (16, 24, 32, 40, 48, 64, 96, 128, 256)
-RATS = 0xE0  # §5.1: start byte of RATS
-_HLTA = b"\x50\x00"  # ISO/IEC 14443-3 §6.3.3: HLTA (before RATS, the card is still a layer-3 card)
-_EDC_LENGTH = 2
 _MAX_APDU = 4 + 3 + 65535 + 3  # an extended-length case 4 C-APDU, the longest there is
-
-# §7.1.1.1 PCB coding: which bits are fixed for each block type.
-_PCB_CHAINING = 0x10  # I-block: more blocks follow; R-block: 1 = NAK
-_PCB_CID = 0x08
-_PCB_NAD = 0x04
-_PCB_BLOCK_NUMBER = 0x01
-_S_DESELECT = 0x00
-_S_WTX = 0x30
-# §5.3: PPSS = 1101 + CID; PPS0 b5 = PPS1 follows, b1 = 1, the others 0.
-_PPSS = 0xD0
-_PPS0_PPS1_FOLLOWS = 0x10
-_PPS0_FIXED = 0x01
-
-
-def frame_size(index: int) -> int:
-    """Frame size in bytes of an FSCI or FSDI (§5.1, §5.2.3); the RFU values 9-F count as 256."""
-    return FRAME_SIZES[min(index, 8)]
-
-
-def crc_a(data: bytes) -> bytes:
-    """CRC_A of ``data`` as sent on the air, least significant byte first (ISO/IEC 14443-3 §6.2.4, Annex B).
-
-    CRC-16/CCITT reflected (polynomial 0x8408), initial value 0x6363, no final XOR.
-    """
-    crc = 0x6363
-    for byte in data:
-        byte ^= crc & 0xFF
-        byte = (byte ^ (byte << 4)) & 0xFF
-        crc = (crc >> 8) ^ (byte << 8) ^ (byte << 3) ^ (byte >> 4)
-    return bytes((crc & 0xFF, crc >> 8))
-
-
-def historical_bytes_from_atr(atr: bytes) -> bytes:
-    """The historical bytes of a PC/SC Part 3 pseudo-ATR ``3B 8n 80 01 <historical bytes> TCK``.
-
-    They are the ATS historical bytes of the card the ATR stands for (§5.2.7).
-    Raises :class:`emvkit.terminal.emulator.atr.ATRError` for a malformed ATR.
-    """
-    return parse_atr(atr).historical_bytes
-
-
-@dataclass(frozen=True)
-class Ats:
-    """An Answer To Select (§5.2): format byte T0, interface bytes TA(1), TB(1), TC(1), historical bytes."""
-
-    fsci: int = 2
-    ta: int | None = 0x00
-    tb: int | None = 0x80
-    tc: int | None = 0x02
-    historical: bytes = b""
-
-    @property
-    def fsc(self) -> int:
-        return frame_size(self.fsci)
-
-    @property
-    def fwi(self) -> int:
-        """FWI (§5.2.5): TB(1) b8-b5; 4 when TB(1) is absent."""
-        return 4 if self.tb is None else self.tb >> 4
-
-    @property
-    def fwt(self) -> float:
-        """Frame waiting time in seconds (§7.2): 256 * 16 / fc * 2**FWI."""
-        return 4096 / 13.56e6 * (1 << self.fwi)
-
-    @property
-    def cid_supported(self) -> bool:
-        return self.tc is not None and bool(self.tc & 0x02)
-
-    def to_bytes(self) -> bytes:
-        t0 = self.fsci
-        body = bytearray()
-        for bit, value in ((0x10, self.ta), (0x20, self.tb), (0x40, self.tc)):
-            if value is not None:
-                t0 |= bit
-                body.append(value)
-        ats = bytes((t0,)) + bytes(body) + self.historical
-        return bytes((len(ats) + 1,)) + ats  # TL counts itself, not the EDC (§5.2.2)
-
-    @classmethod
-    def parse(cls, data: bytes) -> Ats:
-        """Parse an ATS as received (TL first, no CRC_A); raises ValueError when malformed."""
-        data = bytes(data)
-        if not data or data[0] != len(data):
-            raise ValueError(f"ATS length byte {data[:1].hex() or 'missing'} does not match its {len(data)} bytes")
-        if len(data) == 1:
-            return cls(fsci=2, ta=None, tb=None, tc=None)  # §5.2.3: T0 absent, defaults apply
-        t0 = data[1]
-        if t0 & 0x80:
-            raise ValueError(f"ATS format byte T0 {t0:02X} has b8 set")
-        pos = 2
-        values: list[int | None] = []
-        for bit in (0x10, 0x20, 0x40):
-            if t0 & bit:
-                if pos >= len(data):
-                    raise ValueError("ATS ends inside its interface bytes")
-                values.append(data[pos])
-                pos += 1
-            else:
-                values.append(None)
-        return cls(fsci=t0 & 0x0F, ta=values[0], tb=values[1], tc=values[2], historical=data[pos:])
 
 
 @dataclass(frozen=True)
@@ -274,7 +182,7 @@ class IsoDepCard:
     def ats(self) -> bytes:
         """The ATS this card sends (without CRC_A); historical bytes cut to fit the reader's FSD (§5.2.2)."""
         ats = self.config.ats
-        room = max(0, self.fsd - _EDC_LENGTH - len(ats.to_bytes()) + len(ats.historical))
+        room = max(0, self.fsd - EDC_LENGTH - len(ats.to_bytes()) + len(ats.historical))
         if room < len(ats.historical):
             ats = Ats(ats.fsci, ats.ta, ats.tb, ats.tc, ats.historical[:room])
         return ats.to_bytes()
@@ -289,9 +197,9 @@ class IsoDepCard:
         """Take one frame from the reader; say what to do."""
         frame = bytes(frame)
         if self.config.edc:
-            if len(frame) < 1 + _EDC_LENGTH or crc_a(frame[:-_EDC_LENGTH]) != frame[-_EDC_LENGTH:]:
+            if len(frame) < 1 + EDC_LENGTH or crc_a(frame[:-EDC_LENGTH]) != frame[-EDC_LENGTH:]:
                 return Ignored("CRC_A error")
-            frame = frame[:-_EDC_LENGTH]
+            frame = frame[:-EDC_LENGTH]
         if not frame:
             return Ignored("empty frame")
         if self.state is State.IDLE:
@@ -300,7 +208,7 @@ class IsoDepCard:
             return Ignored("halted: only a new activation wakes the card")
         if self._pps_allowed:
             self._pps_allowed = False  # §5.3: PPS only as the first frame after the ATS
-            if frame[0] & 0xF0 == _PPSS:
+            if frame[0] & 0xF0 == PPSS:
                 return self._pps(frame)
         return self._block(frame)
 
@@ -316,7 +224,7 @@ class IsoDepCard:
 
     def _activation(self, frame: bytes) -> Event:
         """§5.1: RATS = E0, PARAM (b8-b5 FSDI, b4-b1 CID); §5.6.1: anything else is not for layer 4."""
-        if frame == _HLTA:
+        if frame == HLTA:
             self.state = State.HALT
             return Ignored("HLTA: halted")
         if len(frame) != 2 or frame[0] != RATS:
@@ -337,9 +245,9 @@ class IsoDepCard:
         """§5.3 PPS request (PPSS, PPS0, [PPS1]); §5.4: the response is PPSS."""
         if frame[0] & 0x0F != self.cid:
             return Ignored(f"PPS for CID {frame[0] & 0x0F}")
-        if len(frame) < 2 or frame[1] & ~_PPS0_PPS1_FOLLOWS & 0xFF != _PPS0_FIXED:
+        if len(frame) < 2 or frame[1] & ~PPS0_PPS1_FOLLOWS & 0xFF != PPS0_FIXED:
             return Ignored("malformed PPS0")
-        follows = bool(frame[1] & _PPS0_PPS1_FOLLOWS)
+        follows = bool(frame[1] & PPS0_PPS1_FOLLOWS)
         if len(frame) != 2 + follows:
             return Ignored("PPS request of the wrong length")
         dsi = dri = 0
@@ -362,16 +270,11 @@ class IsoDepCard:
 
     def _block(self, frame: bytes) -> Event:
         pcb = frame[0]
-        if pcb & 0xE2 == 0x02:  # I-block: 00 0 C CID NAD 1 bn
-            kind = "I"
-        elif pcb & 0xE6 == 0xA2:  # R-block: 10 1 NAK CID 0 1 bn
-            kind = "R"
-        elif pcb & 0xC7 == 0xC2:  # S-block: 11 xx CID 0 1 0
-            kind = "S"
-        else:
+        kind = block_kind(pcb)
+        if kind is None:
             return Ignored(f"invalid PCB {pcb:02X}")
         header = 1
-        if pcb & _PCB_CID:
+        if pcb & PCB_CID:
             if not self.config.cid_supported:
                 return Ignored("block with CID, which the card does not support (§7.1.1.2)")
             if len(frame) < 2 or frame[1] & 0x0F != self.cid:
@@ -379,11 +282,11 @@ class IsoDepCard:
             header = 2
         elif self.cid != 0:
             return Ignored(f"block without CID, but the card has CID {self.cid}")
-        if kind == "I" and pcb & _PCB_NAD:
+        if kind == "I" and pcb & PCB_NAD:
             return Ignored("block with NAD, which the card does not support (§7.1.1.3)")
-        if len(frame) + _EDC_LENGTH > self.config.ats.fsc:
-            return Ignored(f"{len(frame) + _EDC_LENGTH}-byte frame exceeds FSC {self.config.ats.fsc}")
-        self._with_cid = bool(pcb & _PCB_CID)
+        if len(frame) + EDC_LENGTH > self.config.ats.fsc:
+            return Ignored(f"{len(frame) + EDC_LENGTH}-byte frame exceeds FSC {self.config.ats.fsc}")
+        self._with_cid = bool(pcb & PCB_CID)
         inf = frame[header:]
         if kind == "I":
             return self._i_block(pcb, inf)
@@ -395,7 +298,7 @@ class IsoDepCard:
         """§7.5.3 rule D: toggle, then acknowledge a chained block (§7.5.2, rule 2) or hand on the C-APDU."""
         if self._pending:
             return Ignored("I-block while the card is still processing a command")
-        number = pcb & _PCB_BLOCK_NUMBER
+        number = pcb & PCB_BLOCK_NUMBER
         if number == self.block_number:
             # Note to rule D: a block number the reader should have toggled means a repeated block.
             return Ignored(f"I-block with the card's own block number {number}")
@@ -405,7 +308,7 @@ class IsoDepCard:
             self._received.clear()
             return Ignored("chained C-APDU longer than any APDU")
         self._received += inf
-        if pcb & _PCB_CHAINING:
+        if pcb & PCB_CHAINING:
             return self._send(self._r_ack())
         apdu = bytes(self._received)
         self._received.clear()
@@ -414,8 +317,8 @@ class IsoDepCard:
 
     def _r_block(self, pcb: int) -> Event:
         """§7.5.4 rules 11-13 and §7.5.3 rule E."""
-        number = pcb & _PCB_BLOCK_NUMBER
-        nak = bool(pcb & _PCB_CHAINING)
+        number = pcb & PCB_BLOCK_NUMBER
+        nak = bool(pcb & PCB_CHAINING)
         if self._pending:
             return Ignored("R-block while the card is still processing a command")
         if number == self.block_number:
@@ -431,14 +334,14 @@ class IsoDepCard:
 
     def _s_block(self, pcb: int, inf: bytes) -> Event:
         """§8: S(DESELECT) request -> S(DESELECT) response, HALT; §7.3: S(WTX) responses only answer ours."""
-        if pcb & 0x30 == _S_DESELECT:
+        if pcb & 0x30 == S_DESELECT:
             if inf:
                 return Ignored("S(DESELECT) with an information field")
             self.state = State.HALT
             self._to_send = b""
             self._received.clear()
-            return self._send(self._prologue(0xC2), record=False)
-        if pcb & 0x30 == _S_WTX:
+            return self._send(self._prologue(PCB_S_DESELECT), record=False)
+        if pcb & 0x30 == S_WTX:
             return Ignored("S(WTX) response, but the card never asks for more time")
         return Ignored(f"S-block {pcb:02X} of an RFU kind")
 
@@ -461,17 +364,17 @@ class IsoDepCard:
 
     def _prologue(self, pcb: int) -> bytes:
         if self._with_cid:
-            return bytes((pcb | _PCB_CID, self.cid))
+            return bytes((pcb | PCB_CID, self.cid))
         return bytes((pcb,))
 
     def _r_ack(self) -> bytes:
-        return self._prologue(0xA2 | self.block_number)
+        return self._prologue(PCB_R_ACK | self.block_number)
 
     def _next_i_block(self) -> bytes:
         """The next I-block of the R-APDU: at most min(FSD, max_frame) bytes with EDC (§7.5.2)."""
-        limit = min(self.fsd, self.config.max_frame) - _EDC_LENGTH - 1 - self._with_cid
+        limit = min(self.fsd, self.config.max_frame) - EDC_LENGTH - 1 - self._with_cid
         chunk, self._to_send = self._to_send[:limit], self._to_send[limit:]
-        pcb = 0x02 | self.block_number | (_PCB_CHAINING if self._to_send else 0)
+        pcb = 0x02 | self.block_number | (PCB_CHAINING if self._to_send else 0)
         return self._prologue(pcb) + chunk
 
     def _send(self, frame: bytes, *, record: bool = True) -> Reply:

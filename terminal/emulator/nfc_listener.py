@@ -53,18 +53,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from emvkit.terminal.emulator.atr import contactless_atr
-from emvkit.terminal.emulator.isodep import (
-    RATS,
-    Command,
-    IsoDepCard,
-    IsoDepConfig,
-    Reply,
-    State,
-    historical_bytes_from_atr,
-)
-from emvkit.terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.emulator.isodep import Command, IsoDepCard, IsoDepConfig, Reply, State
+from emvkit.terminal.emulator.serving import Stoppable, answer, call_hook, run_until_signalled
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS, contactless_atr
+from emvkit.terminal.iso14443 import RATS, historical_bytes_from_atr
 
 try:
     import nfc

@@ -39,9 +39,9 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from emvkit.firmware.devlink import DevLink
-from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.serving import Stoppable, call_hook, run_until_signalled
 from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.iso7816 import contactless_atr
 
 __all__ = [
     "Card",

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
+from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS
+
 __all__ = ["NO_PRECISE_DIAGNOSIS", "Stoppable", "answer", "call_hook", "run_until_signalled"]
 
 log = logging.getLogger("emvkit.emulator")
-
-NO_PRECISE_DIAGNOSIS = b"\x6f\x00"  # ISO 7816-4 §5.6: answer when the card fails
 
 
 class Card(Protocol):

@@ -33,8 +33,8 @@ import threading
 import time
 from typing import Protocol
 
-from emvkit.terminal.emulator.atr import ATRError, contactless_atr
-from emvkit.terminal.emulator.serving import NO_PRECISE_DIAGNOSIS, Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.emulator.serving import Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS, ATRError, contactless_atr
 
 __all__ = ["DEFAULT_VPCD_PORT", "Card", "VpcdBridge", "serve_forever"]
 

@@ -20,11 +20,11 @@ from urllib.parse import parse_qsl, urlencode
 
 from emvkit.firmware.payapp.card import Card
 from emvkit.firmware.payapp.rng import source
-from emvkit.terminal.emulator.atr import contactless_atr
 from emvkit.terminal.emulator.cards import DEFAULT_CARD, attach_state, open_card
 from emvkit.terminal.emulator.faults import CardLike, FaultPlan, FaultyCard
 from emvkit.terminal.emulator.state import StateFile
 from emvkit.terminal.errors import CardRemoved, ConfigError
+from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = ["EmulatorTransport", "from_url"]

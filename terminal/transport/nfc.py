@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from emvkit.terminal.emulator.atr import contactless_atr
-from emvkit.terminal.emulator.isodep import RATS, Ats
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.iso7816 import contactless_atr
+from emvkit.terminal.iso14443 import PCB_S_DESELECT, RATS, Ats
 from emvkit.terminal.transport.base import BaseTransport
 
 try:
@@ -47,7 +47,7 @@ except ModuleNotFoundError as exc:
 __all__ = ["DEFAULT_TIMEOUT", "NfcTransport", "from_url"]
 
 DEFAULT_TIMEOUT = 5.0
-_S_DESELECT = b"\xc2"  # ISO/IEC 14443-4 §8, without CID (nfcpy's RATS assigns CID 0)
+_S_DESELECT = bytes((PCB_S_DESELECT,))  # ISO/IEC 14443-4 §8, without CID (nfcpy's RATS assigns CID 0)
 _DESELECT_TIMEOUT = 0.1  # generous beside the deactivation frame waiting time of 65536/fc (4.8 ms)
 _POLL_PAUSE = 0.1  # between polls of a reader that answers "no card" at once
 

@@ -37,8 +37,8 @@ from types import ModuleType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from emvkit.terminal.emulator.atr import ATR, ATRError, parse_atr
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
+from emvkit.terminal.iso7816 import ATR, ATRError, parse_atr
 from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = [

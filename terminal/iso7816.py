@@ -1,4 +1,11 @@
-"""Answer-to-Reset: the contactless pseudo-ATR and a parser (ISO/IEC 7816-3 §8.2).
+"""ISO/IEC 7816 on the terminal side: the ATR (7816-3 §8.2), status words and
+instruction bytes (7816-4 §5), and the contactless pseudo-ATR.
+
+The status words, instruction bytes and the PPSE name are the card side's
+(``emvkit.firmware.iso7816``, where they are MicroPython ``const()``s),
+imported here so that each is defined once: the terminal and the card cannot
+disagree on them. :func:`contactless_atr` is the firmware's ``pseudo_atr``
+with the terminal's error type.
 
 A contactless reader has no real ATR to report, so PC/SC Part 3 §3.1.3.2.3
 defines a pseudo-ATR built from the card's ATS. For an ISO 14443-4 Type A card
@@ -11,12 +18,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emvkit.firmware.iso7816 import (
+    INS_GENERATE_AC,
+    INS_GET_DATA,
+    INS_GET_PROCESSING_OPTIONS,
+    INS_GET_RESPONSE,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_READ_RECORD,
+    INS_SELECT,
+    PPSE,
+    SW_NO_PRECISE_DIAGNOSIS,
+    pseudo_atr,
+    sw_bytes,
+)
 from emvkit.terminal.errors import EmvkitError
 
-__all__ = ["ATR", "ATRError", "contactless_atr", "parse_atr"]
+__all__ = [
+    "ATR",
+    "INS_GENERATE_AC",
+    "INS_GET_DATA",
+    "INS_GET_PROCESSING_OPTIONS",
+    "INS_GET_RESPONSE",
+    "INS_INTERNAL_AUTHENTICATE",
+    "INS_NAMES",
+    "INS_READ_RECORD",
+    "INS_SELECT",
+    "NO_PRECISE_DIAGNOSIS",
+    "PPSE",
+    "SW_NO_PRECISE_DIAGNOSIS",
+    "ATRError",
+    "contactless_atr",
+    "parse_atr",
+]
+
+# The names of the instructions an EMV contactless terminal sends (EMV Book 3 Table 13), for traces and logs.
+INS_NAMES: dict[int, str] = {
+    INS_SELECT: "SELECT",
+    INS_GET_PROCESSING_OPTIONS: "GET PROCESSING OPTIONS",
+    INS_READ_RECORD: "READ RECORD",
+    INS_GENERATE_AC: "GENERATE AC",
+    INS_GET_RESPONSE: "GET RESPONSE",
+    INS_INTERNAL_AUTHENTICATE: "INTERNAL AUTHENTICATE",
+    INS_GET_DATA: "GET DATA",
+}
+
+NO_PRECISE_DIAGNOSIS = sw_bytes(SW_NO_PRECISE_DIAGNOSIS)  # ISO 7816-4 §5.6: the R-APDU when a card fails
 
 _MAX_ATR_LENGTH = 33  # ISO 7816-3 §8.2.1: TS plus at most 32 bytes
-_MAX_HISTORICAL = 15  # the low nibble of T0
 _TS_VALUES = (0x3B, 0x3F)  # direct and inverse convention
 
 
@@ -50,10 +98,10 @@ def contactless_atr(historical: bytes = b"") -> bytes:
     ``historical`` is the ATS's historical bytes (at most 15). With none the
     result is ``3B 80 80 01 01``.
     """
-    if len(historical) > _MAX_HISTORICAL:
-        raise ATRError(f"{len(historical)} historical bytes do not fit in an ATR (at most 15)")
-    body = bytes((0x80 | len(historical), 0x80, 0x01)) + bytes(historical)
-    return b"\x3b" + body + bytes((_xor(body),))
+    try:
+        return pseudo_atr(bytes(historical))
+    except ValueError as exc:
+        raise ATRError(str(exc)) from None
 
 
 def parse_atr(atr: bytes, *, check_tck: bool = True) -> ATR:
