@@ -606,3 +606,41 @@ def test_unknown_cryptogram_version_is_refused_at_load() -> None:
     doc["applications"][0]["cryptogram_version"] = "visa_cvn99"
     with pytest.raises(ProfileError, match="cryptogram_version"):
         Card(doc)
+
+
+# --- the state table ------------------------------------------------------------------------
+
+
+def test_state_walk_and_the_commands_each_state_refuses() -> None:
+    """IDLE -> SELECTED -> INITIATED -> ONLINE -> DONE; every command outside a state's row is 6985,
+    and a wrong P1/P2 is 6A86 whatever the state (the parameters are checked first)."""
+    from emvkit.firmware.payapp import card as card_module
+
+    x = make_card("mastercard")
+    cdol1_data = tlv.build_dol(CDOL1, terminal_data())
+    commands = {
+        0xA8: (gpo(b""), bytes.fromhex("80A8010002830000")),
+        0xB2: (read_record(1, 1), bytes.fromhex("00B2010000")),
+        0x88: (internal_authenticate(bytes(4)), bytes.fromhex("00880100040000000000")),
+        0xAE: (generate_ac(0x80, cdol1_data), generate_ac(0xC0, cdol1_data)),
+    }
+
+    def refuses_all_but(state: int, allowed: set[int]) -> None:
+        assert x.card.state == state
+        for ins, (valid, wrong_p1p2) in commands.items():
+            if ins not in allowed:
+                assert x.send(valid)[1] == 0x6985, f"{ins:02X} in state {state}"
+            assert x.send(wrong_p1p2)[1] == 0x6A86, f"{ins:02X} in state {state}"
+            assert x.card.state == state  # a refused command changes nothing
+
+    refuses_all_but(card_module.IDLE, set())
+    x.ok(select(MASTERCARD))
+    refuses_all_but(card_module.SELECTED, {0xA8, 0xB2, 0x88})
+    x.ok(gpo(b""))
+    refuses_all_but(card_module.INITIATED, {0xB2, 0x88, 0xAE})
+    assert flat(x.ok(generate_ac(0x80, cdol1_data)))[0x9F27] == b"\x80"
+    refuses_all_but(card_module.ONLINE, {0xB2, 0x88, 0xAE})
+    x.ok(generate_ac(0x00, tlv.build_dol(CDOL2, {0x8A: b"Z3"})))
+    refuses_all_but(card_module.DONE, {0xB2, 0x88})
+    x.ok(PPSE_SELECT)
+    refuses_all_but(card_module.IDLE, set())

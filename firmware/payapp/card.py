@@ -8,6 +8,11 @@
 
 import time
 
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
 from .. import tlv
 from ..crypto import provider
 from ..iso7816 import (
@@ -32,7 +37,7 @@ from ..iso7816 import (
 )
 from . import cryptogram as ac
 from . import dda
-from .profile import Application, Profile, ProfileError  # noqa: F401 (Application: type comments)
+from .profile import Application, Profile, ProfileError
 from .state import CardState, MemoryStore
 from .sw import SwError
 
@@ -46,8 +51,39 @@ _CLA = {
     INS_GET_DATA: 0x80,
 }
 
-_DYNAMIC_NUMBER_LEN = 8
-_ATC_MAX = 0xFFFF
+# The card's transaction state: one value, changed only at the transitions
+# named in the handlers (Card.state).
+IDLE = const(0)  # nothing selected: after reset, SELECT PPSE or a failed SELECT
+SELECTED = const(1)  # an application is selected, no GPO yet
+INITIATED = const(2)  # GPO answered without a cryptogram: waiting for GENERATE AC
+ONLINE = const(3)  # the first GENERATE AC returned an ARQC: waiting for the second
+DONE = const(4)  # the card's part is over (TC/AAC, the GPO cryptogram, the second GENERATE AC)
+
+# The commands each state takes; any other is "conditions of use not
+# satisfied" (6985), checked once in process() after the P1/P2 check.
+_ALLOWED = {
+    IDLE: (INS_SELECT, INS_GET_DATA),
+    SELECTED: (INS_SELECT, INS_GET_DATA, INS_GET_PROCESSING_OPTIONS, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE),
+    INITIATED: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, INS_GENERATE_AC),
+    ONLINE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, INS_GENERATE_AC),
+    DONE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE),
+}
+
+_DYNAMIC_NUMBER_LEN = const(8)
+_ATC_MAX = const(0xFFFF)
+
+
+def _p1p2_valid(ins: int, p1: int, p2: int) -> bool:
+    # The parameters each command takes (else 6A86), checked before the state.
+    if ins == INS_SELECT:
+        return p1 == 0x04 and p2 in (0x00, 0x02)  # by name, first or next occurrence
+    if ins == INS_READ_RECORD:
+        return p2 & 0x07 == 0x04 and p2 >> 3 != 0 and p1 != 0  # SFI in P2, record number in P1
+    if ins == INS_GENERATE_AC:
+        return p2 == 0 and not p1 & 0x2F and p1 & 0xC0 != 0xC0  # type AAC/TC/ARQC, CDA bit
+    if ins == INS_GET_DATA:
+        return True  # P1 P2 is the tag
+    return p1 == 0 and p2 == 0  # GPO, INTERNAL AUTHENTICATE
 
 
 def parse_command(apdu: bytes) -> tuple:
@@ -68,16 +104,13 @@ def parse_command(apdu: bytes) -> tuple:
 class Transaction:
     # What the card remembers between the commands of one transaction.
     def __init__(self) -> None:
-        self.gpo_done = False
         self.quick = False  # cryptogram already returned in the GPO response
         self.pdol_data = b""
         self.cdol1_data = b""
         self.terminal = {}  # type: dict
-        self.first_cid = None  # type: int | None
         self.arqc = b""
         self.atc = b""
         self.card_auth_data = None  # type: bytes | None  # 9F69 of this transaction
-        self.done = False
 
 
 class Card:
@@ -100,6 +133,7 @@ class Card:
         }
         self.app = None  # type: Application | None
         self.tx = Transaction()
+        self.state = IDLE
 
     # --- life cycle ---
 
@@ -107,6 +141,7 @@ class Card:
         # Power-on, reset or field reset: nothing selected, no transaction.
         self.app = None
         self.tx = Transaction()
+        self.state = IDLE
 
     power_on = reset
     power_off = reset
@@ -123,6 +158,13 @@ class Card:
         age = self.clock() - self._cdcvm_at
         return 0 <= age <= window
 
+    def _selected_app(self) -> Application:
+        # The application of every state but IDLE: the state table keeps the
+        # commands that need one out of IDLE, so this is never None here.
+        app = self.app
+        assert app is not None
+        return app
+
     # --- dispatch: the one place a status word is made ---
 
     def process(self, command_apdu: bytes) -> bytes:
@@ -135,6 +177,10 @@ class Card:
                 raise SwError(SW_INS_NOT_SUPPORTED)
             if _CLA[ins] != cla:
                 raise SwError(SW_CLA_NOT_SUPPORTED)
+            if not _p1p2_valid(ins, p1, p2):
+                raise SwError(SW_WRONG_P1P2)
+            if ins not in _ALLOWED[self.state]:
+                raise SwError(SW_CONDITIONS_NOT_SATISFIED)
             return handler(p1, p2, data) + b"\x90\x00"
         except SwError as exc:
             return sw_bytes(exc.sw)
@@ -146,8 +192,6 @@ class Card:
     # --- SELECT (§6.5.12, Book B §3.3 for the PPSE) ---
 
     def _select(self, p1: int, p2: int, data: bytes) -> bytes:
-        if p1 != 0x04 or p2 not in (0x00, 0x02):
-            raise SwError(SW_WRONG_P1P2)
         previous = self.app
         self.reset()
         if data == PPSE:
@@ -160,6 +204,7 @@ class Card:
         if not matches:
             raise SwError(SW_FILE_NOT_FOUND)
         self.app = matches[0]
+        self.state = SELECTED
         return self._application_fci(self.app)
 
     def _ppse_fci(self) -> bytes:
@@ -193,11 +238,7 @@ class Card:
     # --- GET PROCESSING OPTIONS (§6.5.8) ---
 
     def _get_processing_options(self, p1: int, p2: int, data: bytes) -> bytes:
-        if p1 or p2:
-            raise SwError(SW_WRONG_P1P2)
-        app = self.app
-        if app is None or self.tx.gpo_done:
-            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        app = self._selected_app()
         try:
             nodes = tlv.decode(data)
         except tlv.TLVError:
@@ -208,7 +249,7 @@ class Card:
         if len(pdol_data) != tlv.dol_length(app.pdol):
             raise SwError(SW_WRONG_LENGTH)
         tx = self.tx
-        tx.gpo_done = True
+        self.state = INITIATED
         tx.pdol_data = pdol_data
         tx.terminal = tlv.split_dol(app.pdol, pdol_data) if app.pdol else {}
         ttq = tx.terminal.get(0x9F66)
@@ -232,6 +273,7 @@ class Card:
         # and fDDA in the GPO response.
         state = self.store.load()
         tx.quick = True
+        self.state = DONE  # no GENERATE AC follows a cryptogram in the GPO response
         tx.atc = self._next_atc()
         amount = ac.amount_value(tx.terminal.get(0x9F02, b""))
         offline_only = bool(ttq[0] & 0x08)
@@ -294,19 +336,12 @@ class Card:
             state.log.insert(0, tlv.build_dol(app.log_format, source))
             del state.log[app.log_records:]
         self.store.save(state)
-        # A TC or AAC ends the transaction (no further GENERATE AC); an ARQC
-        # from the first GENERATE AC waits for the second.
-        tx.done = cid != ac.CID_ARQC or tx.quick
 
     # --- READ RECORD (§6.5.11) ---
 
     def _read_record(self, p1: int, p2: int, data: bytes) -> bytes:
         sfi = p2 >> 3
-        if p2 & 0x07 != 0x04 or sfi == 0 or p1 == 0:
-            raise SwError(SW_WRONG_P1P2)
-        app = self.app
-        if app is None:
-            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
+        app = self._selected_app()
         if app.log_sfi and sfi == app.log_sfi:
             log = self.store.load().log
             if p1 > len(log):
@@ -324,17 +359,11 @@ class Card:
 
     def _generate_ac(self, p1: int, p2: int, data: bytes) -> bytes:
         requested = p1 & 0xC0
-        if p2 != 0 or p1 & 0x2F or requested == 0xC0:
-            raise SwError(SW_WRONG_P1P2)
-        app = self.app
+        app = self._selected_app()
         tx = self.tx
-        if app is None or not tx.gpo_done or tx.quick or tx.done:
-            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
         cda = bool(p1 & 0x10) and bool(app.aip[0] & 0x01) and self.secrets.icc_key is not None
-        if tx.first_cid is None:
+        if self.state == INITIATED:
             return self._first_generate_ac(app, tx, requested, cda, data)
-        if tx.first_cid != ac.CID_ARQC:
-            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
         return self._second_generate_ac(app, tx, requested, cda, data)
 
     def _first_generate_ac(self, app, tx: Transaction, requested: int, cda: bool, data: bytes) -> bytes:
@@ -352,7 +381,8 @@ class Card:
         if cda and cid != ac.CID_AAC and app.scheme == "mastercard":
             ac.cvr_bit(cvr, "cda_first_genac")
         cvr.set_ac_types(cid)
-        tx.first_cid = cid
+        # A TC or AAC ends the transaction; an ARQC waits for the second GENERATE AC.
+        self.state = ONLINE if cid == ac.CID_ARQC else DONE
         response, cryptogram = self._ac_response(app, tx, cid, cvr, cda and cid != ac.CID_AAC, b"")
         if cid == ac.CID_ARQC:
             tx.arqc = cryptogram
@@ -390,6 +420,7 @@ class Card:
         response = self._ac_response(app, tx, cid, cvr, cda and cid == ac.CID_TC, data)[0]
         self._complete(app, tx, cid, ac.amount_value(tx.terminal.get(0x9F02, b"")),
                        online_approved=bool(auth_ok) and cid == ac.CID_TC)
+        self.state = DONE
         return response
 
     def _ac_response(self, app, tx: Transaction, cid: int, cvr, cda: bool, cdol2_data: bytes) -> tuple:
@@ -412,10 +443,8 @@ class Card:
     # --- INTERNAL AUTHENTICATE (§6.5.9, Book 2 §6.5) ---
 
     def _internal_authenticate(self, p1: int, p2: int, data: bytes) -> bytes:
-        if p1 or p2:
-            raise SwError(SW_WRONG_P1P2)
-        app = self.app
-        if app is None or not app.aip[0] & 0x20 or self.secrets.icc_key is None:
+        app = self._selected_app()
+        if not app.aip[0] & 0x20 or self.secrets.icc_key is None:
             raise SwError(SW_CONDITIONS_NOT_SATISFIED)
         if app.ddol and len(data) != tlv.dol_length(app.ddol):
             raise SwError(SW_WRONG_LENGTH)
