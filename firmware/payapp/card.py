@@ -208,15 +208,13 @@ class Card:
         return self._application_fci(self.app)
 
     def _ppse_fci(self) -> bytes:
-        entries = b""
+        entries = []
         for app in self.profile.applications:
-            entry = tlv.encode_tlv(0x4F, app.aid)
-            if app.label:
-                entry += tlv.encode_tlv(0x50, app.label.encode())
-            entry += tlv.encode_tlv(0x87, bytes((app.priority,)))
-            entry += tlv.encode_tlv(0x9F2A, bytes((app.kernel,)))
-            entries += tlv.encode_tlv(0x61, entry)
-        proprietary = tlv.encode_tlv(0xBF0C, entries)
+            label = tlv.encode_tlv(0x50, app.label.encode()) if app.label else b""
+            entry = b"".join((tlv.encode_tlv(0x4F, app.aid), label, tlv.encode_tlv(0x87, bytes((app.priority,))),
+                              tlv.encode_tlv(0x9F2A, bytes((app.kernel,)))))
+            entries.append(tlv.encode_tlv(0x61, entry))
+        proprietary = tlv.encode_tlv(0xBF0C, b"".join(entries))
         return tlv.encode_tlv(0x6F, tlv.encode_tlv(0x84, PPSE) + tlv.encode_tlv(0xA5, proprietary))
 
     def _application_fci(self, app) -> bytes:
@@ -226,8 +224,7 @@ class Card:
         body += tlv.encode_tlv(0x87, bytes((app.priority,)))
         if app.pdol:
             body += tlv.encode_tlv(0x9F38, app.pdol)
-        for tag, value in app.fci:
-            body += tlv.encode_tlv(tag, value)
+        body += b"".join([tlv.encode_tlv(tag, value) for tag, value in app.fci])
         discretionary = b"".join([tlv.encode_tlv(t, v) for t, v in app.fci_discretionary])
         if app.log_sfi:
             discretionary += tlv.encode_tlv(0x9F4D, bytes((app.log_sfi, app.log_records)))
@@ -475,9 +472,6 @@ class Card:
 def _substitute(content: bytes, tag: int, value: bytes) -> bytes:
     # Replace one data object's value in a record (9F69 changes per
     # transaction, so it lives in a record outside the signed ones).
-    nodes = tlv.decode(content)
-    out = b""
-    for node in nodes:
-        out += tlv.encode_tlv(node.tag, value if node.tag == tag else node.value) if not node.children \
-            else node.encode()
-    return out
+    return b"".join([node.encode() if node.children else
+                     tlv.encode_tlv(node.tag, value if node.tag == tag else node.value)
+                     for node in tlv.decode(content)])
