@@ -45,7 +45,7 @@
 
 import sys
 
-from . import link
+from . import __version__, link
 from .crc import crc32
 from .iso7816 import SW_NO_PRECISE_DIAGNOSIS, pseudo_atr, sw_bytes
 
@@ -56,7 +56,7 @@ except ImportError:
 
 import gc
 
-VERSION = "0.1.0"
+VERSION = __version__  # emvkit's version, kept in firmware/__init__.py
 _NO_PRECISE_DIAGNOSIS = sw_bytes(SW_NO_PRECISE_DIAGNOSIS)  # the answer when the card fails
 
 
