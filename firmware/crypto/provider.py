@@ -1,13 +1,22 @@
 # The one crypto provider the card code uses (DES/TDEA blocks, SHA-1,
-# SHA-256, random bytes).
+# SHA-256, the RSA arithmetic, random bytes).
 #
 # Portable: runs unchanged on CPython and MicroPython.
 # - CPython: DES/TDEA from `cryptography` (OpenSSL) with one reusable ECB
-#   context per key, hashes from hashlib.
-# - MicroPython: hashlib where the port has the algorithm, the pure SHA-1
-#   otherwise; DES is always the pure implementation (no port has it).
-# use_pure(True) forces the pure DES and SHA-1 everywhere, so tests on
-# CPython can check pure == native. SHA-256 always comes from hashlib.
+#   context per key, hashes from hashlib, modular exponentiation from gmpy2.
+# - MicroPython with the native backend (the user C module _emvnative of
+#   firmware/native/, built into the token images): DES/TDEA, the RSA
+#   private operation (CRT) and the public-exponent check in C.
+# - MicroPython without it (the unix port, a port built without the
+#   module): hashlib where the port has the algorithm, the pure SHA-1
+#   otherwise; the pure DES; the builtin pow().
+# use_pure(True) forces the pure DES and SHA-1 and the builtin pow()
+# everywhere, so tests can check pure == native. SHA-256 always comes from
+# hashlib.
+#
+# The native backend is a seam: use_backend(obj) installs any object with
+# _emvnative's functions (rsa_crt, powmod, des_keys, des_ecb, des_cbc; see
+# docs/firmware.md), e.g. a port's module over an RSA accelerator.
 #
 # Keys: 8 bytes = single DES, 16 = double-length TDEA (K1 K2 K1, the EMV
 # key size), 24 = three-key TDEA. Cached contexts hold key material in
@@ -60,11 +69,22 @@ def _import_powmod():
     return powmod
 
 
+def _import_native():
+    # The image's native backend (firmware/native/, the module _emvnative),
+    # or None: CPython, the unix port, an image built without it.
+    try:
+        import _emvnative  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return _emvnative
+
+
 _hashlib = _import_hashlib()
 _tdea = _import_tdea()
 _gmp_powmod = _import_powmod()
+_native = _import_native()
 
-_HAVE_NATIVE_DES = _tdea is not None
+_HAVE_NATIVE_DES = _tdea is not None or _native is not None
 _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
 
@@ -83,9 +103,22 @@ def use_pure(flag: bool = True) -> None:
     _cache.clear()
 
 
+def use_backend(native) -> None:
+    # Install a native backend (an object with _emvnative's functions), or
+    # None to use the portable code; drops the cached key schedules.
+    global _native, _HAVE_NATIVE_DES, _pure_des
+    _native = native
+    _HAVE_NATIVE_DES = _tdea is not None or _native is not None
+    _pure_des = _forced or not _HAVE_NATIVE_DES
+    _cache.clear()
+
+
 def backend() -> str:
-    # Which DES/TDEA implementation is in use: "pure" or "cryptography".
-    return "pure" if _pure_des else "cryptography"
+    # Which DES/TDEA implementation is in use: "native" (the native
+    # backend), "cryptography" or "pure".
+    if _pure_des:
+        return "pure"
+    return "native" if _native is not None else "cryptography"
 
 
 def clear_cache() -> None:
@@ -121,13 +154,40 @@ class _NativeTDEA:
         return self._dec.update(block)
 
 
+class _BackendDES:
+    # The native backend's DES/TDEA: the key schedules computed once per key
+    # (opaque bytes), each block one call.
+    __slots__ = ("_enc", "_dec")
+
+    def __init__(self, key: bytes) -> None:
+        self._enc, self._dec = _native.des_keys(key)
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        if len(block) != 8:
+            raise ValueError("DES block must be 8 bytes")
+        return _native.des_ecb(self._enc, block)
+
+    def decrypt_block(self, block: bytes) -> bytes:
+        if len(block) != 8:
+            raise ValueError("DES block must be 8 bytes")
+        return _native.des_ecb(self._dec, block)
+
+    def encrypt_cbc(self, data: bytes, iv: bytes) -> bytes:
+        return _native.des_cbc(self._enc, data, iv)
+
+
 def _cipher(key: bytes):  # -> object with encrypt_block / decrypt_block
     key = bytes(key)
     c = _cache.get(key)
     if c is None:
         if len(key) not in (8, 16, 24):
             raise ValueError("DES/TDEA key must be 8, 16 or 24 bytes")
-        c = _des.DES3(key) if _pure_des else _NativeTDEA(key)
+        if _pure_des:
+            c = _des.DES3(key)
+        elif _native is not None:
+            c = _BackendDES(key)
+        else:
+            c = _NativeTDEA(key)
         if len(_cache) >= _CACHE_MAX:
             _cache.clear()
         _cache[key] = c
@@ -166,6 +226,8 @@ def des_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(8)) -> bytes:
     if len(data) % 8:
         raise ValueError("CBC data must be a multiple of 8 bytes")
     c = _cipher(key)
+    if isinstance(c, _BackendDES):
+        return c.encrypt_cbc(bytes(data), bytes(iv))
     chain = int.from_bytes(bytes(iv), "big")
     out = []
     for i in range(0, len(data), 8):
@@ -184,7 +246,35 @@ def powmod(base: int, exponent: int, modulus: int) -> int:
 
 
 def backend_powmod() -> str:
+    # How the card's RSA exponentiations are done: "native" (the native
+    # backend's rsa_crt and powmod, through native_rsa()), "gmpy2" or "pow".
+    if native_rsa():
+        return "native"
     return "gmpy2" if _gmp_powmod is not None and not _forced else "pow"
+
+
+def native_rsa() -> bool:
+    # Whether rsa_crt() is available (RSAPrivateKey.private then uses it).
+    return _native is not None and not _forced
+
+
+def rsa_crt(c: bytes, p: bytes, q: bytes, dp: bytes, dq: bytes, qinv: bytes) -> bytes:
+    # The RSA private operation c^d mod pq by the CRT in the native backend,
+    # every number big-endian bytes, c (the modulus length) below pq; the
+    # result has len(c) bytes. NotImplementedError without the backend.
+    if not native_rsa():
+        raise NotImplementedError("no native RSA backend")
+    return _native.rsa_crt(c, p, q, dp, dq, qinv)
+
+
+def rsa_public(x: bytes, e: bytes, n: bytes) -> bytes:
+    # x^e mod n (big-endian bytes, x below the odd modulus n; len(n) bytes
+    # out): the native backend when there is one (variable time in e: public
+    # exponents only), else the builtin pow().
+    if native_rsa():
+        return _native.powmod(x, e, n)
+    k = len(n)
+    return pow(int.from_bytes(x, "big"), int.from_bytes(e, "big"), int.from_bytes(n, "big")).to_bytes(k, "big")
 
 
 def sha1(data: bytes) -> bytes:

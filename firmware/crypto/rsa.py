@@ -54,12 +54,23 @@ def rsa_private_crt(data: bytes, p: int, q: int, dp: int, dq: int, qinv: int) ->
     return (m2 + h * q).to_bytes(k, "big")
 
 
+_FIELDS = ("n", "e", "p", "q", "dp", "dq", "qinv")
+
+
+def _be(x: int) -> bytes:
+    # A positive int as big-endian bytes, as few as hold it.
+    return x.to_bytes(_nbytes(x) or 1, "big")
+
+
 class RSAPrivateKey:
     # An RSA key in CRT form, as a card profile stores it. to_dict() /
     # from_dict() use upper-case hex strings for every number so the key
     # can live in a JSON profile's "secrets"; from_dict() derives dp, dq
-    # and qinv from p, q and d (or e) when they are missing.
-    __slots__ = ("n", "e", "p", "q", "dp", "dq", "qinv")
+    # and qinv from p, q and d (or e) when they are missing. With a native
+    # RSA backend (provider.native_rsa()), private() hands it the numbers
+    # as bytes, converted once and kept in _raw: a key's numbers are not
+    # changed after it is made.
+    __slots__ = ("n", "e", "p", "q", "dp", "dq", "qinv", "_raw")
 
     def __init__(self, n: int, e: int, p: int, q: int, dp: int, dq: int, qinv: int) -> None:
         if p * q != n:
@@ -71,6 +82,7 @@ class RSAPrivateKey:
         self.dp = dp
         self.dq = dq
         self.qinv = qinv
+        self._raw: "tuple | None" = None
 
     @property
     def size(self) -> int:
@@ -83,14 +95,30 @@ class RSAPrivateKey:
     def private(self, data: bytes) -> bytes:
         # The private operation, checked with the public exponent before
         # anything leaves the card (a faulty CRT half would leak a factor).
+        if provider.native_rsa():
+            return self._private_native(bytes(data))
         out = rsa_private_crt(data, self.p, self.q, self.dp, self.dq, self.qinv)
         if pow(int.from_bytes(out, "big"), self.e, self.n) != int.from_bytes(bytes(data), "big"):
             raise ValueError("RSA CRT self-check failed")
         return out
 
+    def _private_native(self, data: bytes) -> bytes:
+        raw = self._raw
+        if raw is None:
+            raw = (self.modulus(), _be(self.e), _be(self.p), _be(self.q), _be(self.dp), _be(self.dq),
+                   _be(self.qinv))
+            self._raw = raw
+        n = raw[0]
+        if len(data) != len(n) or data >= n:  # equal lengths: bytes order is numeric order
+            raise ValueError("input must be %d bytes and less than the modulus" % len(n))
+        out = provider.rsa_crt(data, raw[2], raw[3], raw[4], raw[5], raw[6])
+        if provider.rsa_public(out, raw[1], n) != data:
+            raise ValueError("RSA CRT self-check failed")
+        return out
+
     def to_dict(self) -> dict:
         out = {}
-        for name in self.__slots__:
+        for name in _FIELDS:
             out[name] = "%X" % getattr(self, name)
         return out
 

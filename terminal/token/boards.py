@@ -11,6 +11,15 @@ for the Thumb-1 one and names itself ``BOARD_VARIANT=M0PLUS``, so the image's
 ``sys.implementation._build`` reads ``MPS2_AN385-M0PLUS`` (what
 ``firmware/boards/__init__.py`` looks at).
 
+Every board's image also gets emvkit's native crypto arithmetic, the user C
+module ``_emvnative`` of ``firmware/native/`` (``USER_C_MODULES=``, passed by
+:mod:`.build` for the boards built here), which
+``firmware/crypto/provider.py`` picks when the image has it. The ports'
+``hashlib.sha1`` cannot be switched on with a make or CFLAGS variable:
+``extmod/modhashlib.c`` implements SHA-1 only over axTLS or mbedTLS
+(``MICROPY_SSL_AXTLS``/``MICROPY_SSL_MBEDTLS``), neither of which the QEMU
+port builds, so SHA-1 stays the firmware's pure one.
+
 The real boards are written only: their ports need SDKs (pico-sdk, ESP-IDF)
 that are not here. Their board modules follow MicroPython's documentation.
 """
@@ -43,6 +52,7 @@ class TokenBoard:
     in_ci: bool = False  # built and booted on this machine (else written only)
     armv6m_only: bool = False  # the image must hold no Thumb-2-only instruction
     flashing: str = ""  # how an image gets onto the board
+    native: bool = True  # build firmware/native/ (the module _emvnative) into the image
 
     def make_args(self) -> list[str]:
         """The board's variables for ``make -C ports/PORT``."""

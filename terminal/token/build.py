@@ -15,8 +15,10 @@ with its duration):
    (:mod:`.boards`), ``BUILD=OUT/BOARD/build``,
    ``FROZEN_MANIFEST=firmware/manifest.py`` (which freezes the package
    ``firmware``; ``profile`` adds the personalisation as ``firmware/_card.py``),
-   and ``MPY_LIB_DIR`` a folder with only a README.md (the manifest tool wants
-   one; the image requires nothing from micropython-lib);
+   ``MPY_LIB_DIR`` a folder with only a README.md (the manifest tool wants
+   one; the image requires nothing from micropython-lib) and
+   ``USER_C_MODULES=firmware/native`` (:func:`native_modules`: the module
+   ``_emvnative``, the card's RSA and DES in C) for a board with ``native``;
 3. ``check`` (ARMv6-M boards): ``objdump -d`` shows no 32-bit Thumb-2
    instruction besides the six ARMv6-M has (BL, MRS, MSR, DMB, DSB, ISB).
 
@@ -53,6 +55,7 @@ __all__ = [
     "check_source",
     "check_toolchain",
     "firmware_manifest",
+    "native_modules",
     "thumb2_instructions",
 ]
 
@@ -124,6 +127,12 @@ def firmware_manifest() -> Path:
     return Path(emvkit.firmware.__file__).parent / "manifest.py"
 
 
+def native_modules() -> Path | None:
+    """The user C module folder (firmware/native/, with its micropython.mk), or None if not installed."""
+    folder = Path(emvkit.firmware.__file__).parent / "native"
+    return folder if (folder / "micropython.mk").is_file() else None
+
+
 def check_source(source: Path, target: TokenBoard) -> None:
     for needed in ("py/mkenv.mk", "mpy-cross/Makefile", f"ports/{target.port}/Makefile"):
         if not (source / needed).is_file():
@@ -182,6 +191,9 @@ def build(
     seconds["mpy-cross"] = _make("mpy-cross", [f"-j{jobs}", "-C", str(source / "mpy-cross")], env, report)
     args = [f"-j{jobs}", "-C", str(source / "ports" / target.port), *target.make_args(), f"BUILD={build_dir}",
             f"FROZEN_MANIFEST={manifest}", f"MPY_LIB_DIR={lib_dir}"]
+    native = native_modules() if target.native else None
+    if native is not None:
+        args.append(f"USER_C_MODULES={native}")
     seconds["image"] = _make("image", args, env, report)
     elf = build_dir / "firmware.elf"
     if target.armv6m_only:

@@ -1,0 +1,61 @@
+// Native arithmetic for the card's crypto (the MicroPython user C module
+// _emvnative): Montgomery modular exponentiation for RSA and DES/TDEA.
+// See emvnative.c for the Python interface and docs/firmware.md
+// ("the crypto provider") for what is and is not constant-time.
+#ifndef EMVNATIVE_H
+#define EMVNATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Limbs: 32 bits with 64-bit products where the core has a 32x32->64
+// multiply (Armv7-M: UMULL/UMLAL); 16 bits with 32-bit products on
+// ARMv6-M (Cortex-M0/M0+: MULS gives the low 32 bits only).
+#if defined(__ARM_ARCH_6M__) || defined(EMVN_LIMB16)
+typedef uint16_t emvn_limb_t;
+typedef uint32_t emvn_dlimb_t;
+#define EMVN_LIMB_BITS (16)
+#else
+typedef uint32_t emvn_limb_t;
+typedef uint64_t emvn_dlimb_t;
+#define EMVN_LIMB_BITS (32)
+#endif
+#define EMVN_LIMB_BYTES (EMVN_LIMB_BITS / 8)
+
+// The largest modulus: 2048 bits (EMV keys are at most 1984 bits).
+#define EMVN_MAX_BYTES (256)
+#define EMVN_MAX_LIMBS (EMVN_MAX_BYTES / EMVN_LIMB_BYTES)
+
+// Workspace sizes, in limbs, for s limbs of modulus.
+#define EMVN_EXP_WORK(s) (16 * (s) + 4 * (s) + 4)
+#define EMVN_CRT_WORK(s) (4 * (s) + 3 * (2 * (s) + 2) + 4 * (s) + 2 + EMVN_EXP_WORK(s))
+#define EMVN_POW_WORK (7 * EMVN_MAX_LIMBS + 4)
+
+// Errors from the functions below (0 is success).
+#define EMVN_OK (0)
+#define EMVN_EVEN_MODULUS (1)
+#define EMVN_TOO_LARGE (2)
+#define EMVN_INPUT_RANGE (3)
+
+// Limbs needed for a big-endian number of len bytes (leading zero bytes ignored).
+size_t emvn_limbs_for(const uint8_t *be, size_t len);
+
+// out = base^exp mod mod (big-endian bytes; out has mod_len bytes). base < mod,
+// mod odd. Variable time in the exponent: for public exponents only.
+int emvn_powmod_public(uint8_t *out, const uint8_t *base, size_t base_len, const uint8_t *exp, size_t exp_len,
+    const uint8_t *mod, size_t mod_len, emvn_limb_t *work);
+
+// out (out_len bytes) = c^d mod pq by the CRT, from p, q, dp, dq, qinv
+// (big-endian bytes). c must be below pq; p and q odd. work holds
+// EMVN_CRT_WORK(s) limbs, s = the larger limb count of p and q.
+int emvn_rsa_crt(uint8_t *out, size_t out_len, const uint8_t *c, size_t c_len, const uint8_t *p, size_t p_len,
+    const uint8_t *q, size_t q_len, const uint8_t *dp, size_t dp_len, const uint8_t *dq, size_t dq_len,
+    const uint8_t *qinv, size_t qinv_len, emvn_limb_t *work);
+
+// DES: the cooked key schedule of one 8-byte key (32 words), and one block
+// through 16 rounds per 32 words of schedule (1 pass: DES, 3: TDEA EDE).
+void emvn_des_round_keys(uint32_t *out, const uint8_t *key8);
+void emvn_des_reverse(uint32_t *out, const uint32_t *in);
+void emvn_des_crypt(const uint32_t *ks, size_t words, const uint8_t *in, uint8_t *out);
+
+#endif

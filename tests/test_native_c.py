@@ -1,0 +1,123 @@
+"""The native arithmetic's C (firmware/native/mont.c and des.c) compiled for the host and called through ctypes.
+
+Both limb widths: 32-bit limbs (the Armv7-M build) and 16-bit limbs (``EMVN_LIMB16``, what ARMv6-M builds get),
+checked against CPython's ``pow()`` and against the pure-Python DES. The module as MicroPython runs it is checked
+on the QEMU images (tests/token/test_native.py); this is the quick check of the same C on every run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from emvkit.firmware.crypto import des
+from tests.conftest import ROOT
+from tests.native_keys import Key, be, keys, messages
+
+NATIVE = ROOT / "firmware" / "native"
+OK, EVEN_MODULUS, TOO_LARGE, INPUT_RANGE = 0, 1, 2, 3
+WORK = 64 * 1024  # bytes of workspace, more than EMVN_CRT_WORK of the largest key
+
+
+@pytest.fixture(scope="module", params=[32, 16], ids=["limb32", "limb16"])
+def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler on this host")
+    out = tmp_path_factory.mktemp("native") / f"libemvn{request.param}.so"
+    flags = ["-DEMVN_LIMB16"] if request.param == 16 else []
+    subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *flags, f"-I{NATIVE}",
+                    str(NATIVE / "mont.c"), str(NATIVE / "des.c"), "-o", str(out)], check=True)
+    so = ctypes.CDLL(str(out))
+    p, s = ctypes.c_char_p, ctypes.c_size_t
+    so.emvn_powmod_public.argtypes = [p, p, s, p, s, p, s, ctypes.c_void_p]
+    so.emvn_rsa_crt.argtypes = [p, s] + [p, s] * 6 + [ctypes.c_void_p]
+    so.emvn_des_crypt.argtypes = [ctypes.c_void_p, s, p, p]
+    so.emvn_des_round_keys.argtypes = [ctypes.c_void_p, p]
+    so.emvn_limbs_for.argtypes = [p, s]
+    so.emvn_limbs_for.restype = s
+    return so
+
+
+def crt(lib: ctypes.CDLL, k: Key, c: bytes, *, p: int | None = None) -> tuple[int, bytes]:
+    out = ctypes.create_string_buffer(len(c))
+    work = ctypes.create_string_buffer(WORK)
+    args: list[bytes | int] = []
+    for x in (c, be(k.p if p is None else p), be(k.q), be(k.dp), be(k.dq), be(k.qinv)):
+        args += [x, len(x)]
+    err = lib.emvn_rsa_crt(out, len(c), *args, work)
+    return err, out.raw
+
+
+def powmod(lib: ctypes.CDLL, x: bytes, e: bytes, n: bytes) -> tuple[int, bytes]:
+    out = ctypes.create_string_buffer(len(n))
+    work = ctypes.create_string_buffer(WORK)
+    err = lib.emvn_powmod_public(out, x, len(x), e, len(e), n, len(n), work)
+    return err, out.raw
+
+
+@pytest.mark.parametrize("k", keys(), ids=lambda k: f"{k.n.bit_length()}b-e{k.e}-p{k.p.bit_length()}")
+def test_rsa_crt_and_the_public_power_equal_pow(lib: ctypes.CDLL, k: Key) -> None:
+    for c in messages(k, 6, seed=k.n % 1000):
+        err, out = crt(lib, k, be(c, k.size))
+        assert err == OK
+        assert out == be(pow(c, k.d, k.n), k.size), hex(c)
+        err, back = powmod(lib, out, be(k.e), be(k.n, k.size))
+        assert err == OK
+        assert back == be(c, k.size)
+
+
+def test_the_public_power_on_random_moduli_and_exponents(lib: ctypes.CDLL) -> None:
+    rnd = random.Random(5)
+    for bits in (17, 31, 32, 33, 64, 100, 512, 1000, 1024, 2048):
+        n = rnd.getrandbits(bits) | 1 | (1 << (bits - 1))
+        size = (bits + 7) // 8
+        for e in (0, 1, 2, 3, 65537, rnd.getrandbits(bits), rnd.getrandbits(300)):
+            x = rnd.randrange(n)
+            err, out = powmod(lib, be(x, size), be(e), be(n, size))
+            assert (err, out) == (OK, be(pow(x, e, n), size)), (bits, e)
+    # leading zero bytes in the modulus and the base are allowed
+    err, out = powmod(lib, bytes(3) + b"\x05", b"\x03", bytes(2) + be(1009))
+    assert (err, out) == (OK, be(pow(5, 3, 1009), 4))
+
+
+def test_bad_inputs_are_errors(lib: ctypes.CDLL) -> None:
+    assert powmod(lib, b"\x02", b"\x03", b"\x10")[0] == EVEN_MODULUS
+    assert powmod(lib, b"\x02", b"\x03", b"\x01")[0] == EVEN_MODULUS
+    assert powmod(lib, b"\x11", b"\x03", b"\x11")[0] == INPUT_RANGE  # base not below the modulus
+    assert powmod(lib, b"\x02", b"\x03", b"\x01" + bytes(256))[0] == TOO_LARGE  # 2056 bits
+    k = keys()[0]
+    assert crt(lib, k, be(5, k.size), p=k.p + 1)[0] == EVEN_MODULUS
+    assert crt(lib, k, bytes(k.size + 8) + b"\x01" * (2 * k.size))[0] == INPUT_RANGE  # c needs more limbs
+    err, out = crt(lib, k, be(5, k.size - 1))  # the result does not fit the caller's length
+    assert err == TOO_LARGE or out == be(pow(5, k.d, k.n), k.size - 1)
+
+
+def test_limbs_for(lib: ctypes.CDLL, request: pytest.FixtureRequest) -> None:
+    width = 4 if "limb32" in request.node.name else 2  # bytes a limb
+    assert lib.emvn_limbs_for(bytes(5), 5) == 0
+    assert lib.emvn_limbs_for(b"\x00\x01", 2) == 1
+    assert lib.emvn_limbs_for(b"\x01" * width, width) == 1
+    assert lib.emvn_limbs_for(b"\x00\x01" + bytes(width), width + 2) == 2
+
+
+def test_des_key_schedule_and_blocks_equal_the_pure_des(lib: ctypes.CDLL) -> None:
+    rnd = random.Random(9)
+    for _ in range(64):
+        key, block = rnd.randbytes(8), rnd.randbytes(8)
+        ks = (ctypes.c_uint32 * 96)()
+        lib.emvn_des_round_keys(ks, key)
+        assert list(ks)[:32] == des._round_keys(key)
+        out = ctypes.create_string_buffer(8)
+        lib.emvn_des_crypt(ks, 32, block, out)
+        assert out.raw == des.DES(key).encrypt_block(block)
+        # three passes: the pure TDEA's cooked schedule through the C block function
+        k3 = rnd.randbytes(24)
+        enc = (ctypes.c_uint32 * 96)(*des.DES3(k3)._enc)
+        lib.emvn_des_crypt(enc, 96, block, out)
+        assert out.raw == des.DES3(k3).encrypt_block(block)

@@ -1,0 +1,187 @@
+"""The native arithmetic (firmware/native/, the module ``_emvnative``) in the QEMU images, both boards.
+
+Each image is booted and a small line server runs on it: the host sends numbers and gets the device's results.
+RSA through ``_emvnative.rsa_crt`` and ``powmod`` is checked against CPython's ``pow()`` on seeded random keys and
+inputs (tests/native_keys.py) and against MicroPython's own ``pow()`` on the device; DES/TDEA through the provider
+(which picks the native backend on these images) against the NIST vectors of tests/vectors/crypto/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emvkit.terminal.token.qemu import QemuToken
+from tests.conftest import ROOT
+from tests.native_keys import Key, be, keys, messages
+
+sys.path.insert(0, str(ROOT / "tests" / "portable"))
+import crypto_cases  # noqa: E402
+
+# The line server: "OP HEX HEX ..." in, "= HEX" or "! ExceptionName" out.
+SERVER = """
+import sys
+import _emvnative as N
+from firmware.crypto import provider, rsa
+def _pow(x, e, n):
+    return pow(int.from_bytes(x, 'big'), int.from_bytes(e, 'big'), int.from_bytes(n, 'big')).to_bytes(len(n), 'big')
+def _private(mode, c, n, e, p, q):
+    provider.use_pure(mode == b'pure')
+    try:
+        k = rsa.RSAPrivateKey.from_dict({'n': n.hex(), 'e': e.hex(), 'p': p.hex(), 'q': q.hex()})
+        return k.private(c)
+    finally:
+        provider.use_pure(False)
+OPS = {
+    'crt': N.rsa_crt, 'pow': N.powmod, 'pypow': _pow, 'private': _private,
+    'e3': provider.des3_encrypt_block, 'd3': provider.des3_decrypt_block,
+    'e1': provider.des_encrypt_block, 'd1': provider.des_decrypt_block, 'cbc': provider.des_cbc_encrypt,
+}
+print('READY', provider.backend(), provider.backend_powmod(), N.LIMB_BITS)
+while True:
+    w = sys.stdin.readline().split()
+    if not w or w[0] == 'quit':
+        break
+    try:
+        print('=', OPS[w[0]](*[bytes.fromhex(x) for x in w[1:]]).hex())
+    except Exception as exc:
+        print('!', type(exc).__name__)
+"""
+
+
+class Device:
+    def __init__(self, token: QemuToken) -> None:
+        self.token = token
+        self.buffer = b""
+
+    def line(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no line from the device: {self.buffer[-200:]!r}")
+            self.buffer += self.token.read(left)
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode(errors="replace").strip()
+
+    def call(self, op: str, *args: bytes) -> bytes:
+        self.token.write(" ".join([op, *(a.hex() or "" for a in args)]).encode() + b"\n")
+        while True:
+            line = self.line()
+            if line.startswith("= "):
+                return bytes.fromhex(line[2:])
+            if line == "=":
+                return b""
+            if line.startswith("! "):
+                raise DeviceError(line[2:])
+
+    def quit(self) -> None:
+        self.token.write(b"quit\n")
+
+
+class DeviceError(Exception):
+    pass
+
+
+@pytest.fixture(scope="module", params=["qemu_m3", "qemu_m0plus"])
+def device(request: pytest.FixtureRequest, images: dict[str, Path]) -> Iterator[tuple[str, Device, str]]:
+    board = request.param
+    with QemuToken(images[board], board) as token:
+        token.boot(SERVER)
+        dev = Device(token)
+        ready = ""
+        while not ready.startswith("READY"):
+            ready = dev.line()
+        yield board, dev, ready
+        dev.quit()
+
+
+def test_the_images_pick_the_native_backend(device: tuple[str, Device, str]) -> None:
+    board, _dev, ready = device
+    limb = 16 if board == "qemu_m0plus" else 32
+    assert ready == f"READY native native {limb}"
+
+
+@pytest.mark.parametrize("k", keys(), ids=lambda k: f"{k.n.bit_length()}b-e{k.e}-p{k.p.bit_length()}")
+def test_rsa_crt_on_the_device_equals_pow(device: tuple[str, Device, str], k: Key) -> None:
+    _board, dev, _ready = device
+    for c in messages(k, 3, seed=k.e + k.n % 997):
+        out = dev.call("crt", be(c, k.size), be(k.p), be(k.q), be(k.dp), be(k.dq), be(k.qinv))
+        assert out == be(pow(c, k.d, k.n), k.size), hex(c)
+        assert dev.call("pow", out, be(k.e), be(k.n, k.size)) == be(c, k.size)
+
+
+def test_native_results_equal_micropythons_pow_on_the_device(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    k = keys()[0]  # 512 bits: MicroPython's pow() of a full private exponent is slow on a 1024-bit modulus
+    for c in messages(k, 2, seed=3):
+        x = be(c, k.size)
+        assert dev.call("crt", x, be(k.p), be(k.q), be(k.dp), be(k.dq), be(k.qinv)) == dev.call(
+            "pypow", x, be(k.d, k.size), be(k.n, k.size))
+        assert dev.call("pow", x, be(k.e), be(k.n, k.size)) == dev.call("pypow", x, be(k.e), be(k.n, k.size))
+
+
+def test_rsa_private_key_native_equals_pure_on_the_device(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    for k in keys()[1:3]:
+        c = be(messages(k, 1, seed=11)[-1], k.size)
+        args = (c, be(k.n, k.size), be(k.e), be(k.p), be(k.q))
+        native = dev.call("private", b"native", *args)
+        assert native == dev.call("private", b"pure", *args) == be(pow(int.from_bytes(c, "big"), k.d, k.n), k.size)
+        with pytest.raises(DeviceError, match="ValueError"):  # not below the modulus
+            dev.call("private", b"native", be(k.n, k.size), *args[1:])
+
+
+def test_bad_inputs_raise_value_error_on_the_device(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    k = keys()[0]
+    for args in ((b"\x02", b"\x03", b"\x10"), (b"\x11", b"\x03", b"\x11"), (b"\x02", b"\x03", b"\x01" + bytes(256))):
+        with pytest.raises(DeviceError, match="ValueError"):
+            dev.call("pow", *args)
+    with pytest.raises(DeviceError, match="ValueError"):  # even p
+        dev.call("crt", be(5, k.size), be(k.p + 1), be(k.q), be(k.dp), be(k.dq), be(k.qinv))
+    for op, key, data in (("e3", bytes(8), bytes(8)), ("e1", bytes(16), bytes(8)), ("e3", bytes(16), bytes(7)),
+                          ("cbc", bytes(16), bytes(9))):
+        with pytest.raises(DeviceError, match="ValueError"):
+            dev.call(op, key, data)
+
+
+def test_des_nist_vectors_through_the_provider_on_the_device(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    h = bytes.fromhex
+    count = 0
+    for name in crypto_cases._KAT_FILES:
+        for r in crypto_cases.load_rsp(name):
+            key, pt, ct = h(r["KEYs"]), h(r["PLAINTEXT"]), h(r["CIPHERTEXT"])
+            assert dev.call("e1", key, pt) == ct, (name, r["COUNT"])
+            assert dev.call("d1", key, ct) == pt, (name, r["COUNT"])
+            count += 1
+    assert count == 64 + 64 + 56 + 32 + 19
+    for r in crypto_cases.load_rsp("TECBsubtab.rsp"):
+        key, pt, ct = h(r["KEYs"]), h(r["PLAINTEXT"]), h(r["CIPHERTEXT"])
+        assert dev.call("e3", key + key, pt) == ct
+        assert dev.call("d3", key * 3, ct) == pt
+    mmt = crypto_cases.load_rsp("TCBCMMT3.rsp")
+    assert len(mmt) == 20
+    for r in mmt:
+        key, iv = h(r["KEY1"] + r["KEY2"] + r["KEY3"]), h(r["IV"])
+        pt, ct = h(r["PLAINTEXT"]), h(r["CIPHERTEXT"])
+        if r["section"] == "ENCRYPT":
+            assert dev.call("cbc", key, pt, iv) == ct, r["COUNT"]
+        else:  # ECB decryption block by block, then the chaining on the host
+            blocks = [dev.call("d3", key, ct[i:i + 8]) for i in range(0, len(ct), 8)]
+            chain = [iv] + [ct[i:i + 8] for i in range(0, len(ct) - 8, 8)]
+            assert b"".join(bytes(a ^ b for a, b in zip(x, y, strict=True)) for x, y in zip(blocks, chain,
+                                                                                              strict=True)) == pt
+    for r in crypto_cases.load_rsp("des_examples.rsp"):
+        key, pt, ct = h(r["KEY"]), h(r["PLAINTEXT"]), h(r["CIPHERTEXT"])
+        if "IV" in r:
+            assert dev.call("cbc", key, pt, h(r["IV"])) == ct
+        elif len(key) == 8:
+            assert b"".join(dev.call("e1", key, pt[i:i + 8]) for i in range(0, len(pt), 8)) == ct
+        else:
+            assert b"".join(dev.call("e3", key, pt[i:i + 8]) for i in range(0, len(pt), 8)) == ct
