@@ -20,7 +20,11 @@
 #    device is not personalised: it answers DEVICE_INFO and provisioning,
 #    and an APDU gets an ERROR "not personalised";
 # 4. the dev link runs on the board's streams (devlink.run): for ever on a
-#    device, until the input ends on the unix board.
+#    device, until the input ends on the unix board. A board whose
+#    front_end() names an NFC chip (QEMU: the semihosting word
+#    frontend=pn532) also gets the card on the air: one loop polls the dev
+#    link and the chip's driver (firmware/nfc/) in turn, neither waiting for
+#    its side, so the token stays provisionable while it waits for a tap.
 # Nothing here raises to the REPL on a device: a store that cannot be
 # mounted or read is DEVICE_INFO store=corrupt, and provisioning still runs.
 #
@@ -45,6 +49,7 @@ except ImportError:
 PERSO_FILE = "perso"
 STATE_FILE = "state"
 _MAX_PROBLEM = const(160)  # the longest error text sent back
+_LINK_CHUNK = const(64)  # dev-link bytes taken before the front end's turn
 
 
 def _usage() -> int:
@@ -351,6 +356,60 @@ def serve(board, token: Token) -> int:
         _collect()
 
 
+# --- the dev link and an NFC front end, polled in turn ---
+
+def front_end_driver(board, token: Token):
+    # The driver of the board's NFC front end, or None when it has none.
+    which = getattr(board, "front_end", None)
+    name = which() if which is not None else None
+    if name != "pn532":
+        return None
+    from .nfc.pn532 import Pn532Target
+
+    rng = getattr(board, "random_bytes", None)
+    nfcid1 = rng(3) if rng is not None else b"\x01\x02\x03"
+    return Pn532Target(board.nfc_bus(), lambda: token.card, nfcid1, ticks_ms=board.ticks_ms,
+                       ticks_diff=board.ticks_diff, ack_ms=getattr(board, "NFC_ACK_MS", 100))
+
+
+def serve_with_front_end(board, token: Token, driver) -> int:
+    # For ever: the bytes the dev link has (one at a time while poll says
+    # more: a blocking stream's read waits for all it is asked for), then
+    # one poll of the front end's driver. Provisioning changes token.card,
+    # which the driver takes at its next arming.
+    import select
+
+    from .iso7816 import pseudo_atr
+
+    stream_in, stream_out = board.link_streams()
+    card = token.card
+    profile = getattr(card, "profile", None)
+    dev = devlink.DevLink(card, pseudo_atr(getattr(profile, "atr_historical", b"")), getattr(profile, "id", ""),
+                          token=token)
+    dev.reader = "bytes"
+    poller = select.poll()
+    poller.register(stream_in, select.POLLIN)
+    one = bytearray(1)
+    buf = bytearray(_LINK_CHUNK)
+
+    def write(data) -> None:
+        stream_out.write(data)
+
+    while True:
+        try:
+            n = 0
+            while n < _LINK_CHUNK and poller.poll(0):
+                if not stream_in.readinto(one):
+                    break
+                buf[n] = one[0]
+                n += 1
+            if n:
+                dev.receive(memoryview(buf)[:n], write)
+            driver.poll()
+        except Exception:  # a device never falls into the REPL
+            _collect()
+
+
 def _args(argv: list) -> "dict | None":
     out = {"store": None, "tty": None, "rng": None}
     i = 1
@@ -373,7 +432,11 @@ def main(argv: "list | None" = None) -> int:
     configure = getattr(board, "configure", None)
     if configure is not None:
         configure(store=args["store"], tty=args["tty"])
-    return serve(board, open_token(board, None if args["rng"] is None else source(args["rng"])))
+    token = open_token(board, None if args["rng"] is None else source(args["rng"]))
+    driver = front_end_driver(board, token)
+    if driver is not None:
+        return serve_with_front_end(board, token, driver)
+    return serve(board, token)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,39 @@
 #   same seed at every boot): random_bytes() reads the host's /dev/urandom
 #   through semihosting.
 # - reset(): machine.reset() ends QEMU (a semihosting exit).
+# - NFC front end (front_end(), nfc_bus()): the semihosting word
+#   frontend=pn532 puts a PN532 (firmware/nfc/pn532.py) on UART1, QEMU's
+#   second -serial (a second pty, where the host's chip simulator answers).
+#   The port has no UART class for UART1: NfcUart drives the CMSDK APB UART
+#   through its registers with machine.mem32 (as ports/qemu/uart.c does
+#   UART0). Checked against QEMU 7.2's cmsdk-apb-uart by experiment: one
+#   byte of receive buffer (STATE b1 until DATA is read; QEMU refills it
+#   from the pty afterwards), TX and RX enabled by CTRL b0 and b1, BAUDDIV
+#   at least 16. Without frontend=: no front end (the dev link only).
 
 import sys
 
 from . import semihost
+
+try:
+    from micropython import const
+except ImportError:
+    const = lambda x: x  # noqa: E731
+
+_UART1 = const(0x40005000)  # UART0 is 0x40004000 (the REPL, the dev link)
+_DATA = const(0x00)
+_STATE = const(0x04)
+_CTRL = const(0x08)
+_BAUDDIV = const(0x10)
+_TX_FULL = const(0x01)
+_RX_FULL = const(0x02)
+_TX_RX_ENABLE = const(0x03)
+_SPINS = const(200)  # looks at STATE for the next byte of a burst before readinto returns
+FRONT_ENDS = ("pn532",)
+# The chip's ACK comes within a few ms (UM0701-02 §6.2.2), but QEMU's clock is
+# the host's: a guest starved of CPU by a busy host sees a late ACK. The
+# driver waits this long before it sends a command again.
+NFC_ACK_MS = 1000
 
 STORE_MOUNT = "/store"
 STORE_BLOCK_SIZE = 4096
@@ -77,3 +106,63 @@ def reset() -> None:
     import machine
 
     machine.reset()
+
+
+def front_end() -> "str | None":
+    # The NFC front end QEMU was started with (frontend=NAME), or None.
+    name = cmdline_value("frontend")
+    return name if name in FRONT_ENDS else None
+
+
+class NfcUart:
+    # UART1 as a bus (firmware/nfc/bus.py): write(), readinto(buf, timeout_ms).
+    def __init__(self, base: int = _UART1) -> None:
+        import machine
+
+        self.mem = machine.mem32
+        self.base = base
+        self.mem[base + _BAUDDIV] = 16
+        self.mem[base + _CTRL] = _TX_RX_ENABLE
+
+    def write(self, buf) -> None:
+        mem = self.mem
+        state = self.base + _STATE
+        data = self.base + _DATA
+        for b in buf:
+            while mem[state] & _TX_FULL:
+                pass
+            mem[data] = b
+
+    def readinto(self, buf, timeout_ms: int = 0) -> int:
+        # What arrives now: a byte, and the rest of its burst (QEMU hands
+        # over one byte at a time: wait a few looks for the next one).
+        import time
+
+        mem = self.mem
+        state = self.base + _STATE
+        data = self.base + _DATA
+        n = 0
+        start = time.ticks_ms()
+        spins = 0
+        limit = len(buf)
+        while n < limit:
+            if mem[state] & _RX_FULL:
+                buf[n] = mem[data] & 0xFF
+                n += 1
+                spins = 0
+            elif n:
+                spins += 1
+                if spins > _SPINS:
+                    break
+            elif time.ticks_diff(time.ticks_ms(), start) >= timeout_ms:
+                break
+        return n
+
+
+_bus = []  # type: list  # the one NfcUart, made on first use
+
+
+def nfc_bus():
+    if not _bus:
+        _bus.append(NfcUart())
+    return _bus[0]

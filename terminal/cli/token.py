@@ -23,6 +23,7 @@ from emvkit.terminal.token.device import TokenInfo, open_link, read_info
 from emvkit.terminal.token.provision import load_personalisation, provision
 
 if TYPE_CHECKING:
+    from emvkit.terminal.chipsim.pn532 import Pn532Simulator, PtyLink
     from emvkit.terminal.token.build import Progress
 
     Actions = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -244,30 +245,81 @@ def add_run(actions: Actions) -> None:
     parser.add_argument("--image", required=True, type=Path, help="the image (firmware.elf from token build)")
     parser.add_argument("--store", type=Path, metavar="FILE",
                         help="the file backing the board's flash (default: store.bin beside the image)")
+    parser.add_argument("--front-end", choices=FRONT_ENDS, metavar="CHIP",
+                        help="also put the card on the air through this NFC chip on the board's second UART, "
+                        "simulated on the host (pn532); the nfc: URL to tap is the second line of stdout")
+    parser.add_argument("--nfc", metavar="udp:HOST:PORT",
+                        help="where the simulated chip's RF side listens (nfcpy udp; default: a free port on "
+                        "127.0.0.1)")
     parser.set_defaults(func=run_run, command_name="token run")
+
+
+FRONT_ENDS = ("pn532",)
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def run_run(args: argparse.Namespace) -> int:
     from emvkit.terminal.token.qemu import QemuToken
 
     store: Path = args.store or args.image.parent / "store.bin"
+    if args.nfc and not args.front_end:
+        raise BadArgument("--nfc needs --front-end")
+    nfc_path = args.nfc or f"udp:127.0.0.1:{_free_udp_port()}"
+    if args.front_end and not nfc_path.startswith("udp:"):
+        raise BadArgument(f"--nfc {nfc_path}: the simulated chip listens on nfcpy's udp driver (udp:HOST:PORT)")
     stop = threading.Event()
-    token = QemuToken(args.image, args.board, store=store)
+    front = {"frontend": args.front_end} if args.front_end else {}
+    token = QemuToken(args.image, args.board, store=store, args=front, nfc_uart=bool(args.front_end))
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    chip = None
     try:
         with token:
+            if args.front_end:
+                chip = _start_pn532(token.nfc_pty, nfc_path)
             token.boot()
             print(f"serial:{token.pty}", flush=True)
+            if chip is not None:
+                print(f"nfc:{nfc_path}", flush=True)
             print(f"{args.board} running {args.image} (store {store}, QEMU pid {token.pid}); stop with Ctrl-C",
                   file=sys.stderr, flush=True)
             while not stop.wait(0.2):
                 if not token.running:
                     print(f"emvkit token run: QEMU ended: {token.last_output()}", file=sys.stderr)
                     return 1
+                if chip is not None and not chip[1].running:
+                    print(f"emvkit token run: the simulated PN532 stopped: {chip[1].error}", file=sys.stderr)
+                    return 1
     finally:
+        if chip is not None:
+            chip[1].close()
+            chip[0].close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _start_pn532(pty: str | None, nfc_path: str) -> tuple[PtyLink, Pn532Simulator]:
+    from emvkit.terminal.chipsim.pn532 import Pn532Simulator, PtyLink
+
+    if pty is None:
+        raise BadArgument("QEMU gave no second UART for the front end")
+    link = PtyLink(pty)
+    link.start()
+    simulator = Pn532Simulator(link.chip, nfc_path)
+    try:
+        simulator.start()
+    except Exception:
+        link.close()
+        raise
+    return link, simulator
 
 
 # The actions of `emvkit token`, in the order its help lists them.

@@ -15,6 +15,10 @@ The command line::
 * UART0 goes to a new pty; QEMU names it on its output ("char device
   redirected to /dev/pts/N (label serial0)"). The pty is put in raw mode and
   held open until stop(), so QEMU never sees it hang up between users.
+* ``nfc_uart=True`` adds a second ``-serial pty``: UART1, where the image's
+  NFC front end talks to its chip (``frontend=pn532`` in ``args``; the host's
+  chip simulator opens :attr:`QemuToken.nfc_pty`). It is put in raw mode too
+  (no echo, no line discipline) before anyone writes to it.
 * The store: the image's firmware/boards/qemu_mps2.py reads ``store=PATH``
   from the semihosting command line (each ``arg=`` is a word of it) and opens
   PATH on the host through semihosting (target=native: the host's own files).
@@ -62,6 +66,7 @@ QEMU = "qemu-system-arm"
 QEMU_HINT = "install qemu-system-arm, e.g. make token-debs"
 DEFAULT_BOOT = "from firmware import main; main.main()"
 _PTY = re.compile(r"char device redirected to (\S+)")
+_LABEL = re.compile(r"\(label (\w+)\)")
 _RAW_REPL = b"raw REPL; CTRL-B to exit\r\n>"
 _OUTPUT_LINES = 50  # lines of QEMU's own output kept for errors
 _RETRY = 0.25  # seconds between two attempts to reach the raw REPL
@@ -85,6 +90,7 @@ class QemuToken:
         extra: Sequence[str] = (),
         qemu: str = QEMU,
         start_timeout: float = 10.0,
+        nfc_uart: bool = False,
     ) -> None:
         self.board = board(board_name) if isinstance(board_name, str) else board_name
         if not self.board.qemu_machine:
@@ -96,9 +102,13 @@ class QemuToken:
         self.extra = tuple(extra)
         self.qemu = qemu
         self.start_timeout = start_timeout
+        self.nfc_uart = nfc_uart
         self.pty: str | None = None
+        self.nfc_pty: str | None = None  # UART1's pty, with nfc_uart
+        self._ptys: dict[str, str] = {}  # QEMU's label (serial0, serial1) -> pty
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
+        self._nfc_fd = -1
         self._output: deque[str] = deque(maxlen=_OUTPUT_LINES)
         self._pty_seen = threading.Event()
 
@@ -109,6 +119,8 @@ class QemuToken:
         words += sorted(self.args.items())
         cmd = [self.qemu, "-machine", self.board.qemu_machine, "-nographic", "-monitor", "null", "-no-reboot",
                "-serial", "pty"]
+        if self.nfc_uart:
+            cmd += ["-serial", "pty"]
         config = "enable=on,target=native"
         for key, value in words:
             if any(c.isspace() for c in key + value):
@@ -141,6 +153,9 @@ class QemuToken:
         assert self.pty is not None
         self._fd = os.open(self.pty, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(self._fd)
+        if self.nfc_pty is not None:  # held open too: QEMU drops what it writes to a pty nobody holds
+            self._nfc_fd = os.open(self.nfc_pty, os.O_RDWR | os.O_NOCTTY)
+            tty.setraw(self._nfc_fd)
         return self.pty
 
     def _drain(self) -> None:
@@ -151,9 +166,13 @@ class QemuToken:
             line = raw.decode(errors="replace").rstrip()
             self._output.append(line)
             m = _PTY.search(line)
-            if m and self.pty is None:
-                self.pty = m.group(1)
-                self._pty_seen.set()
+            if m:
+                label = _LABEL.search(line)
+                self._ptys[label.group(1) if label else f"serial{len(self._ptys)}"] = m.group(1)
+                if len(self._ptys) == (2 if self.nfc_uart else 1):
+                    self.pty = self._ptys.get("serial0")
+                    self.nfc_pty = self._ptys.get("serial1")
+                    self._pty_seen.set()
 
     def last_output(self) -> str:
         """QEMU's last lines of output, on one line."""
@@ -169,9 +188,10 @@ class QemuToken:
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """Stop QEMU (terminate, then kill); returns its exit status (None if it never ran)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        for fd in (self._fd, self._nfc_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._nfc_fd = -1
         proc, self._proc = self._proc, None
         if proc is None:
             return None

@@ -1,0 +1,256 @@
+"""The PN532 chain on CPython: the firmware's driver against the strict chip simulator, tapped over nfcpy's udp.
+
+Three layers: the simulator's host link alone (frames in, exact bytes out, as UM0701-02 says); the
+driver against it over an in-memory bus, with frames damaged on the wire; and whole transactions:
+``nfc:udp`` reader -> simulator RF side (emvkit's ISO-DEP engine) -> TgGetData/TgSetData -> the
+driver -> the card application.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from emvkit.firmware.nfc.pn532 import Pn532Target
+from emvkit.terminal.chipsim.pn532 import ACK, ERROR_FRAME, NACK, MemoryLink, Pn532Chip, Pn532Simulator, frame
+from emvkit.terminal.config_files import load_config
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import run_transaction
+from emvkit.terminal.transport import open_transport
+
+WAKE = b"\x55\x55" + bytes(14)
+SAM = frame(0xD4, b"\x14\x01\x14\x00")
+TG_GET_DATA = frame(0xD4, b"\x86")
+INIT_PARAMS = b"\x05\x04\x00\x01\x02\x03\x20" + bytes(28) + b"\x00\x00"
+
+
+# --- the simulator's host link alone ---------------------------------------------------------------
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.chip = Pn532Chip(self.out.extend)
+
+    def send(self, data: bytes) -> bytes:
+        """Bytes to the chip; what it answered at once."""
+        start = len(self.out)
+        self.chip.receive(data)
+        return bytes(self.out[start:])
+
+
+def configured() -> Wire:
+    wire = Wire()
+    assert wire.send(WAKE + SAM) == ACK + frame(0xD5, b"\x15")
+    return wire
+
+
+def test_asleep_chip_ignores_everything_before_the_wake_up_byte() -> None:
+    wire = Wire()
+    assert wire.send(SAM) == b""
+    assert wire.send(b"\x55" + bytes(10) + SAM) == ACK + frame(0xD5, b"\x15")
+
+
+def test_low_vbat_takes_no_command_but_sam_configuration() -> None:
+    wire = Wire()
+    assert wire.send(WAKE + TG_GET_DATA) == b""
+    assert wire.send(SAM) == ACK + frame(0xD5, b"\x15")
+
+
+@pytest.mark.parametrize("damage", ["lcs", "dcs"])
+def test_bad_checksum_gets_no_answer(damage: str) -> None:
+    wire = configured()
+    bad = bytearray(TG_GET_DATA)
+    bad[4 if damage == "lcs" else -2] ^= 0x01
+    assert wire.send(bytes(bad)) == b""
+    assert wire.chip.log[-1] == f"bad {damage.upper()}"
+
+
+def test_nack_gets_the_last_response_again() -> None:
+    wire = configured()
+    assert wire.send(NACK) == frame(0xD5, b"\x15")
+
+
+def test_unknown_command_and_wrong_lengths_get_the_error_frame() -> None:
+    wire = configured()
+    assert wire.send(frame(0xD4, b"\x4a\x01\x00")) == ACK + ERROR_FRAME  # InListPassiveTarget: not simulated
+    assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS[:-1])) == ACK + ERROR_FRAME  # Tk length byte missing
+    assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS + b"\x00")) == ACK + ERROR_FRAME  # one byte too many
+    assert wire.send(frame(0xD4, b"\x86\x00")) == ACK + ERROR_FRAME  # TgGetData takes no parameters
+
+
+def test_target_commands_before_activation_say_not_in_context() -> None:
+    wire = configured()
+    assert wire.send(TG_GET_DATA) == ACK + frame(0xD5, b"\x87\x27")
+    assert wire.send(frame(0xD4, b"\x8e\x90\x00")) == ACK + frame(0xD5, b"\x8f\x27")
+
+
+def test_tg_init_as_target_is_answered_on_activation_and_aborted_by_ack() -> None:
+    wire = configured()
+    assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS)) == ACK
+    armed = wire.chip.wait_armed(0)
+    assert armed is not None and armed.uid == b"\x08\x01\x02\x03"
+    assert wire.send(TG_GET_DATA) == b""  # busy: not taken
+    assert wire.send(ACK) == b""  # aborted
+    assert wire.chip.wait_armed(0) is None and not wire.chip.rf_activated(b"\xe0\x80")
+    assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS)) == ACK
+    assert wire.chip.rf_activated(b"\xe0\x80")
+    assert bytes(wire.out[-len(frame(0xD5, b"\x8d\x08\xe0\x80")):]) == frame(0xD5, b"\x8d\x08\xe0\x80")
+
+
+# --- the driver against the simulator --------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Chain:
+    """The driver polled in a thread, the chip on a MemoryLink, its RF side on a udp port."""
+
+    def __init__(self, card: Any) -> None:
+        self.link = MemoryLink()
+        self.card = card
+        self.driver = Pn532Target(self.link.firmware_bus, lambda: self.card, ack_ms=50, get_ms=3000)
+        self.url = f"nfc:udp:127.0.0.1:{free_udp_port()}"
+        self.simulator = Pn532Simulator(self.link.chip, self.url[4:])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pn532-driver", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.driver.poll():
+                self.link.wait(0.002)
+
+    def start(self) -> Chain:
+        self.simulator.start()
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.simulator.close()
+        assert not self._thread.is_alive() and not self.simulator.running
+
+
+@pytest.fixture
+def chain() -> Iterator[Callable[[Any], Chain]]:
+    made: list[Chain] = []
+
+    def make(card: Any) -> Chain:
+        made.append(Chain(card).start())
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def tap(url: str) -> Any:
+    with open_transport(f"{url}?timeout=5") as transport:
+        return run_transaction(transport, load_config(), TransactionRequest(amount=1234))
+
+
+@pytest.mark.parametrize(("profile", "oda"), [("visa", "fDDA"), ("mastercard", "CDA")])
+def test_transaction_through_the_driver_and_the_simulated_chip(chain: Callable[[Any], Chain], profile: str,
+                                                               oda: str) -> None:
+    c = chain(open_card(profile))
+    for _ in range(2):  # the driver arms the chip again after each tap
+        result = tap(c.url)
+        assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
+        assert (result.result.oda, result.result.oda_result) == (oda, "successful")
+    assert c.driver.activations == 2 and c.driver.apdus == 2 * result.apdus
+
+
+class EchoCard:
+    """Answers every C-APDU with ``size`` bytes of its own and 9000."""
+
+    profile = None
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seen: list[bytes] = []
+
+    def process(self, apdu: bytes) -> bytes:
+        self.seen.append(apdu)
+        return bytes(i & 0xFF for i in range(self.size)) + b"\x90\x00"
+
+
+def test_long_apdus_are_chained_over_the_host_link(chain: Callable[[Any], Chain]) -> None:
+    card = EchoCard(600)
+    c = chain(card)
+    frames: list[tuple[str, bytes]] = []
+    c.link.taps.append(lambda who, data: frames.append((who, data)))
+    command = b"\x80\xca\x00\x00\xff" + bytes(300) + b"\x00"  # 306 bytes: TgGetData with MI, then the rest
+    with open_transport(f"{c.url}?timeout=5") as transport:
+        response = transport.transmit(command)
+    assert card.seen == [command]
+    assert response == bytes(i & 0xFF for i in range(600)) + b"\x90\x00"
+    assert any(who == "host" and b"\xd4\x94" in data for who, data in frames)  # TgSetMetaData
+    assert any(who == "chip" and b"\xd5\x87\x40" in data for who, data in frames)  # TgGetData, MI set
+
+
+def corrupt_every(nth: int, code: int) -> Callable[[bytes], bytes]:
+    """A wire that flips the DCS of every ``nth`` frame of the host's command ``code``."""
+    count = [0]
+
+    def wire(data: bytes) -> bytes:
+        if len(data) > 7 and data[5:7] == bytes((0xD4, code)):
+            count[0] += 1
+            if count[0] % nth == 0:
+                return data[:-2] + bytes((data[-2] ^ 0xFF,)) + data[-1:]
+        return data
+
+    return wire
+
+
+def test_driver_recovers_from_frames_damaged_on_the_wire(chain: Callable[[Any], Chain]) -> None:
+    c = chain(open_card("visa"))
+    c.link.firmware_bus.filters.append(corrupt_every(3, 0x8E))  # every third TgSetData: no ACK, sent again
+    result = tap(c.url)
+    assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
+    assert sum(1 for line in c.link.chip.log if line == "bad DCS") >= 2
+
+
+def test_garbage_and_error_frames_from_the_chip_end_in_a_rearm(chain: Callable[[Any], Chain]) -> None:
+    c = chain(open_card("visa"))
+    assert tap(c.url).result.outcome.outcome is Outcome.APPROVED
+    armed = c.link.chip.wait_armed(5)
+    assert armed is not None
+    rearms = c.driver.rearms
+    c.link.inject(b"\x00\x00\xff\x03\xfd\xd5\x8d\x08\x99\x00")  # a TgInitAsTarget answer with a bad DCS: NACKed
+    c.link.inject(ERROR_FRAME)  # then an error frame: the driver aborts and arms again
+    assert c.link.wait_for_log("cmd 8C", after=c.link.chip.log.count("cmd 8C"), timeout=5)
+    assert c.driver.rearms == rearms + 1
+    assert "nack" in c.link.chip.log
+    result = tap(c.url)
+    assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
+
+
+def test_driver_with_no_chip_never_hangs() -> None:
+    class Silent:
+        written = 0
+
+        def write(self, buf: Any) -> None:
+            self.written += len(buf)
+
+        def readinto(self, buf: Any, timeout_ms: int = 0) -> int:
+            return 0
+
+    now = [0]
+    bus = Silent()
+    driver = Pn532Target(bus, lambda: None, ticks_ms=lambda: now[0], ticks_diff=lambda a, b: a - b)
+    for _ in range(40):
+        driver.poll()
+        now[0] += 60
+    assert driver.wakeups >= 3 and bus.written > 0

@@ -1,0 +1,73 @@
+"""The token on the air: ``emvkit tap --reader nfc:udp:...`` -> nfcpy -> the simulated PN532 -> the QEMU
+board's second UART -> the firmware's PN532 driver -> the card application.
+
+``emvkit token run --front-end pn532`` boots the board with ``frontend=pn532`` and the chip simulator on
+UART1's pty; its stdout names the dev link (first line) and the nfc: URL to tap (second line). The token
+is provisioned over the dev link while the driver already polls the chip, then tapped over the air.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import venv_tool
+from tests.token.test_qemu_token import emvkit, expected_cryptogram, info, process_gone, tap, terminal_config
+
+
+@contextmanager
+def token_on_air(board: str, image: Path, store: Path) -> Iterator[tuple[str, str, int]]:
+    """``emvkit token run --front-end pn532``; yields (serial URL, nfc URL, QEMU pid); stops it with SIGTERM."""
+    proc = subprocess.Popen([venv_tool("emvkit"), "token", "run", "--board", board, "--image", str(image),
+                             "--store", str(store), "--front-end", "pn532"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "emvkit token run printed no URL within 60 s"
+        lines = [proc.stdout.readline().strip(), proc.stdout.readline().strip()]  # printed one after the other
+        serial, nfc = lines
+        assert serial.startswith("serial:/dev/pts/"), (lines, proc.stderr.read() if proc.poll() is not None else "")
+        assert nfc.startswith("nfc:udp:127.0.0.1:"), lines
+        banner = proc.stderr.readline()
+        yield serial, nfc, int(banner.split("QEMU pid ")[1].split(")")[0])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+
+
+@pytest.mark.parametrize(("board", "scheme", "oda"),
+                         [("qemu_m3", "visa", "fDDA"), ("qemu_m0plus", "mastercard", "CDA")])
+def test_provision_over_the_dev_link_then_tap_over_the_pn532(images: dict[str, Path], tmp_path: Path, board: str,
+                                                              scheme: str, oda: str) -> None:
+    card = tmp_path / "card.json"
+    done = emvkit("perso", "--scheme", scheme, "--out", str(card))
+    assert done.returncode == 0, done.stderr
+    config = terminal_config(tmp_path, tmp_path / "card.capk.json")
+    profile: dict[str, Any] = json.loads(card.read_text())
+
+    with token_on_air(board, images[board], tmp_path / "store.bin") as (serial, nfc, qemu_pid):
+        assert info(serial)["personalised"] is False
+        done = emvkit("token", "provision", "--port", serial, "--card", str(card))
+        assert done.returncode == 0, done.stderr
+        atcs = []
+        for n in (1, 2):  # the driver arms the chip again after each tap
+            result = tap(f"{nfc}?timeout=20", config, tmp_path / f"t{n}.json")
+            assert (result["outcome"], result["oda"], result["oda_result"]) == ("Approved", oda, "successful")
+            trace = json.loads((tmp_path / f"t{n}.json").read_text())
+            assert bytes.fromhex(result["cryptogram"]) == expected_cryptogram(profile, trace, scheme)
+            atcs.append(int(result["atc"], 16))
+        assert atcs[1] > atcs[0]
+        after = info(serial)  # the dev link still answers, and saw the taps' ATC
+        assert (after["board"], after["personalised"], after["atc"]) == (board, True, atcs[1])
+    assert process_gone(qemu_pid), "QEMU outlived emvkit token run"
