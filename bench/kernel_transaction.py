@@ -1,7 +1,7 @@
 """Full contactless transactions in-process: throughput, host-side cost and air time.
 
 Runs the whole transaction (Entry Point, kernel, offline data authentication
-and the emulated card) through :func:`emvkit.terminal.kernel.driver.run_transaction`
+and the emulated card) through :func:`emvkit.terminal.session.run_transaction`
 for each kernel on its built-in card: C-3 on ``emu:visa``, C-2 on
 ``emu:mastercard``, C-7 on ``emu:unionpay``, at 12.34 EUR (an offline approval
 with fDDA or CDA) and at 40.00 EUR (above the 30.00 floor limit: an online
@@ -80,12 +80,13 @@ sys.path.insert(0, str(ROOT))
 from emvkit.firmware.crypto import provider  # noqa: E402
 from emvkit.firmware.payapp.rng import CountingRandom  # noqa: E402
 from emvkit.firmware.payapp.state import CardState, MemoryStore  # noqa: E402
+from emvkit.terminal.config_files import load_config  # noqa: E402
 from emvkit.terminal.errors import TransportError  # noqa: E402
 from emvkit.terminal.kernel import oda  # noqa: E402
-from emvkit.terminal.kernel.config import TerminalConfig, load_config  # noqa: E402
+from emvkit.terminal.kernel.config import TerminalConfig  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
-from emvkit.terminal.kernel.driver import Tap, run_transaction  # noqa: E402
 from emvkit.terminal.perso.builtin import profile_path  # noqa: E402
+from emvkit.terminal.session import Tap, run_transaction  # noqa: E402
 from emvkit.terminal.transport.emu import EmulatorTransport, from_url  # noqa: E402
 from emvkit.terminal.transport.mpy import find_micropython  # noqa: E402
 from emvkit.terminal.transport.trace import Exchange  # noqa: E402

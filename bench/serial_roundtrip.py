@@ -60,10 +60,10 @@ import serial  # noqa: E402  (pyserial)
 
 from emvkit.firmware import link  # noqa: E402
 from emvkit.terminal.apdu import Channel, CommandAPDU  # noqa: E402
-from emvkit.terminal.kernel.config import load_config  # noqa: E402
+from emvkit.terminal.config_files import load_config  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
-from emvkit.terminal.kernel.driver import run_transaction  # noqa: E402
 from emvkit.terminal.perso.builtin import profile_path  # noqa: E402
+from emvkit.terminal.session import run_transaction  # noqa: E402
 from emvkit.terminal.transport import open_transport  # noqa: E402
 from emvkit.terminal.transport.mpy import find_micropython  # noqa: E402
 from emvkit.terminal.transport.serial import SerialTransport  # noqa: E402

@@ -106,11 +106,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emvkit.firmware.payapp.rng import CountingRandom  # noqa: E402
+from emvkit.terminal.config_files import load_config  # noqa: E402
 from emvkit.terminal.iso7816 import INS_GET_PROCESSING_OPTIONS, INS_NAMES, INS_SELECT, PPSE  # noqa: E402
-from emvkit.terminal.kernel.config import load_config  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
-from emvkit.terminal.kernel.driver import run_transaction  # noqa: E402
 from emvkit.terminal.perso.builtin import load_builtin  # noqa: E402
+from emvkit.terminal.session import run_transaction  # noqa: E402
 from emvkit.terminal.token.boards import board  # noqa: E402
 from emvkit.terminal.token.build import (  # noqa: E402
     BuildResult,

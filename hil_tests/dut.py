@@ -41,11 +41,12 @@ import pytest
 
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.config_files import load_config
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import Transport, open_transport
 from emvkit.terminal.transport.scripted import Pattern, ScriptedTransport
 from emvkit.terminal.transport.trace import Trace

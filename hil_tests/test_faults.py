@@ -15,8 +15,8 @@ import pytest
 from emvkit.firmware import tlv
 from emvkit.hil.dut import KERNEL_CARDS, Dut, Script, card_applications, primitive_tags, replay, select_command
 from emvkit.terminal import iso7816
-from emvkit.terminal.kernel.driver import Tap
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import Tap
 from emvkit.terminal.transport.scripted import Pattern
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]

@@ -27,14 +27,15 @@ from emvkit.firmware import tlv
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
 from emvkit.hil.dut import KERNEL_CARDS, Dut, pinned_random, replay
 from emvkit.terminal.bitmaps import CTQ_BITS, TSI_BITS, is_set
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
-from emvkit.terminal.kernel.driver import Tap
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import load_builtin
 from emvkit.terminal.perso.cards import ISSUER_BITS, BuiltCard, CardOptions, build_card, luhn_complete
 from emvkit.terminal.perso.certificates import icc_certificate, issuer_certificate
 from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
+from emvkit.terminal.session import Tap
 from emvkit.terminal.transport.scripted import Pattern
 
 AMOUNT = 1234

@@ -20,11 +20,12 @@ import pytest
 
 from emvkit.hil.dut import KERNEL_CARDS, Dut, card_risk, transact
 from emvkit.terminal.bitmaps import CTQ_BITS, TSI_BITS, TTQ_BITS, TVR_BITS, is_set
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.errors import TransportError
 from emvkit.terminal.iso7816 import INS_GENERATE_AC
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
-from emvkit.terminal.kernel.driver import Tap
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.session import Tap
 from emvkit.terminal.transport.mpy import find_micropython
 
 ALL_CARDS = [*KERNEL_CARDS, pytest.param("wearable", 3, id="wearable-k3")]

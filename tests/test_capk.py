@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from emvkit.terminal.config_files import load_capks, load_revocations
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey, RevocationList
 
@@ -104,20 +105,20 @@ def test_bad_capk_json_names_entry_and_field(doc: object, message: str) -> None:
 def test_load_file(tmp_path: Path) -> None:
     path = tmp_path / "capk.json"
     path.write_text(json.dumps([entry()]))
-    assert len(CapkStore.load(path)) == 1
+    assert len(load_capks(path)) == 1
     path.write_text(json.dumps([entry(checksum="11" * 20)]))
     with pytest.raises(ConfigError, match=r"capk\.json\[0\]\.checksum"):
-        CapkStore.load(path)
+        load_capks(path)
     path.write_text("[{")
     with pytest.raises(ConfigError, match="not valid JSON"):
-        CapkStore.load(path)
+        load_capks(path)
     with pytest.raises(ConfigError, match="cannot read"):
-        CapkStore.load(tmp_path / "absent.json")
+        load_capks(tmp_path / "absent.json")
 
 
 def test_published_visa_test_keys() -> None:
     """Visa test CAPKs 92, 95, 99 with their published check values (see vectors/oda/README.md)."""
-    store = CapkStore.load(VECTORS / "visa_test_capks.json")  # add() verifies every checksum
+    store = load_capks(VECTORS / "visa_test_capks.json")  # add() verifies every checksum
     assert len(store) == 3
     sizes = {0x92: 176, 0x95: 144, 0x99: 128}
     for key in store:
@@ -155,6 +156,6 @@ def test_bad_revocation_json(doc: object, message: str) -> None:
 def test_revocation_load(tmp_path: Path) -> None:
     path = tmp_path / "crl.json"
     path.write_text('[{"rid": "A000000003", "index": "92", "serial": "00 A1 B2"}]')
-    assert RevocationList.load(path).is_revoked(RID, 0x92, bytes.fromhex("00A1B2"))
+    assert load_revocations(path).is_revoked(RID, 0x92, bytes.fromhex("00A1B2"))
     with pytest.raises(ValueError):
         RevocationList([(RID, 0x92, b"\x01")])

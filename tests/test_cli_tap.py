@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from emvkit.terminal.cli import main
-from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.scripted import ScriptedTransport
 from tests.conftest import venv_tool

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from emvkit.terminal.config_files import DEFAULT_CONFIG, load_config
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.kernel.config import DEFAULT_CONFIG, TerminalConfig, load_config
+from emvkit.terminal.kernel.config import TerminalConfig
 
 VISA_CAPKS = Path(__file__).resolve().parent / "vectors" / "oda" / "visa_test_capks.json"
 

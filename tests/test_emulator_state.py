@@ -23,11 +23,11 @@ import pytest
 from emvkit.firmware import link, tlv
 from emvkit.firmware.payapp.state import CardState
 from emvkit.firmware.store import STATE_SLOT_SIZE, encode_record
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.state import StateFile, default_state_path, state_dir
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from tests.conftest import venv_tool
 

@@ -19,16 +19,16 @@ import pytest
 
 from emvkit.firmware import tlv
 from emvkit.firmware.crypto import emv as emvcrypto
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.authlog import AuthLog, scrub
 from emvkit.terminal.host.issuer import CSU_APPROVED, CSU_DECLINED, PROPRIETARY_AUTH_DATA, IssuerHost
 from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
 from emvkit.terminal.host.rules import Rules, load_blocked, pan_sha256
-from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from tests.cardutil import Exchange, flat, generate_ac, gpo, make_card, profile, select, terminal_data
 

@@ -29,6 +29,7 @@ from pyemv import cvn as pyemv_cvn
 
 import emvkit.terminal.cli as cli
 from emvkit.firmware import tlv
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.errors import ConfigError, TransportError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.authlog import AuthLog
@@ -50,11 +51,10 @@ from emvkit.terminal.host.issuer import IssuerHost
 from emvkit.terminal.host.keys import IssuerKeys
 from emvkit.terminal.host.rules import RESPONSE_CODES, Rules
 from emvkit.terminal.host.server import ServerThread, answer
-from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from tests.test_host import online
 

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.errors import ScriptMismatch, TransportError
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.scripted import ScriptedTransport, parse_script
 

@@ -15,6 +15,7 @@ import pytest
 
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import ResponseAPDU
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.common import (
     CID_AAC,
     CID_ARQC,
@@ -26,7 +27,7 @@ from emvkit.terminal.kernel.common import (
     terminal_action_analysis,
     terminal_risk_management,
 )
-from emvkit.terminal.kernel.config import AppConfig, TerminalConfig, load_config
+from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
 from emvkit.terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
 from emvkit.terminal.kernel.entry_point import build_candidates, preprocess, transaction
 from emvkit.terminal.kernel.outcome import Cvm, Outcome
@@ -59,14 +60,17 @@ def app_of(config: TerminalConfig, aid: bytes) -> AppConfig:
     return next(a for a in config.applications if a.aid == aid)
 
 
+def stamped(amount: int) -> TransactionRequest:
+    """A request with the date, time and random source the driver would give it."""
+    return TransactionRequest(amount=amount, date=TODAY, time=datetime.time(10, 0, 0), random=fixed_random())
+
+
 def make_ctx(amount: int = 1000, aid: bytes = VISA, card: dict[int, str] | None = None,
              config: TerminalConfig | None = None, pre: Preprocessing | None = None,
              app: AppConfig | None = None, **request: object) -> KernelContext:
     config = config or load_config()
     app = app or app_of(config, aid)
-    req = TransactionRequest(amount=amount, date=TODAY, time=datetime.time(10, 0, 0),
-                             random=fixed_random())
-    req = dataclasses.replace(req, **request)  # type: ignore[arg-type]
+    req = dataclasses.replace(stamped(amount), **request)  # type: ignore[arg-type]
     ctx = KernelContext(config=config, app=app, request=req, pre=pre or Preprocessing(ttq=app.ttq),
                         kernel=app.kernel, aid=aid)
     for tag, value in (card or {}).items():
@@ -134,7 +138,7 @@ def test_ttq_bits_of_the_configuration_are_cleared_first() -> None:
 
 def test_every_combination_not_allowed_is_try_another_interface_without_apdu() -> None:
     config, _ = single_app_config()
-    gen = transaction(config, TransactionRequest(amount=15000))
+    gen = transaction(config, stamped(15000))
     with pytest.raises(StopIteration) as stop:
         next(gen)
     result = stop.value.value
@@ -194,7 +198,7 @@ def test_priority_and_directory_order() -> None:
                                        entry("A000000333010101")), config, pre)
     assert [(c.priority, c.order) for c in found] == [(2, 0), (1, 1), (16, 2)]  # no 87: lowest priority
     # Entry Point selects priority 1 first, though it is second in the directory.
-    gen = transaction(config, TransactionRequest(amount=1000))
+    gen = transaction(config, stamped(1000))
     assert next(gen).to_bytes() == h("00A404000E") + b"2PAY.SYS.DDF01" + b"\x00"
     fci = tlv.encode_tlv(0x6F, tlv.encode_tlv(0x84, b"2PAY.SYS.DDF01") + tlv.encode_tlv(0xA5, tlv.encode_tlv(
         0xBF0C, h(entry("A0000000031010", "02") + entry("A0000000041010", "01")))))

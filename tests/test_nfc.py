@@ -27,6 +27,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
 from emvkit.terminal.emulator.isodep import Command, Ignored, IsoDepCard, IsoDepConfig, Reply, State
@@ -34,10 +35,9 @@ from emvkit.terminal.emulator.nfc_listener import NfcListener, parse_target
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
 from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.iso14443 import Ats, crc_a, frame_size, historical_bytes_from_atr
-from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import make_transport, open_transport
 from emvkit.terminal.transport.nfc import NfcTransport
 

@@ -75,9 +75,9 @@ import json, sys
 if sys.argv[1] == "without":
     sys.modules["gmpy2"] = None  # as if the 'fast' extra were not installed
 from emvkit.firmware.crypto import provider
-from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 out = {"powmod": provider.backend_powmod(), "taps": []}
 for card in ("visa", "mastercard"):

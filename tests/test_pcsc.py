@@ -243,9 +243,9 @@ CLIENT = textwrap.dedent(
     """
     import json, sys, time
     from emvkit.terminal.errors import TransportError
-    from emvkit.terminal.kernel.config import load_config
+    from emvkit.terminal.config_files import load_config
     from emvkit.terminal.kernel.context import TransactionRequest
-    from emvkit.terminal.kernel.driver import run_transaction
+    from emvkit.terminal.session import run_transaction
     from emvkit.terminal.transport import open_transport
 
     args = json.loads(sys.argv[1])

@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from emvkit.firmware import link
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.serial_server import (
     LinkServer,
@@ -51,11 +52,10 @@ from emvkit.terminal.emulator.serial_server import (
     parse_tcp_target,
 )
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
-from emvkit.terminal.kernel.config import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import profile_path
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import make_transport, open_transport
 from emvkit.terminal.transport.base import BaseTransport, Transport
 from emvkit.terminal.transport.serial import SerialTransport, from_url

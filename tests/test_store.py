@@ -23,10 +23,10 @@ from emvkit.firmware.payapp.profile import Profile
 from emvkit.firmware.payapp.rng import CountingRandom
 from emvkit.firmware.payapp.state import CardState
 from emvkit.firmware.store import STATE_SLOT_SIZE, encode_record, encode_state
-from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
 from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.trace import TraceTransport
 from tests.conftest import ROOT, venv_tool

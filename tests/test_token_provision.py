@@ -25,13 +25,13 @@ import pytest
 
 from emvkit.firmware import link
 from emvkit.terminal.cli import main
+from emvkit.terminal.config_files import load_capks, load_config
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.serial_server import PtyLinkServer
-from emvkit.terminal.kernel.capk import CapkStore
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.token import flash
 from emvkit.terminal.token.boards import board
 from emvkit.terminal.transport import open_transport
@@ -107,7 +107,7 @@ def perso(capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, *more: 
 def config_for(*capk_files: Path) -> TerminalConfig:
     config = load_config()
     for path in capk_files:
-        for key in CapkStore.load(path):
+        for key in load_capks(path):
             config.capks.add(key)
     return config
 

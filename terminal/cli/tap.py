@@ -12,14 +12,15 @@ from typing import Any
 
 from emvkit.terminal.bitmaps import explain
 from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import Currency, format_amount, lookup, parse_amount
 from emvkit.terminal.errors import EmvkitError
+from emvkit.terminal.kernel.authorisation import Authoriser
 from emvkit.terminal.kernel.common import CID_NAMES
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
+from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TRANSACTION_TYPES, TransactionRequest
-from emvkit.terminal.kernel.driver import Tap, run_transaction
-from emvkit.terminal.kernel.online import Authoriser
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import Tap, run_transaction, stamp
 from emvkit.terminal.tlvdump import mask_pan
 from emvkit.terminal.transport import Transport, open_transport
 
@@ -155,7 +156,7 @@ def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callabl
             when = datetime.time.fromisoformat(args.time)
         except ValueError as exc:
             raise BadArgument(f"time: {exc}") from exc
-    return TransactionRequest(
+    return stamp(TransactionRequest(
         amount=parse_amount(args.amount, currency),
         amount_other=parse_amount(args.other_amount, currency),
         transaction_type=TRANSACTION_TYPES[args.type],
@@ -163,7 +164,7 @@ def build_request(args: argparse.Namespace, config: TerminalConfig, rng: Callabl
         date=date,
         time=when,
         random=rng,
-    )
+    ))
 
 
 def run(args: argparse.Namespace) -> int:

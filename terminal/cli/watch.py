@@ -26,11 +26,12 @@ from types import FrameType
 
 from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.cli.tap import add_transaction_options, build_request, make_authoriser, report, to_json
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount, lookup
 from emvkit.terminal.errors import CardRemoved
-from emvkit.terminal.kernel.config import TerminalConfig, load_config
-from emvkit.terminal.kernel.driver import Tap, run_transaction
-from emvkit.terminal.kernel.online import Authoriser
+from emvkit.terminal.kernel.authorisation import Authoriser
+from emvkit.terminal.kernel.config import TerminalConfig
+from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import Transport, make_transport
 
 DEFAULT_READER = "pcsc:"

@@ -6,7 +6,7 @@ the CDA signature checked (Book 2 §6.6)."""
 from __future__ import annotations
 
 from emvkit.firmware import tlv
-from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, is_set
 from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.common import (
@@ -14,7 +14,6 @@ from emvkit.terminal.kernel.common import (
     CID_ARQC,
     CID_NAMES,
     CID_TC,
-    Gen,
     cvm_list_processing,
     get_processing_options,
     oda_failed,
@@ -26,14 +25,16 @@ from emvkit.terminal.kernel.common import (
     terminal_risk_management,
 )
 from emvkit.terminal.kernel.context import (
+    Exchange,
     KernelContext,
     KernelStop,
     expect_ok,
     format1_value,
     parse_template,
     response_objects,
+    transmit,
 )
-from emvkit.terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.kernel.outcome import Cvm, Outcome, TransactionResult
 
 __all__ = ["run"]
 
@@ -41,7 +42,7 @@ _MANDATORY = {0x5A: "PAN", 0x5F24: "Application Expiration Date", 0x8C: "CDOL1"}
 _STRENGTH = {CID_AAC: 0, CID_ARQC: 1, CID_TC: 2}
 
 
-def run(ctx: KernelContext, fci: dict[int, bytes]) -> Gen:
+def run(ctx: KernelContext, fci: dict[int, bytes]) -> Exchange[TransactionResult]:
     yield from get_processing_options(ctx, fci.get(0x9F38, b""))
     aip = ctx.card(0x82) or bytes(2)
     ctx.step("GET PROCESSING OPTIONS", f"AIP {aip.hex().upper()}")
@@ -105,14 +106,14 @@ def _cvm(ctx: KernelContext, aip: bytes, capability: int) -> Cvm:
     return cvm_list_processing(ctx, capability)
 
 
-def _generate_ac(ctx: KernelContext, requested: int, cda: bool) -> Gen:
+def _generate_ac(ctx: KernelContext, requested: int, cda: bool) -> Exchange[bytes]:
     """First GENERATE AC with CDOL1 data; returns the response's TLV objects
     other than the SDAD, as CDA hashes them."""
     cdol1 = ctx.card(0x8C) or b""
     data = ctx.dol(cdol1, "CDOL1")
     ctx.cdol1_data = data
     p1 = requested | (0x10 if cda else 0x00)
-    response: ResponseAPDU = yield CommandAPDU(0x80, 0xAE, p1, 0x00, data, le=256)
+    response = yield from transmit(CommandAPDU(0x80, 0xAE, p1, 0x00, data, le=256))
     expect_ok(response, "GENERATE AC")
     nodes = response_objects(response, "GENERATE AC")
     value = format1_value(nodes)  # format 1: CID, ATC, AC, IAD

@@ -13,7 +13,6 @@ from emvkit.terminal.kernel.common import (
     CID_ARQC,
     CID_NAMES,
     CID_TC,
-    Gen,
     contactless_cvm,
     get_processing_options,
     oda_failed,
@@ -22,7 +21,7 @@ from emvkit.terminal.kernel.common import (
     read_application_data,
     recover_icc_key,
 )
-from emvkit.terminal.kernel.context import KernelContext, KernelStop
+from emvkit.terminal.kernel.context import Exchange, KernelContext, KernelStop
 from emvkit.terminal.kernel.outcome import Cvm, Outcome, TransactionResult
 
 __all__ = ["run"]
@@ -31,7 +30,7 @@ _MANDATORY = {0x82: "AIP", 0x94: "AFL", 0x9F26: "Application Cryptogram", 0x9F27
               0x9F36: "ATC", 0x9F10: "Issuer Application Data"}
 
 
-def run(ctx: KernelContext, fci: dict[int, bytes]) -> Gen:
+def run(ctx: KernelContext, fci: dict[int, bytes]) -> Exchange[TransactionResult]:
     pdol = fci.get(0x9F38)
     if not pdol:
         raise KernelStop(Outcome.END_APPLICATION, "the card has no PDOL: it cannot take the TTQ")

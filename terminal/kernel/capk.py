@@ -6,8 +6,10 @@ comes with its check value, SHA-1 over RID || index || modulus || exponent
 (Book 2 §11.2.2), which :meth:`CapkStore.add` verifies so that a mistyped or
 truncated key is refused when it is loaded rather than failing every card.
 
-Files are JSON. A CA key file is a list of objects (a single object is also
-accepted)::
+Keys come as JSON: a CA key file (read by
+:func:`emvkit.terminal.config_files.load_capks`; this module parses, it reads
+no file) or the terminal configuration's ``[[capk]]`` entries. A list of
+objects (a single object is also accepted)::
 
     [
       {
@@ -36,8 +38,6 @@ a bad key is a configuration error; what a *card* gets wrong is an
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -155,11 +155,6 @@ class CapkStore:
                 raise ConfigError(f"{at}: {exc}") from None
         return store
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> CapkStore:
-        """Read a CA key file (JSON); :class:`ConfigError` if it cannot be read or is malformed."""
-        return cls.from_json(_read_json(path), os.fspath(path))
-
 
 class RevocationList:
     """Revoked issuer certificates: (RID, CA index, Certificate Serial Number) (Book 2 §6.3 step 10)."""
@@ -192,22 +187,8 @@ class RevocationList:
             out.add(_hex(entry, "rid", at, 5), _hex(entry, "index", at, 1)[0], _hex(entry, "serial", at, 3))
         return out
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RevocationList:
-        return cls.from_json(_read_json(path), os.fspath(path))
-
 
 # --- JSON field parsing: every fault is a ConfigError naming entry and field ---
-
-def _read_json(path: str | os.PathLike[str]) -> object:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
-
 
 def _entries(doc: object, where: str) -> list[dict[str, object]]:
     items = [doc] if isinstance(doc, dict) else doc

@@ -6,20 +6,21 @@ response); the others are plain functions on the :class:`KernelContext`.
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
+from datetime import date
 
 from emvkit.firmware import tlv
-from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
 from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.context import (
+    Exchange,
     KernelContext,
     KernelStop,
     expect_ok,
     format1_value,
     parse_template,
     response_objects,
+    transmit,
 )
 from emvkit.terminal.kernel.outcome import Cvm, Outcome
 
@@ -33,13 +34,10 @@ __all__ = [
     "terminal_risk_management",
 ]
 
-Gen = Any  # Generator[CommandAPDU, ResponseAPDU, T]; kept loose for `yield from` readability
-
-
 # --- GET PROCESSING OPTIONS (Book 3 §6.5.8, §10.1) ------------------------------------------
 
 
-def get_processing_options(ctx: KernelContext, pdol: bytes) -> Gen:
+def get_processing_options(ctx: KernelContext, pdol: bytes) -> Exchange[list[tlv.TLV]]:
     """Send GPO with the PDOL data; return the response's data objects.
 
     6985 means the card cannot do this transaction here: Select Next (Book C-2
@@ -49,7 +47,7 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Gen:
     pdol_data = ctx.dol(pdol, "PDOL") if pdol else b""
     ctx.pdol, ctx.pdol_data = pdol, pdol_data
     command = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
-    response: ResponseAPDU = yield command
+    response = yield from transmit(command)
     if response.sw == 0x6985:
         raise KernelStop(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS: conditions of use not satisfied (6985)")
     expect_ok(response, "GET PROCESSING OPTIONS")
@@ -82,14 +80,14 @@ def parse_afl(afl: bytes) -> list[tuple[int, int, int, int]]:
     return entries
 
 
-def read_application_data(ctx: KernelContext, afl: bytes) -> Gen:
+def read_application_data(ctx: KernelContext, afl: bytes) -> Exchange[list[tuple[int, bytes]]]:
     """Read every record the AFL names; return the records signed for ODA
     as (SFI, record) pairs for :func:`oda.static_data_to_authenticate`."""
     signed: list[tuple[int, bytes]] = []
     count = 0
     for sfi, first, last, n_oda in parse_afl(afl):
         for number in range(first, last + 1):
-            response: ResponseAPDU = yield CommandAPDU(0x00, 0xB2, number, (sfi << 3) | 0x04, le=256)
+            response = yield from transmit(CommandAPDU(0x00, 0xB2, number, (sfi << 3) | 0x04, le=256))
             expect_ok(response, f"READ RECORD SFI {sfi} record {number}")
             count += 1
             if sfi <= 10:
@@ -104,14 +102,14 @@ def read_application_data(ctx: KernelContext, afl: bytes) -> Gen:
 # --- Processing restrictions (Book 3 §10.4) -------------------------------------------------
 
 
-def emv_date(value: bytes | None) -> datetime.date | None:
+def emv_date(value: bytes | None) -> date | None:
     """A YYMMDD date (n 6); YY 50-99 is 19YY, 00-49 is 20YY (Book 3 Annex A)."""
     text = value.hex() if value else ""
     if len(text) != 6 or not text.isdigit():
         return None
     year = int(text[:2])
     try:
-        return datetime.date(1900 + year if year >= 50 else 2000 + year, int(text[2:4]), int(text[4:]))
+        return date(1900 + year if year >= 50 else 2000 + year, int(text[2:4]), int(text[4:]))
     except ValueError:
         return None
 
@@ -269,7 +267,7 @@ def terminal_risk_management(ctx: KernelContext) -> None:
         else:  # §10.6.2: interpolate between the target and the maximum percentage
             span = max(floor - threshold, 1)
             chance = target + (maximum - target) * (amount - threshold) // span
-        draw = int.from_bytes(ctx.request.random(1), "big") % 99 + 1
+        draw = int.from_bytes(ctx.random(1), "big") % 99 + 1
         if draw <= chance:
             ctx.set_tvr("RANDOMLY_SELECTED_ONLINE")
     ctx.set_tsi("TERMINAL_RISK_MANAGEMENT_PERFORMED")

@@ -1,26 +1,26 @@
-"""Terminal configuration (TOML): the terminal's own data, per-application
-limits and action codes, and the CA public keys.
+"""Terminal configuration: the terminal's own data, per-application limits
+and action codes, and the CA public keys; parsed from a TOML document.
 
-The default, ``terminal/kernel/default_terminal.toml``, matches the built-in
-test cards; ``docs/terminal-config.md`` documents every key. Amounts are in
-minor units of the transaction currency (1234 = 12.34 EUR).
+This module parses what has been read; it reads no file. The files (the
+TOML, the CA key and revocation files it names, the built-in default
+``terminal/kernel/default_terminal.toml`` that matches the built-in test
+cards) are read by :func:`emvkit.terminal.config_files.load_config`.
+``docs/terminal-config.md`` documents every key. Amounts are in minor units
+of the transaction currency (1234 = 12.34 EUR).
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.capk import CapkStore, RevocationList
-from emvkit.terminal.perso.builtin import capk_path
 
-__all__ = ["DEFAULT_CONFIG", "AppConfig", "TerminalConfig", "load_config"]
+__all__ = ["AppConfig", "TerminalConfig", "config_from_toml"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_terminal.toml"
 KERNELS = (2, 3, 7)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,11 @@ class TerminalConfig:
     capks: CapkStore = field(default_factory=CapkStore)
     revocations: RevocationList = field(default_factory=RevocationList)
     source: str = "built-in"
+    # The CA key and revocation files the configuration names ("builtin": the
+    # built-in test CA keys), as written; the loader reads them into capks
+    # and revocations.
+    capk_files: tuple[str, ...] = ()
+    revocation_files: tuple[str, ...] = ()
 
     @property
     def online_capable(self) -> bool:
@@ -84,12 +89,12 @@ class TerminalConfig:
 class _Reader:
     """Typed access to one TOML table, with errors that name the key."""
 
-    def __init__(self, table: dict[str, Any], where: str) -> None:
+    def __init__(self, table: dict[str, object], where: str) -> None:
         self.table = table
         self.where = where
         self.used: set[str] = set()
 
-    def get(self, key: str, kind: type, default: Any) -> Any:
+    def get(self, key: str, kind: type[_T], default: _T) -> _T:
         self.used.add(key)
         value = self.table.get(key, default)
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
@@ -107,20 +112,22 @@ class _Reader:
         return value
 
     def bounded(self, key: str, default: int, low: int, high: int) -> int:
-        value: int = self.get(key, int, default)
+        value = self.get(key, int, default)
         if not low <= value <= high:
             raise ConfigError(f"{self.where}.{key}: {low} to {high}, got {value}")
         return value
 
     def strings(self, key: str, default: list[str]) -> list[str]:
-        values: list[Any] = self.get(key, list, default)
+        values: list[object] = self.get(key, list, list(default))
+        strings = []
         for i, value in enumerate(values):
             if not isinstance(value, str):
                 raise ConfigError(f"{self.where}.{key}[{i}]: expected a string, got {value!r}")
-        return values
+            strings.append(value)
+        return strings
 
     def amount(self, key: str, default: int) -> int:
-        value: int = self.get(key, int, default)
+        value = self.get(key, int, default)
         if value < 0:
             raise ConfigError(f"{self.where}.{key}: amounts are not negative")
         return value
@@ -134,7 +141,7 @@ class _Reader:
 _LIMIT_KEYS = ("floor_limit", "cvm_required_limit", "transaction_limit")
 
 
-def _application(table: dict[str, Any], defaults: dict[str, Any], where: str) -> AppConfig:
+def _application(table: dict[str, object], defaults: dict[str, object], where: str) -> AppConfig:
     merged = {**defaults, **table}
     r = _Reader(merged, where)
     aid = r.hex("aid", b"")
@@ -164,13 +171,16 @@ def _application(table: dict[str, Any], defaults: dict[str, Any], where: str) ->
 
 
 def _terminal_id(t: _Reader) -> bytes:
-    text: str = t.get("terminal_id", str, "EMVKIT01")
+    text = t.get("terminal_id", str, "EMVKIT01")
     if not text.isascii() or not 1 <= len(text) <= 8:
         raise ConfigError(f"{t.where}.terminal_id: 1 to 8 ASCII characters (9F1C is an 8)")
     return text.encode().ljust(8)
 
 
-def config_from_toml(doc: dict[str, Any], where: str, base_dir: Path) -> TerminalConfig:
+def config_from_toml(doc: dict[str, object], where: str) -> TerminalConfig:
+    """The configuration in a parsed TOML document; ``where`` names it in
+    errors. Inline CA keys ([[capk]]) are in ``capks``; the files named in
+    ``capk_files`` and ``revocation_files`` are left to the loader."""
     top = _Reader(doc, where)
     t = _Reader(top.get("terminal", dict, {}), f"{where}: terminal")
     config = TerminalConfig(
@@ -198,31 +208,9 @@ def config_from_toml(doc: dict[str, Any], where: str, base_dir: Path) -> Termina
         if not isinstance(app, dict):
             raise ConfigError(f"{where}: application[{i}]: expected a table ([[application]])")
     config.applications = [_application(a, defaults, f"{where}: application[{i}]") for i, a in enumerate(apps)]
-    for name in top.strings("capk_files", ["builtin"]):
-        path = capk_path() if name == "builtin" else base_dir / name
-        for key in CapkStore.load(path):
-            config.capks.add(key)
+    config.capk_files = tuple(top.strings("capk_files", ["builtin"]))
     if "capk" in doc:
-        for key in CapkStore.from_json(top.get("capk", list, []), f"{where}: capk"):
-            config.capks.add(key)
-    for name in top.strings("revocation_files", []):
-        for rid, index, serial in RevocationList.load(base_dir / name):
-            config.revocations.add(rid, index, serial)
+        config.capks = CapkStore.from_json(top.get("capk", list, []), f"{where}: capk")
+    config.revocation_files = tuple(top.strings("revocation_files", []))
     top.check_unknown()
     return config
-
-
-def load_config(path: str | Path | None = None) -> TerminalConfig:
-    """Load a terminal configuration file (the built-in default when None)."""
-    source = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-    return config_from_toml(doc, "built-in config" if path is None else str(source), source.parent)

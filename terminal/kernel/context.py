@@ -1,23 +1,28 @@
 """What a kernel works with: the transaction request, the data gathered so
 far, TVR and TSI, and the account of each step.
 
-Kernels are sans-IO generators (see :mod:`emvkit.terminal.kernel.driver`): they
-yield :class:`~emvkit.terminal.apdu.CommandAPDU` and receive
-:class:`~emvkit.terminal.apdu.ResponseAPDU`. Inside a kernel, :class:`KernelStop`
-ends processing with an outcome; it never leaves the kernel package.
+Kernels are sans-IO generators: an :data:`Exchange` yields
+:class:`~emvkit.terminal.apdu.CommandAPDU` (for the card) and
+:class:`~emvkit.terminal.kernel.authorisation.OnlineRequest` (for the issuer)
+and is sent back the card's :class:`~emvkit.terminal.apdu.ResponseAPDU` and
+the issuer's answer; :func:`emvkit.terminal.session.drive` is the loop that
+does so. The kernel reads no clock and draws no random numbers: the request
+brings the date, the time and the random source. Inside a kernel,
+:class:`KernelStop` ends processing with an outcome; it never leaves the
+kernel package.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
+import datetime as dt
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias, TypeVar
 
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
 from emvkit.terminal.bitmaps import TSI_BITS, TVR_BITS, is_set, set_bit
+from emvkit.terminal.kernel.authorisation import AuthorisationResponse, OnlineRequest
 from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
 from emvkit.terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
 from emvkit.terminal.tags import FORMATS
@@ -26,18 +31,32 @@ from emvkit.terminal.tags import info as tag_info
 __all__ = [
     "Exchange",
     "KernelContext",
+    "KernelInput",
+    "KernelOutput",
     "KernelStop",
     "Preprocessing",
+    "Random",
     "TransactionRequest",
     "bcd_amount",
     "expect_ok",
     "format1_value",
     "parse_template",
     "response_objects",
+    "transmit",
 ]
 
-# A kernel step: yields commands, receives responses, returns a value.
-Exchange = Generator[CommandAPDU, ResponseAPDU, object]
+T = TypeVar("T")
+
+# What a kernel yields: a command for the card, or a request for the issuer.
+KernelOutput: TypeAlias = CommandAPDU | OnlineRequest
+# What the driver sends back: the card's response to a command; the issuer's
+# answer to an OnlineRequest, None when the host could not be reached.
+KernelInput: TypeAlias = ResponseAPDU | AuthorisationResponse | None
+# A kernel step: yields, is sent the answers, returns a T.
+Exchange: TypeAlias = Generator[KernelOutput, KernelInput, T]
+
+# n bytes from the terminal's random source (unpredictable numbers, random selection).
+Random: TypeAlias = Callable[[int], bytes]
 
 TRANSACTION_TYPES = {"purchase": 0x00, "cash": 0x01, "cashback": 0x09, "refund": 0x20}
 
@@ -47,17 +66,41 @@ def bcd_amount(minor_units: int) -> bytes:
     return bytes.fromhex(f"{minor_units:012d}")
 
 
+def transmit(command: CommandAPDU) -> Exchange[ResponseAPDU]:
+    """Send a command to the card; the card's response. Another kind of
+    answer is the driver's bug."""
+    response = yield command
+    if not isinstance(response, ResponseAPDU):
+        raise TypeError(f"a command APDU answered with {type(response).__name__}, not a ResponseAPDU")
+    return response
+
+
 @dataclass
 class TransactionRequest:
-    """What the merchant asked for."""
+    """What the merchant asked for, and what the terminal brings to it: the
+    date, the time and the random source.
+
+    The kernel has no clock and no randomness of its own. Left None, the last
+    three are the driver's to fill in (:func:`emvkit.terminal.session.stamp`:
+    today, now, the system's random source), as
+    :func:`emvkit.terminal.session.run_transaction` does; the kernel refuses a
+    request without them."""
 
     amount: int  # minor units
     amount_other: int = 0
     transaction_type: int = 0x00
     currency: bytes | None = None  # default: the terminal's
-    date: datetime.date | None = None  # default: today
-    time: datetime.time | None = None
-    random: Callable[[int], bytes] = os.urandom  # unpredictable numbers, random selection
+    date: dt.date | None = None
+    time: dt.time | None = None
+    random: Random | None = None
+
+    def terminal_values(self) -> tuple[dt.date, dt.time, Random]:
+        """Date, time and random source; ValueError when the driver has not set them."""
+        if self.date is None or self.time is None or self.random is None:
+            missing = [name for name in ("date", "time", "random") if getattr(self, name) is None]
+            raise ValueError(f"the request has no {', '.join(missing)}: the kernel reads no clock and no "
+                             "random source, the driver supplies them (emvkit.terminal.session.stamp)")
+        return self.date, self.time, self.random
 
 
 @dataclass
@@ -101,12 +144,12 @@ class KernelContext:
     pdol: bytes = b""  # the card's PDOL
     pdol_data: bytes = b""  # as sent in GPO (CDA hashes it)
     cdol1_data: bytes = b""  # as sent in the first GENERATE AC
-    authorisation: Any = None  # the issuer's AuthorisationResponse, after online processing
+    authorisation: AuthorisationResponse | None = None  # the issuer's answer, after online processing
 
     def __post_init__(self) -> None:
-        today = self.request.date or datetime.date.today()
-        now = self.request.time or datetime.datetime.now().time()
+        today, now, random = self.request.terminal_values()
         self.today = today
+        self.random = random
         self.data.update(self.config.terminal_data())
         self.data.update({
             0x9F02: bcd_amount(self.request.amount),
@@ -114,7 +157,7 @@ class KernelContext:
             0x9C: bytes((self.request.transaction_type,)),
             0x9A: bytes.fromhex(today.strftime("%y%m%d")),
             0x9F21: bytes.fromhex(now.strftime("%H%M%S")),
-            0x9F37: self.request.random(4),
+            0x9F37: random(4),
             0x9F66: self.pre.ttq,
             0x9F06: self.aid,
             0x4F: self.aid,
@@ -181,7 +224,7 @@ class KernelContext:
 
 
 def expect_ok(response: ResponseAPDU, command: str) -> None:
-    """Anything but 9000 ends the kernel (Book C-2/C-3: End Application)."""
+    """A status word other than 9000 ends the kernel (Book C-2/C-3: End Application)."""
     if response.sw != 0x9000:
         raise KernelStop(Outcome.END_APPLICATION,
                          f"{command}: card answered {response.sw:04X} ({sw_meaning(response.sw)})")

@@ -6,7 +6,7 @@ command APDUs and returns a :class:`TransactionResult`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from emvkit.firmware import tlv
@@ -15,14 +15,21 @@ from emvkit.terminal.bitmaps import TTQ_BITS, clear_bit, set_bit
 from emvkit.terminal.errors import APDUError, CardRemoved, TransportError
 from emvkit.terminal.kernel import c2, c3
 from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
-from emvkit.terminal.kernel.context import KernelContext, KernelStop, Preprocessing, TransactionRequest
-from emvkit.terminal.kernel.online import AuthorisationResponse, OnlineRequest, online_processing
+from emvkit.terminal.kernel.context import (
+    Exchange,
+    KernelContext,
+    KernelStop,
+    Preprocessing,
+    TransactionRequest,
+    transmit,
+)
+from emvkit.terminal.kernel.online import online_processing
 from emvkit.terminal.kernel.outcome import Outcome, OutcomeParameterSet, Step, TransactionResult
 
 __all__ = ["Candidate", "build_candidates", "preprocess", "transaction"]
 
 PPSE = b"2PAY.SYS.DDF01"
-KERNELS: dict[int, Callable[[KernelContext, dict[int, bytes]], Generator[CommandAPDU, ResponseAPDU, object]]] = {
+KERNELS: dict[int, Callable[[KernelContext, dict[int, bytes]], Exchange[TransactionResult]]] = {
     2: c2.run,
     3: c3.run,
     7: c3.run,
@@ -97,23 +104,19 @@ def _select(name: bytes) -> CommandAPDU:
     return CommandAPDU(0x00, 0xA4, 0x04, 0x00, name, le=256)
 
 
-def _exchange(command: CommandAPDU) -> Generator[
-        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, ResponseAPDU]:
-    response = yield command
-    assert isinstance(response, ResponseAPDU)
-    return response
-
-
 def _early_result(outcome: Outcome, steps: list[Step], error: str = "") -> TransactionResult:
     """An outcome reached before any kernel ran (no application selected)."""
     return TransactionResult(outcome=OutcomeParameterSet.for_outcome(outcome), steps=steps, error=error)
 
 
-def transaction(config: TerminalConfig, request: TransactionRequest, online: bool = False) -> Generator[
-        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]:
+def transaction(config: TerminalConfig, request: TransactionRequest,
+                online: bool = False) -> Exchange[TransactionResult]:
     """One contactless transaction, from pre-processing to the outcome. With
-    ``online``, an Online Request goes to the issuer (an :class:`OnlineRequest`
-    is yielded) and the transaction ends Approved or Declined."""
+    ``online``, an Online Request goes to the issuer (an
+    :class:`~emvkit.terminal.kernel.authorisation.OnlineRequest` is yielded)
+    and the transaction ends Approved or Declined. The request must carry its
+    date, time and random source (ValueError before the first command if not)."""
+    request.terminal_values()
     steps: list[Step] = []
     pre = preprocess(config, request)
     if all(p.not_allowed for p in pre.values()):
@@ -121,7 +124,7 @@ def transaction(config: TerminalConfig, request: TransactionRequest, online: boo
         return _early_result(Outcome.TRY_ANOTHER_INTERFACE, steps)
     ctx: KernelContext | None = None
     try:
-        response = yield from _exchange(_select(PPSE))
+        response = yield from transmit(_select(PPSE))
         if response.sw != 0x9000:
             reason = f"SELECT PPSE: {response.sw:04X} ({sw_meaning(response.sw)})"
             steps.append(Step("SELECT PPSE", reason))
@@ -137,7 +140,7 @@ def transaction(config: TerminalConfig, request: TransactionRequest, online: boo
                           + ", ".join(f"{c.adf.hex().upper()} (kernel {c.kernel})" for c in candidates)))
         while candidates:
             best = min(candidates, key=lambda c: (c.priority, c.order))
-            response = yield from _exchange(_select(best.adf))
+            response = yield from transmit(_select(best.adf))
             fci_data = _final_selection(response, best)
             if fci_data is None:
                 steps.append(Step(f"SELECT {best.adf.hex().upper()}", f"failed ({response.sw:04X}); next candidate"))
@@ -182,16 +185,13 @@ def _final_selection(response: ResponseAPDU, candidate: Candidate) -> dict[int, 
     return tlv.flatten(nodes)
 
 
-def _run_kernel(ctx: KernelContext, fci: dict[int, bytes], online: bool) -> Generator[
-        CommandAPDU | OnlineRequest, ResponseAPDU | AuthorisationResponse | None, TransactionResult]:
+def _run_kernel(ctx: KernelContext, fci: dict[int, bytes], online: bool) -> Exchange[TransactionResult]:
     """Activate the kernel, then online processing; a KernelStop becomes the outcome."""
     try:
         result = yield from KERNELS[ctx.kernel](ctx, fci)
-        assert isinstance(result, TransactionResult)
         if online and result.outcome.outcome is Outcome.ONLINE_REQUEST:
             result = yield from online_processing(ctx)
     except KernelStop as stop:
         ctx.step("end", stop.reason)
         return ctx.result(stop.outcome, error=stop.reason, cvm=stop.cvm)
-    assert isinstance(result, TransactionResult)
     return result

@@ -1,75 +1,34 @@
-"""Online processing: what the terminal sends the issuer, what it gets back,
-and what the kernel does with the answer.
+"""Online processing: the authorisation request the kernel builds, and what
+it does with the issuer's answer (EMV Book 3 §10.9, Book 4 §6.3.6).
 
-An :class:`Authoriser` is anything that can answer an authorisation request:
-the issuer host simulator in-process, or a client speaking ISO 8583 to
-``emvkit host serve``. The kernel stays sans-IO: it yields an
-:class:`OnlineRequest` and the driver sends back the
-:class:`AuthorisationResponse` (or None when the host could not be reached).
+The kernel stays sans-IO: it yields an
+:class:`~emvkit.terminal.kernel.authorisation.OnlineRequest` and the driver
+(:func:`emvkit.terminal.session.drive`) sends back the
+:class:`~emvkit.terminal.kernel.authorisation.AuthorisationResponse` of an
+:class:`~emvkit.terminal.kernel.authorisation.Authoriser`, or None when the
+host could not be reached.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
-
 from emvkit.firmware import tlv
-from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU
+from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, is_set
-from emvkit.terminal.kernel.common import CID_NAMES, Gen
+from emvkit.terminal.kernel.authorisation import AuthorisationRequest, AuthorisationResponse, OnlineRequest
+from emvkit.terminal.kernel.common import CID_NAMES
 from emvkit.terminal.kernel.context import (
+    Exchange,
     KernelContext,
     KernelStop,
     expect_ok,
     format1_value,
     parse_template,
     response_objects,
+    transmit,
 )
-from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.kernel.outcome import Outcome, TransactionResult
 
-__all__ = ["AuthorisationRequest", "AuthorisationResponse", "Authoriser", "OnlineRequest", "online_processing"]
-
-
-@dataclass(frozen=True)
-class AuthorisationRequest:
-    """An authorisation (MTI 0100) or financial (0200) request from a terminal."""
-
-    pan: str  # digits
-    amount: int  # minor units (DE 4)
-    currency: bytes  # 5F2A, n 3 as 2 bytes BCD (DE 49)
-    icc_data: dict[int, bytes]  # DE 55: 9F26, 9F27, 9F10, 9F37, 9F36, 95, 9A, 9C, 9F02, 5F2A, 82, 9F1A, ...
-    psn: str | None = None  # 5F34 as 2 digits (DE 23)
-    track2: bytes | None = None  # 57 (DE 35)
-    amount_other: int = 0
-    processing_code: str = "000000"  # DE 3: 00 purchase, 01 cash, 09 cashback, 20 refund
-    pos_entry_mode: str = "072"  # DE 22: contactless chip
-    mti: str = "0100"
-    stan: int = 0  # DE 11
-    terminal_id: str = ""  # DE 41
-
-
-@dataclass(frozen=True)
-class AuthorisationResponse:
-    """The issuer's answer (MTI 0110 / 0210)."""
-
-    approved: bool
-    response_code: str  # DE 39: "00" approved, "05" do not honour, "30" format error, ...
-    arc: bytes  # 8A: the response code as 2 ASCII bytes
-    issuer_authentication_data: bytes | None = None  # 91, in the card scheme's format
-    issuer_scripts: bytes = b""  # 71 / 72 templates, as received
-    reason: str = ""  # why, for people (never a PAN or key)
-    icc_data: dict[int, bytes] = field(default_factory=dict)  # DE 55 of the response
-
-
-class Authoriser(Protocol):
-    def authorise(self, request: AuthorisationRequest) -> AuthorisationResponse: ...
-
-
-@dataclass(frozen=True)
-class OnlineRequest:
-    """Yielded by the kernel when it needs the issuer's answer."""
-
-    request: AuthorisationRequest
+__all__ = ["authorisation_request", "online_processing"]
 
 
 # ICC data sent to the issuer in DE 55 when the terminal has it.
@@ -118,15 +77,23 @@ def _signed_terminal_data(ctx: KernelContext) -> dict[int, bytes]:
     return signed
 
 
-def online_processing(ctx: KernelContext) -> Gen:
+def _ask_issuer(request: AuthorisationRequest) -> Exchange[AuthorisationResponse | None]:
+    """Yield the request for the driver's authoriser; its answer, or None when
+    the host could not be reached. Another kind of answer is the driver's bug."""
+    answer = yield OnlineRequest(request)
+    if answer is not None and not isinstance(answer, AuthorisationResponse):
+        raise TypeError(f"an OnlineRequest answered with {type(answer).__name__}, not an AuthorisationResponse")
+    return answer
+
+
+def online_processing(ctx: KernelContext) -> Exchange[TransactionResult]:
     """Send the ARQC to the issuer; then, for kernel 2 cards that support
     issuer authentication, a second GENERATE AC with the issuer's answer
     (Book 3 §6.5.5, §10.9). Returns the final TransactionResult."""
-    response = yield OnlineRequest(authorisation_request(ctx))
+    response = yield from _ask_issuer(authorisation_request(ctx))
     if response is None:
         ctx.step("online authorisation", "the issuer host could not be reached")
         return ctx.result(Outcome.DECLINED, "unable to go online")
-    assert isinstance(response, AuthorisationResponse)
     ctx.authorisation = response
     ctx.data[0x8A] = response.arc
     if response.issuer_authentication_data:
@@ -141,10 +108,10 @@ def online_processing(ctx: KernelContext) -> Gen:
                       "" if response.approved else f"declined by the issuer ({response.response_code})")
 
 
-def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> Gen:
+def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> Exchange[TransactionResult]:
     requested = 0x40 if response.approved else 0x00
     data = ctx.dol(ctx.card(0x8D) or b"", "CDOL2")
-    answer: ResponseAPDU = yield CommandAPDU(0x80, 0xAE, requested, 0x00, data, le=256)
+    answer = yield from transmit(CommandAPDU(0x80, 0xAE, requested, 0x00, data, le=256))
     expect_ok(answer, "second GENERATE AC")
     nodes = response_objects(answer, "second GENERATE AC")
     value = format1_value(nodes)

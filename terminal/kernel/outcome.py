@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+
+from emvkit.terminal.kernel.authorisation import AuthorisationResponse
 
 __all__ = ["Cvm", "Outcome", "OutcomeParameterSet", "Step", "TransactionResult"]
 
@@ -96,7 +97,7 @@ class TransactionResult:
     oda_result: str = ""  # "successful", or the failure code
     steps: list[Step] = field(default_factory=list)
     error: str = ""  # why a transaction ended early (a status word, malformed data, a link error)
-    authorisation: Any = None  # the issuer's AuthorisationResponse when the transaction went online
+    authorisation: AuthorisationResponse | None = None  # the issuer's answer when the transaction went online
 
     @property
     def cid(self) -> bytes:

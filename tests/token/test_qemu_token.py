@@ -23,10 +23,10 @@ import pytest
 from pyemv import cvn as pyemv_cvn
 
 from emvkit.firmware import tlv
-from emvkit.terminal.kernel.config import load_config
+from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
-from emvkit.terminal.kernel.driver import run_transaction
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from tests.conftest import ROOT, venv_tool
 
