@@ -11,7 +11,6 @@ import ctypes
 import random
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

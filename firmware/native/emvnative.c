@@ -30,6 +30,24 @@ static void wipe(void *p, size_t n) {
     }
 }
 
+// Workspace up to this size is on the C stack (a 1024-bit key's CRT needs
+// about 2.2 KB with either limb width): a block of that size from the GC
+// heap needs that much contiguous free heap, which a fragmented heap may
+// not have. Larger keys take it from the heap.
+#define LOCAL_WORK_BYTES (2304)
+#define LOCAL_WORK_LIMBS (LOCAL_WORK_BYTES / sizeof(emvn_limb_t))
+
+static emvn_limb_t *get_work(emvn_limb_t *local, size_t words) {
+    return words <= LOCAL_WORK_LIMBS ? local : m_new(emvn_limb_t, words);
+}
+
+static void put_work(emvn_limb_t *local, emvn_limb_t *work, size_t words) {
+    wipe(work, words * sizeof(emvn_limb_t));
+    if (work != local) {
+        m_del(emvn_limb_t, work, words);
+    }
+}
+
 static void raise_for(int err) {
     switch (err) {
         case EMVN_EVEN_MODULUS:
@@ -54,13 +72,13 @@ static mp_obj_t emvnative_rsa_crt(size_t n_args, const mp_obj_t *args) {
         raise_for(EMVN_TOO_LARGE);
     }
     size_t words = EMVN_CRT_WORK(s);
-    emvn_limb_t *work = m_new(emvn_limb_t, words);
+    emvn_limb_t local[LOCAL_WORK_LIMBS];
+    emvn_limb_t *work = get_work(local, words);
     vstr_t vstr;
     vstr_init_len(&vstr, b[0].len);
     int err = emvn_rsa_crt((uint8_t *)vstr.buf, b[0].len, b[0].buf, b[0].len, b[1].buf, b[1].len, b[2].buf, b[2].len,
         b[3].buf, b[3].len, b[4].buf, b[4].len, b[5].buf, b[5].len, work);
-    wipe(work, words * sizeof(emvn_limb_t));
-    m_del(emvn_limb_t, work, words);
+    put_work(local, work, words);
     if (err != EMVN_OK) {
         vstr_clear(&vstr);
         raise_for(err);
@@ -74,14 +92,16 @@ static mp_obj_t emvnative_powmod(mp_obj_t x_in, mp_obj_t e_in, mp_obj_t n_in) {
     mp_get_buffer_raise(x_in, &x, MP_BUFFER_READ);
     mp_get_buffer_raise(e_in, &e, MP_BUFFER_READ);
     mp_get_buffer_raise(n_in, &n, MP_BUFFER_READ);
-    if (n.len == 0 || n.len > EMVN_MAX_BYTES) {
+    if (n.len == 0 || n.len > EMVN_MAX_BYTES || e.len > EMVN_MAX_BYTES) {
         raise_for(EMVN_TOO_LARGE);
     }
-    emvn_limb_t *work = m_new(emvn_limb_t, EMVN_POW_WORK);
+    size_t words = EMVN_POW_WORK(emvn_limbs_for(n.buf, n.len), emvn_limbs_for(e.buf, e.len));
+    emvn_limb_t local[LOCAL_WORK_LIMBS];
+    emvn_limb_t *work = get_work(local, words);
     vstr_t vstr;
     vstr_init_len(&vstr, n.len);
     int err = emvn_powmod_public((uint8_t *)vstr.buf, x.buf, x.len, e.buf, e.len, n.buf, n.len, work);
-    m_del(emvn_limb_t, work, EMVN_POW_WORK);
+    put_work(local, work, words);
     if (err != EMVN_OK) {
         vstr_clear(&vstr);
         raise_for(err);

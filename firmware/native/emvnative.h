@@ -29,7 +29,7 @@ typedef uint64_t emvn_dlimb_t;
 // Workspace sizes, in limbs, for s limbs of modulus.
 #define EMVN_EXP_WORK(s) (16 * (s) + 4 * (s) + 4)
 #define EMVN_CRT_WORK(s) (4 * (s) + 3 * (2 * (s) + 2) + 4 * (s) + 2 + EMVN_EXP_WORK(s))
-#define EMVN_POW_WORK (7 * EMVN_MAX_LIMBS + 4)
+#define EMVN_POW_WORK(s, es) (6 * (s) + ((es) ? (es) : 1) + 2)
 
 // Errors from the functions below (0 is success).
 #define EMVN_OK (0)

@@ -25,9 +25,9 @@
 //   itself: Cortex-M3's UMULL/UMLAL finish early for small operands (3-7
 //   cycles), so on a Cortex-M3 the time of a multiply depends on the data
 //   (Cortex-M4/M7/M33 and the ARMv6-M MULS of an RP2040 are fixed-time);
-//   and the compiler is trusted not to turn the masks into branches (gcc
-//   12 -O2 does not, checked on the objdump of both builds). There is no
-//   message or exponent blinding.
+//   and the compiler is trusted not to turn the masks into branches (not
+//   checked instruction by instruction). There is no message or exponent
+//   blinding.
 // Scratch limbs that held secrets are zeroed by the caller (emvnative.c).
 
 #include <string.h>

@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 from tests.native_keys import Key, be, keys, messages
 
 sys.path.insert(0, str(ROOT / "tests" / "portable"))
-import crypto_cases  # noqa: E402
+import crypto_cases
 
 # The line server: "OP HEX HEX ..." in, "= HEX" or "! ExceptionName" out.
 SERVER = """
