@@ -9,6 +9,7 @@ built-in Visa card's GET PROCESSING OPTIONS (see tests/test_cli_tap.py).
 from __future__ import annotations
 
 import ast
+import dataclasses
 import datetime
 import os
 from pathlib import Path
@@ -17,12 +18,24 @@ import pytest
 
 from emvkit.terminal.apdu import Channel, CommandAPDU
 from emvkit.terminal.config_files import load_config
+from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.host.issuer import IssuerHost
 from emvkit.terminal.kernel.authorisation import AuthorisationResponse
 from emvkit.terminal.kernel.config import config_from_toml
 from emvkit.terminal.kernel.context import TransactionRequest, transmit
 from emvkit.terminal.kernel.entry_point import transaction
 from emvkit.terminal.kernel.outcome import Outcome
-from emvkit.terminal.session import drive, run_transaction, stamp
+from emvkit.terminal.session import (
+    Order,
+    RecordingRandom,
+    TapSession,
+    drive,
+    make_authoriser,
+    replaying,
+    run_transaction,
+    stamp,
+    watch,
+)
 from emvkit.terminal.transport import open_transport
 
 KERNEL = Path(__file__).resolve().parent.parent / "terminal" / "kernel"
@@ -124,6 +137,74 @@ def test_a_command_answered_with_something_else_is_a_driver_bug() -> None:
     next(step)
     with pytest.raises(TypeError, match="not a ResponseAPDU"):
         step.send(AuthorisationResponse(approved=True, response_code="00", arc=b"00"))
+
+
+# --- the order and the trace ---------------------------------------------------------------------------
+
+
+def test_order_in_the_terminals_currency() -> None:
+    config = load_config()
+    request = Order(amount="40.00", other_amount="1.50", type="cashback", date="2026-01-15",
+                    time="09:00:07").request(config)
+    assert (request.amount, request.amount_other, request.transaction_type) == (4000, 150, 0x09)
+    assert request.currency == bytes.fromhex("0978")  # the default terminal's EUR
+    assert (request.date, request.time) == (datetime.date(2026, 1, 15), datetime.time(9, 0, 7))
+    assert Order(amount="1234", currency="JPY").request(config).amount == 1234  # no minor unit
+
+
+@pytest.mark.parametrize(("order", "message"), [
+    (Order(date="2026-02-30"), r"^--date: "),
+    (Order(time="25:00:00"), r"^time: "),
+    (Order(type="sale"), r"^type: one of cash, cashback, purchase, refund, not 'sale'"),
+])
+def test_order_that_cannot_be_used(order: Order, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        order.request(load_config())
+
+
+def test_recording_and_replaying_random() -> None:
+    recording = RecordingRandom(lambda n: bytes(range(n)))
+    assert recording(3) + recording(2) == bytes.fromhex("0001020001")
+    replay = replaying(bytes(recording.drawn))
+    assert replay(3) == bytes.fromhex("000102")
+    with pytest.raises(ConfigError, match="ran out"):
+        replay(3)
+
+
+def test_a_trace_replays_with_its_order_random_bytes_and_issuer(tmp_path: Path) -> None:
+    config = load_config()
+    first = TapSession.prepare("emu:mastercard", config, Order(amount="40.00", date="2026-01-15"), host="none")
+    with open_transport("emu:mastercard") as card:
+        tap = first.run(card)
+    trace = tmp_path / "t.json"
+    first.save_trace(tap, trace, reader="emu:mastercard")
+    again = TapSession.prepare(f"scripted:{trace}", config, Order())  # another order, no host: the trace's
+    assert first.request.time is not None
+    assert again.order == dataclasses.replace(first.order, time=first.request.time.isoformat())
+    assert (again.request.date, again.request.time) == (datetime.date(2026, 1, 15), first.request.time)
+    assert (again.host, again.authoriser, again.recording) == ("none", None, None)
+    with open_transport(f"scripted:{trace}") as card:
+        replayed = again.run(card)
+    assert replayed.result.cryptogram == tap.result.cryptogram
+    assert replayed.result.outcome.outcome is Outcome.ONLINE_REQUEST
+
+
+def test_watch_taps_an_always_present_card_count_times() -> None:
+    said: list[str] = []
+    taps = list(watch("emu:visa", load_config(), Order(), None, count=2, say=said.append))
+    assert [name for _, name in taps] == ["emu:visa", "emu:visa"]
+    assert [tap.result.outcome.outcome for tap, _ in taps] == [Outcome.APPROVED, Outcome.APPROVED]
+    assert said == []  # no card to present or remove: the prompts are for pcsc: readers
+
+
+# --- the issuer -------------------------------------------------------------------------------------------
+
+
+def test_make_authoriser() -> None:
+    assert make_authoriser("none", "emu:visa") is None
+    assert isinstance(make_authoriser(None, "emu:visa"), IssuerHost)
+    with pytest.raises(ConfigError, match=r"^--host: builtin, tcp://HOST:PORT or none, not 'foo'"):
+        make_authoriser("foo", "emu:visa")
 
 
 # --- configuration files are the loader's ---------------------------------------------------------------

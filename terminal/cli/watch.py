@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import signal
 import sys
 import threading
@@ -24,15 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from emvkit.terminal.cli.args import BadArgument
-from emvkit.terminal.cli.tap import add_transaction_options, build_request, make_authoriser, report, to_json
+from emvkit.terminal.cli.args import BadArgument, add_transaction_options, order_of
+from emvkit.terminal.cli.report import report, to_json
 from emvkit.terminal.config_files import load_config
-from emvkit.terminal.currency import format_amount, lookup
-from emvkit.terminal.errors import CardRemoved
-from emvkit.terminal.kernel.authorisation import Authoriser
-from emvkit.terminal.kernel.config import TerminalConfig
-from emvkit.terminal.session import Tap, run_transaction
-from emvkit.terminal.transport import Transport, make_transport
+from emvkit.terminal.currency import format_amount
+from emvkit.terminal.session import Tap, make_authoriser, watch
 
 DEFAULT_READER = "pcsc:"
 
@@ -64,58 +59,18 @@ def run(args: argparse.Namespace) -> int:
         raise BadArgument(f"--reader {url}: a {scheme}: card is always present, so watch would never stop; "
                           "give --count N")
     config = load_config(args.config)
-    currency = lookup(args.currency) if args.currency else lookup(config.currency.hex())
-    amount = format_amount(build_request(args, config, os.urandom).amount, currency)  # bad arguments fail now
+    order = order_of(args)
+    amount = format_amount(order.request(config).amount, order.currency_in(config))  # bad arguments fail now
     authoriser = make_authoriser(args.host, url)  # one issuer for every tap: its replay window spans them
     done = 0
     with _sigterm_interrupts():
         try:
-            while args.count is None or done < args.count:
-                tap, reader_name = _one_tap(args, url, config, authoriser)
-                if tap is None:
-                    continue
+            for tap, reader_name in watch(url, config, order, authoriser, args.count, lambda m: _say(args, m)):
                 done += 1
                 _print_tap(args, tap, url, reader_name, amount, done)
-                if scheme == "pcsc" and (args.count is None or done < args.count):
-                    _wait_for_removal(args, reader_name)
         except KeyboardInterrupt:
             _say(args, f"\nstopped after {done} transaction(s)")
     return 0
-
-
-def _one_tap(args: argparse.Namespace, url: str, config: TerminalConfig,
-             authoriser: Authoriser | None) -> tuple[Tap | None, str]:
-    """Wait for a card and run one transaction: (the tap or None if the card left first, the reader's name)."""
-    transport: Transport
-    if url.startswith("pcsc:"):
-        from emvkit.terminal.transport import pcsc
-
-        options = pcsc.parse_url(url)
-        _say(args, f"Present card ({url}; Ctrl-C to stop)")
-        state = pcsc.wait_for_card(options.reader, None)
-        assert state is not None  # no timeout: only a card (or an exception) ends the wait
-        reader_name = state.name
-        transport = pcsc.PcscTransport(pcsc.PcscOptions(state.name, 0.0, options.protocol), url=url)
-    else:
-        reader_name = url
-        transport = make_transport(url)
-    request = build_request(args, config, os.urandom)
-    try:
-        transport.open()
-    except CardRemoved as exc:
-        _say(args, f"card left before the transaction began ({exc})")
-        return None, reader_name
-    with transport:
-        return run_transaction(transport, config, request, authoriser), reader_name
-
-
-def _wait_for_removal(args: argparse.Namespace, reader_name: str) -> None:
-    from emvkit.terminal.transport import pcsc
-
-    if pcsc.wait_for_removal(reader_name, 0.0):
-        return
-    _say(args, "Remove card")
-    pcsc.wait_for_removal(reader_name, None)
 
 
 def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, amount: str, number: int) -> None:
