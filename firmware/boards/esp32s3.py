@@ -15,6 +15,8 @@
 
 import sys
 
+from .mcu import reset, ticks_diff, ticks_ms  # noqa: F401 (the board interface)
+
 NAME = "esp32s3"
 CPU = "xtensa-lx7"
 LINK_UART = False
@@ -50,21 +52,3 @@ def random_bytes(n: int) -> bytes:
     import os
 
     return os.urandom(n)  # the chip's hardware random number generator
-
-
-def ticks_ms():  # an int modulo 2**30 (time.ticks_ms)
-    import time
-
-    return time.ticks_ms()
-
-
-def ticks_diff(new: int, old: int) -> int:
-    import time
-
-    return time.ticks_diff(new, old)
-
-
-def reset() -> None:
-    import machine
-
-    machine.reset()

@@ -28,6 +28,7 @@
 import sys
 
 from . import semihost
+from .mcu import reset, ticks_diff, ticks_ms  # noqa: F401 (the board interface)
 
 try:
     from micropython import const
@@ -88,24 +89,6 @@ def link_streams():
 
     micropython.kbd_intr(-1)
     return sys.stdin.buffer, sys.stdout.buffer
-
-
-def ticks_ms():  # an int modulo 2**30 (time.ticks_ms)
-    import time
-
-    return time.ticks_ms()
-
-
-def ticks_diff(new: int, old: int) -> int:
-    import time
-
-    return time.ticks_diff(new, old)
-
-
-def reset() -> None:
-    import machine
-
-    machine.reset()
 
 
 def front_end() -> "str | None":

@@ -15,6 +15,8 @@
 
 import sys
 
+from .mcu import reset, ticks_diff, ticks_ms  # noqa: F401 (the board interface)
+
 NAME = "rpi_pico2"
 CPU = "cortex-m33"
 LINK_UART = False
@@ -46,21 +48,3 @@ def random_bytes(n: int) -> bytes:
     import os
 
     return os.urandom(n)  # the chip's hardware random number generator
-
-
-def ticks_ms():  # an int modulo 2**30 (time.ticks_ms)
-    import time
-
-    return time.ticks_ms()
-
-
-def ticks_diff(new: int, old: int) -> int:
-    import time
-
-    return time.ticks_diff(new, old)
-
-
-def reset() -> None:
-    import machine
-
-    machine.reset()
