@@ -342,10 +342,9 @@ def make_authoriser(spec: str | None, reader: str) -> Authoriser | None:
         return TcpAuthoriser(spec)
     if spec != "builtin":
         raise ConfigError(f"--host: builtin, tcp://HOST:PORT or none, not {spec!r}")
-    from emvkit.terminal.emulator.cards import load_profile
     from emvkit.terminal.host.issuer import IssuerHost
     from emvkit.terminal.host.keys import IssuerKeys
-    from emvkit.terminal.perso.builtin import builtin_names
+    from emvkit.terminal.perso.builtin import builtin_names, load_profile
 
     keys = IssuerKeys()
     scheme, _, rest = reader.partition(":")

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from emvkit.firmware.payapp.card import Card
 from emvkit.firmware.payapp.profile import ProfileError
 from emvkit.firmware.payapp.state import CardState
 from emvkit.terminal.emulator.state import StateFile
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.jsonfile import read_json
-from emvkit.terminal.perso.builtin import builtin_names, load_builtin
+from emvkit.terminal.perso.builtin import DEFAULT_CARD, load_profile
 
-__all__ = ["attach_state", "load_profile", "open_card"]
-
-DEFAULT_CARD = "visa"
-
-
-def load_profile(spec: str) -> dict[str, Any]:
-    """A profile document: a built-in name (``visa``) or a JSON file path."""
-    spec = spec or DEFAULT_CARD
-    if spec in builtin_names():
-        return load_builtin(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
-    doc = read_json(path, "profile")
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{spec}: a profile is a JSON object")
-    return doc
-
+__all__ = ["DEFAULT_CARD", "attach_state", "load_profile", "open_card"]
 
 def open_card(
     spec: str,

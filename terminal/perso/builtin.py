@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.jsonfile import read_json
 from emvkit.terminal.perso.cards import DEFAULT_PAN_PREFIX, RIDS, SCHEMES, CardOptions, build_card, luhn_complete
 from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
 
-__all__ = ["BUILTIN_DIR", "builtin_names", "capk_path", "load_builtin", "profile_path", "regenerate"]
+__all__ = [
+    "BUILTIN_DIR", "DEFAULT_CARD", "builtin_names", "capk_path", "load_builtin", "load_profile", "profile_path",
+    "regenerate",
+]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -52,6 +56,23 @@ def regenerate(directory: Path = BUILTIN_DIR) -> None:
         capks[rid] = built.capk
     (directory / "capk.json").write_text(json.dumps(sorted(capks.values(), key=lambda k: k["rid"]),
                                                     indent=1) + "\n")
+
+
+DEFAULT_CARD = "visa"
+
+
+def load_profile(spec: str) -> dict[str, Any]:
+    """A profile document: a built-in name (``visa``) or a JSON file path."""
+    spec = spec or DEFAULT_CARD
+    if spec in builtin_names():
+        return load_builtin(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
+    doc = read_json(path, "profile")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{spec}: a profile is a JSON object")
+    return doc
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from emvkit import firmware
-from emvkit.terminal.emulator.cards import DEFAULT_CARD, load_profile
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 from emvkit.terminal.iso7816 import contactless_atr
-from emvkit.terminal.perso.builtin import builtin_names, profile_path
+from emvkit.terminal.perso.builtin import DEFAULT_CARD, builtin_names, load_profile, profile_path
 from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = ["MicroPythonTransport", "find_micropython", "from_url"]
