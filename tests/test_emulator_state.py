@@ -24,7 +24,7 @@ from emvkit.firmware import link, tlv
 from emvkit.firmware.payapp.state import CardState
 from emvkit.firmware.store import STATE_SLOT_SIZE, encode_record
 from emvkit.terminal.config_files import load_config
-from emvkit.terminal.emulator.state import StateFile, default_state_path, state_dir
+from emvkit.terminal.emulator.state import StateFile, default_state_path, shown_path, state_dir
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.session import run_transaction
@@ -353,3 +353,17 @@ def test_kill_9_never_releases_two_cryptograms_under_one_atc(tmp_path: Path) -> 
           f"{len(set(atcs))} distinct ATCs, last ATC {atcs[-1]}")
 
 
+
+
+def test_messages_show_a_path_under_home_as_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home" / "someone"
+    monkeypatch.setenv("HOME", str(home))
+    inside = home / ".local" / "state" / "emvkit" / "visa.state"
+    assert shown_path(inside) == "~/.local/state/emvkit/visa.state"
+    outside = tmp_path / "elsewhere" / "card.state"
+    assert shown_path(outside) == str(outside)
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(b"not a store, not empty" * 10)
+    with pytest.raises(ConfigError) as caught:
+        StateFile(inside).open(CardState())
+    assert str(caught.value).startswith("~/.local/state/emvkit/visa.state: ")

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         atr = contactless_atr(card.profile.atr_historical)
         module = importlib.import_module(f"emvkit.terminal.emulator.{SERVERS[name]}")
         host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
-        kept = f"state {state.path}" if state is not None else "state in memory"
+        kept = f"state {state.shown}" if state is not None else "state in memory"
         print(f"emulating {card.profile.id} on {name} {target} ({kept}); stop with Ctrl-C", file=sys.stderr,
               flush=True)
         if name == "vpcd":

@@ -32,7 +32,7 @@ from emvkit.firmware.store import STATE_SLOT_SIZE, CardStore, SlotFile, StoreErr
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import builtin_names
 
-__all__ = ["StateFile", "default_state_path", "state_dir"]
+__all__ = ["StateFile", "default_state_path", "shown_path", "state_dir"]
 
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
@@ -43,6 +43,14 @@ def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME", "")
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
     return root / "emvkit"
+
+
+def shown_path(path: Path) -> str:
+    """``path`` for a message: under the user's home folder as ``~/...`` (no user's home in logs or docs)."""
+    try:
+        return "~/" + str(path.resolve().relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError, OSError):
+        return str(path)
 
 
 def default_state_path(spec: str) -> Path:
@@ -67,25 +75,26 @@ class StateFile:
 
     def __init__(self, path: Path | str, *, make_dir: bool = False) -> None:
         self.path = Path(path)
+        self.shown = shown_path(self.path)  # for messages: the home folder as ~
         self.make_dir = make_dir
         self._fd: int | None = None
 
     def open(self, initial: CardState) -> CardStore:
         """Lock the file (creating it, empty, when missing) and load the state; ``initial`` for a fresh file."""
         if self._fd is not None:
-            raise ConfigError(f"{self.path}: the state file is already open")
+            raise ConfigError(f"{self.shown}: the state file is already open")
         try:
             if self.make_dir:
                 _make_private_dirs(self.path.parent)
             existed = self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
         except OSError as exc:
-            raise ConfigError(f"{self.path}: cannot open the state file: {exc.strerror or exc}") from exc
+            raise ConfigError(f"{self.shown}: cannot open the state file: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            raise ConfigError(f"{self.path}: the state file is in use (another emulator runs this card)") from exc
+            raise ConfigError(f"{self.shown}: the state file is in use (another emulator runs this card)") from exc
         self._fd = fd
         try:
             if not existed:
@@ -94,10 +103,10 @@ class StateFile:
             store.load()
         except StoreError as exc:
             self.close()
-            raise ConfigError(str(exc)) from exc
+            raise ConfigError(str(exc).replace(str(self.path), self.shown, 1)) from exc
         except OSError as exc:
             self.close()
-            raise ConfigError(f"{self.path}: cannot read the state file: {exc.strerror or exc}") from exc
+            raise ConfigError(f"{self.shown}: cannot read the state file: {exc.strerror or exc}") from exc
         return store
 
     def close(self) -> None:
