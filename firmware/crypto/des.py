@@ -2,19 +2,22 @@
 #
 # Portable: runs unchanged on CPython and MicroPython. This is the fallback
 # the provider uses where no native DES exists (always on MicroPython), so
-# it is table driven: the eight S-boxes are merged with the P permutation
-# into eight 64-entry "SP" tables at import, and each key object expands
-# its 16 round keys once, already cut into the 6-bit groups the tables
-# take. A block then costs the IP/FP bit-swap networks plus 16 rounds of
-# eight table look-ups (48 rounds for TDEA; the FP/IP pairs between the
-# three passes cancel and are skipped).
+# it is table driven, and no value it computes reaches 2**30: on a 32-bit
+# MicroPython port larger integers live on the heap (every operation on
+# them allocates), and a 32-bit word layout made a TDEA block allocate
+# 22 KB and cost three times the instructions (figures in git log).
 #
-# Internal word layout: both halves are kept rotated left by one bit, so
-# the expansion E needs no bit shuffling. Odd S-box inputs (1, 3, 5, 7) are
-# then the 6-bit fields at shifts 24, 16, 8, 0 of ror(R', 4), even ones
-# (2, 4, 6, 8) the fields at the same shifts of R' itself. Words are 32
-# bits; on a 32-bit MicroPython port values of 2**30 and up are heap
-# integers, which stays correct but is slower.
+# Internal layout: a 32-bit half R is kept expanded, as E(R) (FIPS 46-3,
+# "The Cipher Function f") cut in two 24-bit words: X holds E's 6-bit
+# groups 1 3 5 7, Y groups 2 4 6 8, the first at shift 18. A round key is
+# cooked to the same two words, so a round is R's two words xor the key's,
+# cut into the eight 6-bit S-box inputs. E is linear, so the S-boxes are
+# merged at import with P and E into "SPE" tables: for each S-box an X and
+# a Y table of 64 entries (E(P(S(x))) split the same way), and
+# L ^= f(R, K) is eight look-ups into the X tables and eight into the Y
+# tables. The initial and final permutations are bit-swap networks on the
+# block's four 16-bit quarters. The key schedule (PC-1, the rotations, PC-2)
+# works on the 28-bit C and D, with PC-2 as tables of their 4-bit chunks.
 
 import struct
 
@@ -70,52 +73,115 @@ _S = (
     b"\x02\x01\x0e\x07\x04\x0a\x08\x0d\x0f\x0c\x09\x00\x03\x05\x06\x0b",
 )
 
-_M32 = 0xFFFFFFFF
+# E, the expansion: bit numbers of R (1 = MSB) in E(R)'s 48 bits.
+_E = (32, 1, 2, 3, 4, 5, 4, 5, 6, 7, 8, 9,
+      8, 9, 10, 11, 12, 13, 12, 13, 14, 15, 16, 17,
+      16, 17, 18, 19, 20, 21, 20, 21, 22, 23, 24, 25,
+      24, 25, 26, 27, 28, 29, 28, 29, 30, 31, 32, 1)
 
 
-def _permute(value: int, table: tuple, width: int) -> int:
-    # Generic bit permutation (setup only): output bit i (1 = MSB) is input
-    # bit table[i-1] of a `width`-bit value.
-    out = 0
-    for src in table:
-        out = (out << 1) | ((value >> (width - src)) & 1)
-    return out
+def _expand(bits: list) -> tuple:
+    # (X, Y) of a half given as 32 bits, bits[0] = bit 1 (setup only).
+    x = y = 0
+    for g in range(8):
+        v = 0
+        for k in range(6):
+            v = (v << 1) | bits[_E[6 * g + k] - 1]
+        if g & 1:
+            y |= v << (18 - 6 * (g >> 1))
+        else:
+            x |= v << (18 - 6 * (g >> 1))
+    return x, y
 
 
-def _sp_tables() -> tuple:
-    # SPi[x] = rol1(P(Si(x) placed at S-box i's output nibble)).
+def _spe_tables() -> tuple:
+    # X and Y tables of S-box 1, of S-box 2, ...: E(P(Si(x) placed at
+    # S-box i's output nibble)).
     tables = []
     for i in range(8):
         box = _S[i]
-        t = []
+        tx = []
+        ty = []
         for x in range(64):
             s = box[(((x >> 4) & 2) | (x & 1)) * 16 + ((x >> 1) & 15)]
-            f = _permute(s << (28 - 4 * i), _P, 32)
-            t.append(((f << 1) | (f >> 31)) & _M32)
-        tables.append(tuple(t))
+            bits = [0] * 32
+            for j in range(32):
+                src = _P[j] - 1 - 4 * i  # bit of the nibble, 0 = its msb
+                if 0 <= src < 4:
+                    bits[j] = (s >> (3 - src)) & 1
+            ex, ey = _expand(bits)
+            tx.append(ex)
+            ty.append(ey)
+        tables.append(tuple(tx))
+        tables.append(tuple(ty))
     return tuple(tables)
 
 
-_SP1, _SP2, _SP3, _SP4, _SP5, _SP6, _SP7, _SP8 = _sp_tables()
-del _sp_tables
+(_X1, _Y1, _X2, _Y2, _X3, _Y3, _X4, _Y4,
+ _X5, _Y5, _X6, _Y6, _X7, _Y7, _X8, _Y8) = _spe_tables()
+del _spe_tables
+
+
+def _pc2_tables() -> tuple:
+    # PC-2 per 4-bit chunk of C (the first seven tables) and of D (the last
+    # seven). C gives E groups 1-4 of the round key, D groups 5-8; an entry
+    # holds the odd groups in its upper 12 bits and the even ones in the
+    # lower 12 (g1 g3 g2 g4 from C, g5 g7 g6 g8 from D).
+    tables = []
+    for half in range(2):
+        for chunk in range(7):
+            t = []
+            for v in range(16):
+                out = 0
+                for p in range(24):
+                    src = _PC2[24 * half + p] - 1 - 28 * half - 4 * chunk
+                    if 0 <= src < 4 and (v >> (3 - src)) & 1:
+                        out |= 1 << (5 - p % 6 + (18, 6, 12, 0)[p // 6])
+                t.append(out)
+            tables.append(tuple(t))
+    return tuple(tables)
+
+
+_PC2_TABLES = _pc2_tables()
+del _pc2_tables
+
+
+def _schedule(key8: bytes) -> list:
+    # FIPS 46-3 key schedule, cooked: each 48-bit round key becomes the two
+    # words X = (g1 g3 g5 g7) and Y = (g2 g4 g6 g8) of 6-bit groups.
+    # Parity bits (the lsb of each key byte) are ignored, as the standard says.
+    key8 = bytes(key8)
+    c = d = 0
+    for i in range(28):
+        src = _PC1[i] - 1
+        c = (c << 1) | ((key8[src >> 3] >> (7 - (src & 7))) & 1)
+        src = _PC1[i + 28] - 1
+        d = (d << 1) | ((key8[src >> 3] >> (7 - (src & 7))) & 1)
+    c0, c1, c2, c3, c4, c5, c6, d0, d1, d2, d3, d4, d5, d6 = _PC2_TABLES
+    out = []
+    for s in _SHIFTS:
+        # 28-bit rotations: c << 2 stays below 2**30.
+        c = ((c << s) | (c >> (28 - s))) & 0x0FFFFFFF
+        d = ((d << s) | (d >> (28 - s))) & 0x0FFFFFFF
+        vc = (c0[c >> 24] | c1[(c >> 20) & 15] | c2[(c >> 16) & 15] | c3[(c >> 12) & 15]
+              | c4[(c >> 8) & 15] | c5[(c >> 4) & 15] | c6[c & 15])
+        vd = (d0[d >> 24] | d1[(d >> 20) & 15] | d2[(d >> 16) & 15] | d3[(d >> 12) & 15]
+              | d4[(d >> 8) & 15] | d5[(d >> 4) & 15] | d6[d & 15])
+        out.append(((vc >> 12) << 12) | (vd >> 12))
+        out.append(((vc & 4095) << 12) | (vd & 4095))
+    return out
+
+
+def _words(ks) -> list:
+    # The cooked schedule in firmware/native/des.c's layout: per round key,
+    # (g1 g3 g5 g7) and (g2 g4 g6 g8) one group a byte, as 32-bit words.
+    # For cross-checks on a host; the pure DES does not use it.
+    return [((k >> 18) << 24) | (((k >> 12) & 63) << 16) | (((k >> 6) & 63) << 8) | (k & 63) for k in ks]
 
 
 def _round_keys(key8: bytes) -> list:
-    # FIPS 46-3 key schedule, cooked: each 48-bit round key becomes two
-    # words, (g1 g3 g5 g7) and (g2 g4 g6 g8), one 6-bit group per byte.
-    # Parity bits (the lsb of each key byte) are ignored, as the standard says.
-    cd = _permute(int.from_bytes(bytes(key8), "big"), _PC1, 64)
-    c = cd >> 28
-    d = cd & 0x0FFFFFFF
-    out = []
-    for s in _SHIFTS:
-        c = ((c << s) | (c >> (28 - s))) & 0x0FFFFFFF
-        d = ((d << s) | (d >> (28 - s))) & 0x0FFFFFFF
-        k = _permute((c << 28) | d, _PC2, 56)
-        g = [(k >> (42 - 6 * j)) & 63 for j in range(8)]
-        out.append((g[0] << 24) | (g[2] << 16) | (g[4] << 8) | g[6])
-        out.append((g[1] << 24) | (g[3] << 16) | (g[5] << 8) | g[7])
-    return out
+    # The key schedule in the native layout (see _words).
+    return _words(_schedule(key8))
 
 
 def _reverse(keys: list) -> list:
@@ -135,99 +201,174 @@ def _crypt(ks: tuple, block: bytes) -> bytes:
     # One block through 16 rounds per 32 cooked key words (1 or 3 passes).
     if len(block) != 8:
         raise ValueError("DES block must be 8 bytes")
-    left, right = _unpack(">II", block)
-    # Initial permutation as a bit-swap network; leaves both halves
-    # rotated left by one bit (the internal layout).
-    w = ((left >> 4) ^ right) & 0x0F0F0F0F
-    right ^= w
-    left ^= w << 4
-    w = ((left >> 16) ^ right) & 0x0000FFFF
-    right ^= w
-    left ^= w << 16
-    w = ((right >> 2) ^ left) & 0x33333333
-    left ^= w
-    right ^= (w << 2) & _M32
-    w = ((right >> 8) ^ left) & 0x00FF00FF
-    left ^= w
-    right ^= (w << 8) & _M32
-    right = ((right << 1) | (right >> 31)) & _M32
-    w = (left ^ right) & 0xAAAAAAAA
-    left ^= w
-    right ^= w
-    left = ((left << 1) | (left >> 31)) & _M32
+    # L = lh || ll, R = rh || rl.
+    lh, ll, rh, rl = _unpack(">HHHH", block)
+    # Initial permutation as a bit-swap network on the quarters; leaves
+    # both halves rotated left by one bit.
+    w = ((lh >> 4) ^ rh) & 0x0F0F
+    rh ^= w
+    lh ^= w << 4
+    w = ((ll >> 4) ^ rl) & 0x0F0F
+    rl ^= w
+    ll ^= w << 4
+    lh, rl = rl, lh
+    w = ((rh >> 2) ^ lh) & 0x3333
+    lh ^= w
+    rh ^= w << 2
+    w = ((rl >> 2) ^ ll) & 0x3333
+    ll ^= w
+    rl ^= w << 2
+    w = ((rh >> 8) ^ lh) & 0x00FF
+    lh ^= w
+    rh ^= w << 8
+    w = ((rl >> 8) ^ ll) & 0x00FF
+    ll ^= w
+    rl ^= w << 8
+    rh, rl = ((rh << 1) | (rl >> 15)) & 0xFFFF, ((rl << 1) | (rh >> 15)) & 0xFFFF
+    w = (lh ^ rh) & 0xAAAA
+    lh ^= w
+    rh ^= w
+    w = (ll ^ rl) & 0xAAAA
+    ll ^= w
+    rl ^= w
+    lh, ll = ((lh << 1) | (ll >> 15)) & 0xFFFF, ((ll << 1) | (lh >> 15)) & 0xFFFF
 
-    sp1 = _SP1
-    sp2 = _SP2
-    sp3 = _SP3
-    sp4 = _SP4
-    sp5 = _SP5
-    sp6 = _SP6
-    sp7 = _SP7
-    sp8 = _SP8
+    # Expand: of a rotated half h || l, E's even groups are the 6-bit
+    # fields at shifts 8 and 0 of h and of l, the odd ones the same fields
+    # of the half rotated right by 4 more bits.
+    w = (lh >> 4) | (ll << 12)
+    a = (ll >> 4) | (lh << 12)
+    lx = (((w >> 8) & 63) << 18) | ((w & 63) << 12) | (((a >> 8) & 63) << 6) | (a & 63)
+    ly = (((lh >> 8) & 63) << 18) | ((lh & 63) << 12) | (((ll >> 8) & 63) << 6) | (ll & 63)
+    w = (rh >> 4) | (rl << 12)
+    a = (rl >> 4) | (rh << 12)
+    rx = (((w >> 8) & 63) << 18) | ((w & 63) << 12) | (((a >> 8) & 63) << 6) | (a & 63)
+    ry = (((rh >> 8) & 63) << 18) | ((rh & 63) << 12) | (((rl >> 8) & 63) << 6) | (rl & 63)
+
+    x1 = _X1
+    x2 = _X2
+    x3 = _X3
+    x4 = _X4
+    x5 = _X5
+    x6 = _X6
+    x7 = _X7
+    x8 = _X8
+    y1 = _Y1
+    y2 = _Y2
+    y3 = _Y3
+    y4 = _Y4
+    y5 = _Y5
+    y6 = _Y6
+    y7 = _Y7
+    y8 = _Y8
     i = 0
     n = len(ks)
     while i < n:
         end = i + 32
         while i < end:
-            # Bits above 32 of the rotation are never looked at.
-            w = ((right >> 4) | (right << 28)) ^ ks[i]
-            f = sp7[w & 63] | sp5[(w >> 8) & 63] | sp3[(w >> 16) & 63] | sp1[(w >> 24) & 63]
-            w = right ^ ks[i + 1]
-            left ^= f | sp8[w & 63] | sp6[(w >> 8) & 63] | sp4[(w >> 16) & 63] | sp2[(w >> 24) & 63]
-            w = ((left >> 4) | (left << 28)) ^ ks[i + 2]
-            f = sp7[w & 63] | sp5[(w >> 8) & 63] | sp3[(w >> 16) & 63] | sp1[(w >> 24) & 63]
-            w = left ^ ks[i + 3]
-            right ^= f | sp8[w & 63] | sp6[(w >> 8) & 63] | sp4[(w >> 16) & 63] | sp2[(w >> 24) & 63]
+            w = rx ^ ks[i]
+            a = w >> 18
+            b = (w >> 12) & 63
+            c = (w >> 6) & 63
+            d = w & 63
+            w = ry ^ ks[i + 1]
+            e = w >> 18
+            f = (w >> 12) & 63
+            g = (w >> 6) & 63
+            h = w & 63
+            lx ^= x1[a] | x3[b] | x5[c] | x7[d] | x2[e] | x4[f] | x6[g] | x8[h]
+            ly ^= y1[a] | y3[b] | y5[c] | y7[d] | y2[e] | y4[f] | y6[g] | y8[h]
+            w = lx ^ ks[i + 2]
+            a = w >> 18
+            b = (w >> 12) & 63
+            c = (w >> 6) & 63
+            d = w & 63
+            w = ly ^ ks[i + 3]
+            e = w >> 18
+            f = (w >> 12) & 63
+            g = (w >> 6) & 63
+            h = w & 63
+            rx ^= x1[a] | x3[b] | x5[c] | x7[d] | x2[e] | x4[f] | x6[g] | x8[h]
+            ry ^= y1[a] | y3[b] | y5[c] | y7[d] | y2[e] | y4[f] | y6[g] | y8[h]
             i += 4
         if i < n:
             # Between passes: the pre-output block R16 || L16 is the next
             # pass's input, as IP(FP(x)) = x.
-            left, right = right, left
+            lx, rx = rx, lx
+            ly, ry = ry, ly
+
+    # Back to rotated halves: Y has all bits but 6, 7, 14, 15 of each
+    # quarter, which are bits 2, 3 of X's groups.
+    lh = ((ly >> 18) << 8) | ((ly >> 12) & 63) | (((lx >> 12) & 12) << 4) | (((lx >> 18) & 12) << 12)
+    ll = (((ly >> 6) & 63) << 8) | (ly & 63) | ((lx & 12) << 4) | (((lx >> 6) & 12) << 12)
+    rh = ((ry >> 18) << 8) | ((ry >> 12) & 63) | (((rx >> 12) & 12) << 4) | (((rx >> 18) & 12) << 12)
+    rl = (((ry >> 6) & 63) << 8) | (ry & 63) | ((rx & 12) << 4) | (((rx >> 6) & 12) << 12)
 
     # Final permutation (IP^-1) of R16 || L16: the network above run
     # backwards, with the halves' roles exchanged.
-    right = ((right << 31) | (right >> 1)) & _M32
-    w = (left ^ right) & 0xAAAAAAAA
-    left ^= w
-    right ^= w
-    left = ((left << 31) | (left >> 1)) & _M32
-    w = ((left >> 8) ^ right) & 0x00FF00FF
-    right ^= w
-    left ^= (w << 8) & _M32
-    w = ((left >> 2) ^ right) & 0x33333333
-    right ^= w
-    left ^= (w << 2) & _M32
-    w = ((right >> 16) ^ left) & 0x0000FFFF
-    left ^= w
-    right ^= (w << 16) & _M32
-    w = ((right >> 4) ^ left) & 0x0F0F0F0F
-    left ^= w
-    right ^= (w << 4) & _M32
-    return _pack(">II", right, left)
+    rh, rl = (rh >> 1) | ((rl & 1) << 15), (rl >> 1) | ((rh & 1) << 15)
+    w = (lh ^ rh) & 0xAAAA
+    lh ^= w
+    rh ^= w
+    w = (ll ^ rl) & 0xAAAA
+    ll ^= w
+    rl ^= w
+    lh, ll = (lh >> 1) | ((ll & 1) << 15), (ll >> 1) | ((lh & 1) << 15)
+    w = ((lh >> 8) ^ rh) & 0x00FF
+    rh ^= w
+    lh ^= w << 8
+    w = ((ll >> 8) ^ rl) & 0x00FF
+    rl ^= w
+    ll ^= w << 8
+    w = ((lh >> 2) ^ rh) & 0x3333
+    rh ^= w
+    lh ^= w << 2
+    w = ((ll >> 2) ^ rl) & 0x3333
+    rl ^= w
+    ll ^= w << 2
+    rh, ll = ll, rh
+    w = ((rh >> 4) ^ lh) & 0x0F0F
+    lh ^= w
+    rh ^= w << 4
+    w = ((rl >> 4) ^ ll) & 0x0F0F
+    ll ^= w
+    rl ^= w << 4
+    return _pack(">HHHH", rh, rl, lh, ll)
 
 
 def _xor8(a: bytes, b: bytes) -> bytes:
-    x = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
-    return x.to_bytes(8, "big")
+    a0, a1, a2, a3 = _unpack(">HHHH", a)
+    b0, b1, b2, b3 = _unpack(">HHHH", b)
+    return _pack(">HHHH", a0 ^ b0, a1 ^ b1, a2 ^ b2, a3 ^ b3)
 
 
 class _BlockCipher:
-    # Shared ECB/CBC plumbing; subclasses set _enc and _dec key tuples.
-    _enc: tuple = ()
-    _dec: tuple = ()
+    # Shared ECB/CBC plumbing; subclasses set the cooked key tuples _ek
+    # (encryption) and _dk (decryption).
+    _ek: tuple = ()
+    _dk: tuple = ()
+
+    @property
+    def _enc(self) -> tuple:
+        # The encryption schedule in firmware/native/des.c's layout.
+        return tuple(_words(self._ek))
+
+    @property
+    def _dec(self) -> tuple:
+        return tuple(_words(self._dk))
 
     def encrypt_block(self, block: bytes) -> bytes:
-        return _crypt(self._enc, block)
+        return _crypt(self._ek, block)
 
     def decrypt_block(self, block: bytes) -> bytes:
-        return _crypt(self._dec, block)
+        return _crypt(self._dk, block)
 
     def encrypt_cbc(self, data: bytes, iv: bytes = bytes(8)) -> bytes:
         # CBC over whole blocks (FIPS 81 / SP 800-38A); the zero IV is the
         # EMV default (EMV Book 2 Annex A1.1).
         if len(data) % 8:
             raise ValueError("CBC data must be a multiple of 8 bytes")
-        ks = self._enc
+        ks = self._ek
         out = []
         chain = bytes(iv)
         for i in range(0, len(data), 8):
@@ -238,7 +379,7 @@ class _BlockCipher:
     def decrypt_cbc(self, data: bytes, iv: bytes = bytes(8)) -> bytes:
         if len(data) % 8:
             raise ValueError("CBC data must be a multiple of 8 bytes")
-        ks = self._dec
+        ks = self._dk
         out = []
         chain = bytes(iv)
         for i in range(0, len(data), 8):
@@ -253,9 +394,9 @@ class DES(_BlockCipher):
     def __init__(self, key: bytes) -> None:
         if len(key) != 8:
             raise ValueError("DES key must be 8 bytes")
-        ks = _round_keys(key)
-        self._enc = tuple(ks)
-        self._dec = tuple(_reverse(ks))
+        ks = _schedule(key)
+        self._ek = tuple(ks)
+        self._dk = tuple(_reverse(ks))
 
 
 class DES3(_BlockCipher):
@@ -265,18 +406,18 @@ class DES3(_BlockCipher):
     def __init__(self, key: bytes) -> None:
         n = len(key)
         if n == 8:
-            ks = _round_keys(key)
-            self._enc = tuple(ks)
-            self._dec = tuple(_reverse(ks))
+            ks = _schedule(key)
+            self._ek = tuple(ks)
+            self._dk = tuple(_reverse(ks))
             return
         if n == 16:
-            k1 = k3 = _round_keys(key[:8])
-            k2 = _round_keys(key[8:])
+            k1 = k3 = _schedule(key[:8])
+            k2 = _schedule(key[8:])
         elif n == 24:
-            k1 = _round_keys(key[:8])
-            k2 = _round_keys(key[8:16])
-            k3 = _round_keys(key[16:])
+            k1 = _schedule(key[:8])
+            k2 = _schedule(key[8:16])
+            k3 = _schedule(key[16:])
         else:
             raise ValueError("TDEA key must be 8, 16 or 24 bytes")
-        self._enc = tuple(k1 + _reverse(k2) + k3)
-        self._dec = tuple(_reverse(k3) + k2 + _reverse(k1))
+        self._ek = tuple(k1 + _reverse(k2) + k3)
+        self._dk = tuple(_reverse(k3) + k2 + _reverse(k1))
