@@ -336,7 +336,8 @@ def _crypt(ks: tuple, block: bytes) -> bytes:
     return _pack(">HHHH", rh, rl, lh, ll)
 
 
-def _xor8(a: bytes, b: bytes) -> bytes:
+def xor_block(a: bytes, b: bytes) -> bytes:
+    # XOR of two 8-byte blocks, in 16-bit quarters (no heap integers on 32-bit ports).
     a0, a1, a2, a3 = _unpack(">HHHH", a)
     b0, b1, b2, b3 = _unpack(">HHHH", b)
     return _pack(">HHHH", a0 ^ b0, a1 ^ b1, a2 ^ b2, a3 ^ b3)
@@ -372,7 +373,7 @@ class _BlockCipher:
         out = []
         chain = bytes(iv)
         for i in range(0, len(data), 8):
-            chain = _crypt(ks, _xor8(chain, data[i:i + 8]))
+            chain = _crypt(ks, xor_block(chain, data[i:i + 8]))
             out.append(chain)
         return b"".join(out)
 
@@ -384,7 +385,7 @@ class _BlockCipher:
         chain = bytes(iv)
         for i in range(0, len(data), 8):
             block = bytes(data[i:i + 8])
-            out.append(_xor8(chain, _crypt(ks, block)))
+            out.append(xor_block(chain, _crypt(ks, block)))
             chain = block
         return b"".join(out)
 

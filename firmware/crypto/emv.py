@@ -10,13 +10,9 @@
 # bytes; every primitive goes through firmware.crypto.provider.
 
 from . import provider
+from .des import xor_block
 
 _DIGITS = "0123456789"
-
-
-def _xor8(a: bytes, b: bytes) -> bytes:
-    # XOR of two 8-byte blocks.
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(8, "big")
 
 
 def _check_len(name: str, value: bytes, *sizes: int) -> None:
@@ -66,7 +62,7 @@ def retail_mac(key16: bytes, data: bytes, padding: int = 1) -> bytes:
     kl = bytes(key16[:8])
     head = len(padded) - 8
     chain = provider.des_cbc_encrypt(kl, padded[:head])[-8:] if head else bytes(8)
-    return provider.des3_encrypt_block(key16, _xor8(chain, padded[head:]))
+    return provider.des3_encrypt_block(key16, xor_block(chain, padded[head:]))
 
 
 def application_cryptogram(key: bytes, data: bytes, padding: int) -> bytes:
@@ -150,7 +146,7 @@ def derive_icc_mk(imk: bytes, pan: "str | bytes", psn: "str | bytes | None" = "0
     else:
         raise ValueError("option must be 'A' or 'B'")
     zl = provider.des3_encrypt_block(imk, y)
-    zr = provider.des3_encrypt_block(imk, _xor8(y, b"\xff" * 8))
+    zr = provider.des3_encrypt_block(imk, xor_block(y, b"\xff" * 8))
     return adjust_parity(zl + zr)
 
 
@@ -190,7 +186,7 @@ def arpc_method1(key: bytes, arqc: bytes, arc: bytes) -> bytes:
     # 8 bytes; issuer authentication data = ARPC || ARC.
     _check_len("ARQC", arqc, 8)
     _check_len("ARC", arc, 2)
-    return provider.des3_encrypt_block(key, _xor8(arqc, bytes(arc) + bytes(6)))
+    return provider.des3_encrypt_block(key, xor_block(arqc, bytes(arc) + bytes(6)))
 
 
 def arpc_method2(key: bytes, arqc: bytes, csu: bytes, prop: bytes = b"") -> bytes:

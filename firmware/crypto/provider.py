@@ -228,13 +228,11 @@ def des_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(8)) -> bytes:
     c = _cipher(key)
     if isinstance(c, _BackendDES):
         return c.encrypt_cbc(bytes(data), bytes(iv))
-    chain = int.from_bytes(bytes(iv), "big")
+    chain = bytes(iv)
     out = []
     for i in range(0, len(data), 8):
-        x = chain ^ int.from_bytes(data[i:i + 8], "big")
-        block = c.encrypt_block(x.to_bytes(8, "big"))
-        out.append(block)
-        chain = int.from_bytes(block, "big")
+        chain = c.encrypt_block(_des.xor_block(chain, data[i:i + 8]))
+        out.append(chain)
     return b"".join(out)
 
 
