@@ -6,6 +6,7 @@ object."""
 from __future__ import annotations
 
 from emvkit.terminal.bitmaps import explain
+from emvkit.terminal.iso7816 import INS_NAMES, INS_READ_RECORD, INS_SELECT, PPSE
 from emvkit.terminal.kernel.common import CID_NAMES
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import Tap
@@ -98,10 +99,9 @@ def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
 
 def _command_name(apdu: bytes) -> str:
     ins = apdu[1] if len(apdu) > 1 else 0
-    if ins == 0xA4:
+    if ins == INS_SELECT:
         name = apdu[5:5 + apdu[4]] if len(apdu) > 5 else b""
-        return "SELECT PPSE" if name == b"2PAY.SYS.DDF01" else f"SELECT {name.hex().upper()}"
-    if ins == 0xB2 and len(apdu) > 3:
+        return "SELECT PPSE" if name == PPSE else f"SELECT {name.hex().upper()}"
+    if ins == INS_READ_RECORD and len(apdu) > 3:
         return f"READ RECORD {apdu[3] >> 3}.{apdu[2]}"
-    return {0xA8: "GET PROCESSING OPTIONS", 0xAE: "GENERATE AC", 0xC0: "GET RESPONSE", 0x88: "INTERNAL AUTHENTICATE",
-            0xCA: "GET DATA"}.get(ins, f"INS {ins:02X}")
+    return INS_NAMES.get(ins, f"INS {ins:02X}")

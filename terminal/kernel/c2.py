@@ -8,6 +8,7 @@ from __future__ import annotations
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, is_set
+from emvkit.terminal.iso7816 import INS_GENERATE_AC
 from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.common import (
     CID_AAC,
@@ -113,7 +114,7 @@ def _generate_ac(ctx: KernelContext, requested: int, cda: bool) -> Exchange[byte
     data = ctx.dol(cdol1, "CDOL1")
     ctx.cdol1_data = data
     p1 = requested | (0x10 if cda else 0x00)
-    response = yield from transmit(CommandAPDU(0x80, 0xAE, p1, 0x00, data, le=256))
+    response = yield from transmit(CommandAPDU(0x80, INS_GENERATE_AC, p1, 0x00, data, le=256))
     expect_ok(response, "GENERATE AC")
     nodes = response_objects(response, "GENERATE AC")
     value = format1_value(nodes)  # format 1: CID, ATC, AC, IAD

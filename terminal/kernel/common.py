@@ -11,6 +11,7 @@ from datetime import date
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
+from emvkit.terminal.iso7816 import INS_GET_PROCESSING_OPTIONS, INS_READ_RECORD
 from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.context import (
     Exchange,
@@ -46,7 +47,7 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Exchange[list[tlv
     """
     pdol_data = ctx.dol(pdol, "PDOL") if pdol else b""
     ctx.pdol, ctx.pdol_data = pdol, pdol_data
-    command = CommandAPDU(0x80, 0xA8, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
+    command = CommandAPDU(0x80, INS_GET_PROCESSING_OPTIONS, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
     response = yield from transmit(command)
     if response.sw == 0x6985:
         raise KernelStop(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS: conditions of use not satisfied (6985)")
@@ -87,7 +88,7 @@ def read_application_data(ctx: KernelContext, afl: bytes) -> Exchange[list[tuple
     count = 0
     for sfi, first, last, n_oda in parse_afl(afl):
         for number in range(first, last + 1):
-            response = yield from transmit(CommandAPDU(0x00, 0xB2, number, (sfi << 3) | 0x04, le=256))
+            response = yield from transmit(CommandAPDU(0x00, INS_READ_RECORD, number, (sfi << 3) | 0x04, le=256))
             expect_ok(response, f"READ RECORD SFI {sfi} record {number}")
             count += 1
             if sfi <= 10:

@@ -13,6 +13,7 @@ from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
 from emvkit.terminal.bitmaps import TTQ_BITS, clear_bit, set_bit
 from emvkit.terminal.errors import APDUError, CardRemoved, TransportError
+from emvkit.terminal.iso7816 import INS_SELECT, PPSE
 from emvkit.terminal.kernel import c2, c3
 from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
 from emvkit.terminal.kernel.context import (
@@ -28,7 +29,6 @@ from emvkit.terminal.kernel.outcome import Outcome, OutcomeParameterSet, Step, T
 
 __all__ = ["Candidate", "build_candidates", "preprocess", "transaction"]
 
-PPSE = b"2PAY.SYS.DDF01"
 KERNELS: dict[int, Callable[[KernelContext, dict[int, bytes]], Exchange[TransactionResult]]] = {
     2: c2.run,
     3: c3.run,
@@ -101,7 +101,7 @@ def build_candidates(directory: list[tlv.TLV], config: TerminalConfig,
 
 
 def _select(name: bytes) -> CommandAPDU:
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, name, le=256)
+    return CommandAPDU(0x00, INS_SELECT, 0x04, 0x00, name, le=256)
 
 
 def _early_result(outcome: Outcome, steps: list[Step], error: str = "") -> TransactionResult:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, is_set
+from emvkit.terminal.iso7816 import INS_GENERATE_AC
 from emvkit.terminal.kernel.authorisation import AuthorisationRequest, AuthorisationResponse, OnlineRequest
 from emvkit.terminal.kernel.common import CID_NAMES
 from emvkit.terminal.kernel.context import (
@@ -111,7 +112,7 @@ def online_processing(ctx: KernelContext) -> Exchange[TransactionResult]:
 def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> Exchange[TransactionResult]:
     requested = 0x40 if response.approved else 0x00
     data = ctx.dol(ctx.card(0x8D) or b"", "CDOL2")
-    answer = yield from transmit(CommandAPDU(0x80, 0xAE, requested, 0x00, data, le=256))
+    answer = yield from transmit(CommandAPDU(0x80, INS_GENERATE_AC, requested, 0x00, data, le=256))
     expect_ok(answer, "second GENERATE AC")
     nodes = response_objects(answer, "second GENERATE AC")
     value = format1_value(nodes)
