@@ -51,9 +51,10 @@ Per board and card the script prints:
   min-max), for a later transaction, and the first after power-up's total;
 * RSA (the private operation ``RSAPrivateKey.private``: the two CRT halves
   through ``provider.powmod`` and the public-exponent self-check), SHA-1
-  (``provider.sha1``, which on this port calls the pure ``sha1.sha1``: no
-  ``hashlib.sha1``) and DES/TDEA (the provider's DES entry points and the pure
-  DES block functions), in instructions and as a share of the transaction,
+  (``provider.sha1``, which on this port calls ``_emvnative.sha1`` where the
+  image has it, else the pure ``sha1.sha1``: no ``hashlib.sha1``) and
+  DES/TDEA (the provider's DES entry points and the pure DES block
+  functions), in instructions and as a share of the transaction,
   from one more run with those functions wrapped on the device (the outermost
   call of each group counted; the wrappers add a few thousand instructions a
   call); the entry points actually called, with their call counts;

@@ -323,3 +323,33 @@ def test_mpy_cross_compiles(source: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0
+
+
+def test_provider_sha1_order_native_then_hashlib_then_pure() -> None:
+    # A backend's sha1 is used first; use_pure(True) turns it off; a backend without sha1 falls back to hashlib.
+    calls: list[bytes] = []
+
+    class Backend:
+        @staticmethod
+        def sha1(data: bytes) -> bytes:
+            calls.append(bytes(data))
+            return hashlib.sha1(data).digest()
+
+    assert provider.backend_sha1() == "hashlib"
+    try:
+        provider.use_backend(Backend())
+        assert provider.backend_sha1() == "native"
+        assert provider.sha1(b"abc") == hashlib.sha1(b"abc").digest()
+        assert calls == [b"abc"]
+        provider.use_pure(True)
+        assert provider.backend_sha1() == "pure"
+        assert provider.sha1(b"abcd") == hashlib.sha1(b"abcd").digest()
+        assert calls == [b"abc"]
+        provider.use_pure(False)
+        provider.use_backend(object())  # no sha1
+        assert provider.backend_sha1() == "hashlib"
+        assert provider.sha1(b"x") == hashlib.sha1(b"x").digest()
+    finally:
+        provider.use_pure(False)
+        provider.use_backend(None)
+    assert provider.backend_sha1() == "hashlib"

@@ -1,22 +1,28 @@
-"""The native arithmetic's C (firmware/native/mont.c and des.c) compiled for the host and called through ctypes.
+"""The native crypto's C (firmware/native/mont.c, des.c and sha1.c) compiled for the host and called through ctypes.
 
 Both limb widths: 32-bit limbs (the Armv7-M build) and 16-bit limbs (``EMVN_LIMB16``, what ARMv6-M builds get),
-checked against CPython's ``pow()`` and against the pure-Python DES. The module as MicroPython runs it is checked
+checked against CPython's ``pow()``, against the pure-Python DES and, for SHA-1, against ``hashlib`` and the FIPS 180
+examples. The module as MicroPython runs it is checked
 on the QEMU images (tests/token/test_native.py); this is the quick check of the same C on every run.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import random
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from emvkit.firmware.crypto import des
 from tests.conftest import ROOT
 from tests.native_keys import Key, be, keys, messages
+
+sys.path.insert(0, str(ROOT / "tests" / "portable"))
+import crypto_cases
 
 NATIVE = ROOT / "firmware" / "native"
 OK, EVEN_MODULUS, TOO_LARGE, INPUT_RANGE = 0, 1, 2, 3
@@ -31,7 +37,7 @@ def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     out = tmp_path_factory.mktemp("native") / f"libemvn{request.param}.so"
     flags = ["-DEMVN_LIMB16"] if request.param == 16 else []
     subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *flags, f"-I{NATIVE}",
-                    str(NATIVE / "mont.c"), str(NATIVE / "des.c"), "-o", str(out)], check=True)
+                    str(NATIVE / "mont.c"), str(NATIVE / "des.c"), str(NATIVE / "sha1.c"), "-o", str(out)], check=True)
     so = ctypes.CDLL(str(out))
     p, s = ctypes.c_char_p, ctypes.c_size_t
     so.emvn_powmod_public.argtypes = [p, p, s, p, s, p, s, ctypes.c_void_p]
@@ -40,6 +46,8 @@ def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     so.emvn_des_round_keys.argtypes = [ctypes.c_void_p, p]
     so.emvn_limbs_for.argtypes = [p, s]
     so.emvn_limbs_for.restype = s
+    so.emvn_sha1.argtypes = [p, p, s]
+    so.emvn_sha1.restype = None
     return so
 
 
@@ -120,3 +128,29 @@ def test_des_key_schedule_and_blocks_equal_the_pure_des(lib: ctypes.CDLL) -> Non
         enc = (ctypes.c_uint32 * 96)(*des.DES3(k3)._enc)
         lib.emvn_des_crypt(enc, 96, block, out)
         assert out.raw == des.DES3(k3).encrypt_block(block)
+
+
+def sha1(lib: ctypes.CDLL, data: bytes) -> bytes:
+    out = ctypes.create_string_buffer(20)
+    lib.emvn_sha1(out, data, len(data))
+    return out.raw
+
+
+def test_sha1_equals_hashlib_on_every_length_to_300(lib: ctypes.CDLL) -> None:
+    rnd = random.Random(180)
+    for n in range(301):  # every padding case: 55/56 and 63/64 bytes, one to five blocks
+        for _ in range(3):
+            data = rnd.randbytes(n)
+            assert sha1(lib, data) == hashlib.sha1(data).digest(), n
+    for n in (1000, 4095, 4096, 65537):
+        data = rnd.randbytes(n)
+        assert sha1(lib, data) == hashlib.sha1(data).digest(), n
+
+
+def test_sha1_fips180_examples(lib: ctypes.CDLL) -> None:
+    records = crypto_cases.load_rsp("sha1_fips180.rsp")
+    assert len(records) == 5  # "", "abc", 448 bits, 896 bits, a million 'a'
+    for r in records:
+        msg = bytes.fromhex(r["Msg"]) * int(r.get("Repeat", "1"))
+        msg = msg[:int(r["Len"]) // 8]
+        assert sha1(lib, msg) == bytes.fromhex(r["MD"]), r["Len"]

@@ -367,7 +367,7 @@ def main():
         "mem_stats": _mem_total is not None,
         "heap_total": gc.mem_alloc() + gc.mem_free(),
         "heap_used": gc.mem_alloc(),
-        "sha1": "hashlib" if provider._HAVE_SHA1 else "pure",
+        "sha1": provider.backend_sha1(),
         "des": provider.backend(),
         "powmod": provider.backend_powmod(),
     }

@@ -5,8 +5,8 @@
 # - CPython: DES/TDEA from `cryptography` (OpenSSL) with one reusable ECB
 #   context per key, hashes from hashlib, modular exponentiation from gmpy2.
 # - MicroPython with the native backend (the user C module _emvnative of
-#   firmware/native/, built into the token images): DES/TDEA, the RSA
-#   private operation (CRT) and the public-exponent check in C.
+#   firmware/native/, built into the token images): DES/TDEA, SHA-1, the
+#   RSA private operation (CRT) and the public-exponent check in C.
 # - MicroPython without it (the unix port, a port built without the
 #   module): hashlib where the port has the algorithm, the pure SHA-1
 #   otherwise; the pure DES; the builtin pow().
@@ -15,8 +15,10 @@
 # hashlib.
 #
 # The native backend is a seam: use_backend(obj) installs any object with
-# _emvnative's functions (rsa_crt, powmod, des_keys, des_ecb, des_cbc; see
-# docs/firmware.md), e.g. a port's module over an RSA accelerator.
+# _emvnative's functions (rsa_crt, powmod, des_keys, des_ecb, des_cbc and,
+# optionally, sha1; see docs/firmware.md), e.g. a port's module over an RSA
+# accelerator. SHA-1: the backend's sha1 where it has one, else hashlib.sha1,
+# else the pure one.
 #
 # Keys: 8 bytes = single DES, 16 = double-length TDEA (K1 K2 K1, the EMV
 # key size), 24 = three-key TDEA. Cached contexts hold key material in
@@ -85,6 +87,7 @@ _gmp_powmod = _import_powmod()
 _native = _import_native()
 
 _HAVE_NATIVE_DES = _tdea is not None or _native is not None
+_native_sha1 = getattr(_native, "sha1", None)
 _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
 
@@ -106,8 +109,9 @@ def use_pure(flag: bool = True) -> None:
 def use_backend(native) -> None:
     # Install a native backend (an object with _emvnative's functions), or
     # None to use the portable code; drops the cached key schedules.
-    global _native, _HAVE_NATIVE_DES, _pure_des
+    global _native, _native_sha1, _HAVE_NATIVE_DES, _pure_des
     _native = native
+    _native_sha1 = getattr(native, "sha1", None)
     _HAVE_NATIVE_DES = _tdea is not None or _native is not None
     _pure_des = _forced or not _HAVE_NATIVE_DES
     _cache.clear()
@@ -276,10 +280,23 @@ def rsa_public(x: bytes, e: bytes, n: bytes) -> bytes:
 
 
 def sha1(data: bytes) -> bytes:
-    # SHA-1 (FIPS 180-4), 20 bytes.
-    if _HAVE_SHA1 and not _forced:
-        return _hashlib.sha1(data).digest()
+    # SHA-1 (FIPS 180-4), 20 bytes: the native backend's, hashlib's or the
+    # pure one, in that order.
+    if not _forced:
+        if _native_sha1 is not None:
+            return _native_sha1(data)
+        if _HAVE_SHA1:
+            return _hashlib.sha1(data).digest()
     return _sha1.sha1(data)
+
+
+def backend_sha1() -> str:
+    # Which SHA-1 is in use: "native", "hashlib" or "pure".
+    if _forced:
+        return "pure"
+    if _native_sha1 is not None:
+        return "native"
+    return "hashlib" if _HAVE_SHA1 else "pure"
 
 
 def sha256(data: bytes) -> bytes:

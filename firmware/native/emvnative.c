@@ -9,6 +9,7 @@
 //                                             DES/TDEA key (bytes, opaque)
 //   des_ecb(schedule, data) -> bytes          ECB over whole 8-byte blocks
 //   des_cbc(schedule, data, iv) -> bytes      CBC encryption over whole blocks
+//   sha1(data) -> bytes                       SHA-1 (FIPS 180-4) of any buffer, 20 bytes
 //   LIMB_BITS                                 32 (Armv7-M and others) or 16 (ARMv6-M)
 //
 // Errors: ValueError for a wrong length, an even modulus or an input out of
@@ -214,6 +215,17 @@ static mp_obj_t emvnative_des_cbc(mp_obj_t ks_in, mp_obj_t data_in, mp_obj_t iv_
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(emvnative_des_cbc_obj, emvnative_des_cbc);
 
+// ---- SHA-1 ----
+
+static mp_obj_t emvnative_sha1(mp_obj_t data_in) {
+    mp_buffer_info_t data;
+    mp_get_buffer_raise(data_in, &data, MP_BUFFER_READ);
+    uint8_t digest[EMVN_SHA1_BYTES];
+    emvn_sha1(digest, data.buf, data.len);
+    return mp_obj_new_bytes(digest, sizeof(digest));
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(emvnative_sha1_obj, emvnative_sha1);
+
 static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__emvnative) },
     { MP_ROM_QSTR(MP_QSTR_rsa_crt), MP_ROM_PTR(&emvnative_rsa_crt_obj) },
@@ -221,6 +233,7 @@ static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_des_keys), MP_ROM_PTR(&emvnative_des_keys_obj) },
     { MP_ROM_QSTR(MP_QSTR_des_ecb), MP_ROM_PTR(&emvnative_des_ecb_obj) },
     { MP_ROM_QSTR(MP_QSTR_des_cbc), MP_ROM_PTR(&emvnative_des_cbc_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sha1), MP_ROM_PTR(&emvnative_sha1_obj) },
     { MP_ROM_QSTR(MP_QSTR_LIMB_BITS), MP_ROM_INT(EMVN_LIMB_BITS) },
 };
 static MP_DEFINE_CONST_DICT(emvnative_globals, emvnative_globals_table);

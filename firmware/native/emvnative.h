@@ -1,5 +1,5 @@
 // Native arithmetic for the card's crypto (the MicroPython user C module
-// _emvnative): Montgomery modular exponentiation for RSA and DES/TDEA.
+// _emvnative): Montgomery modular exponentiation for RSA, DES/TDEA and SHA-1.
 // See emvnative.c for the Python interface and docs/firmware.md
 // ("the crypto provider") for what is and is not constant-time.
 #ifndef EMVNATIVE_H
@@ -57,5 +57,9 @@ int emvn_rsa_crt(uint8_t *out, size_t out_len, const uint8_t *c, size_t c_len, c
 void emvn_des_round_keys(uint32_t *out, const uint8_t *key8);
 void emvn_des_reverse(uint32_t *out, const uint32_t *in);
 void emvn_des_crypt(const uint32_t *ks, size_t words, const uint8_t *in, uint8_t *out);
+
+// SHA-1 (FIPS 180-4) of len bytes of data, one shot: the 20-byte digest into out.
+#define EMVN_SHA1_BYTES (20)
+void emvn_sha1(uint8_t out[EMVN_SHA1_BYTES], const uint8_t *data, size_t len);
 
 #endif

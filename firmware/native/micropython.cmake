@@ -7,6 +7,7 @@ target_sources(usermod_emvnative INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/emvnative.c
     ${CMAKE_CURRENT_LIST_DIR}/mont.c
     ${CMAKE_CURRENT_LIST_DIR}/des.c
+    ${CMAKE_CURRENT_LIST_DIR}/sha1.c
 )
 
 target_include_directories(usermod_emvnative INTERFACE
