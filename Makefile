@@ -80,6 +80,7 @@ wheel-check: setup
 	$(WHEEL_CHECK)/venv/bin/pip install -q --disable-pip-version-check "$$(ls $(WHEEL_CHECK)/emvkit-*.whl)[micropython]" pytest
 	cd $(WHEEL_CHECK) && venv/bin/python -c "import emvkit.terminal.kernel, emvkit.firmware.tlv" && \
 	  venv/bin/python -c "import emvkit.terminal, pathlib; assert (pathlib.Path(emvkit.terminal.__file__).parent / 'py.typed').exists()" && \
+	  venv/bin/python -c "from emvkit.terminal.token.build import native_modules; assert native_modules() is not None" && \
 	  venv/bin/python -c "import importlib.metadata as m; d = m.distribution('emvkit'); assert d.metadata['License-Expression'] == 'Apache-2.0'; assert any(f.name == 'LICENSE' for f in d.files)" && \
 	  ! venv/bin/python -c "import terminal" 2>/dev/null && ! venv/bin/python -c "import firmware" 2>/dev/null && \
 	  venv/bin/pytest -q -p no:cacheprovider --pyargs emvkit.hil --dut emu: --junitxml hil.xml
