@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import select
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +44,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.stem in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+def serving_line(proc: subprocess.Popen[bytes], timeout: float = 15) -> tuple[str, str]:
+    """(banner, address): ``emvkit emulate``'s first stderr line and the address of its "serving on" line,
+    read unbuffered; AssertionError when none comes within ``timeout`` seconds."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        chunk = os.read(fd, 4096) if ready else b""
+        if not chunk:
+            break
+        seen += chunk
+        match = re.search(rb"^serving on (\S+)$", seen, re.MULTILINE)
+        if match:
+            return seen.decode().splitlines()[0], match.group(1).decode()
+    raise AssertionError(f"no 'serving on' line within {timeout} s: {seen!r}")

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import random
-import re
-import select
 import signal
 import socket
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +26,7 @@ from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
-from tests.conftest import venv_tool
+from tests.conftest import serving_line, venv_tool
 
 PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 SELECT_VISA = bytes.fromhex("00A4040007A000000003101000")
@@ -129,30 +126,12 @@ def test_emu_state_keeps_the_atc_across_transport_opens(tmp_path: Path) -> None:
 # --- emvkit emulate --tcp with a state file, as a subprocess ---
 
 
-def _serving_address(proc: subprocess.Popen[bytes], timeout: float = 15) -> tuple[str, str]:
-    """(banner, address): the emulator's first line, and the address of its "serving on" line."""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    deadline = time.monotonic() + timeout
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(fd, 4096) if ready else b""
-        if not chunk:
-            break
-        seen += chunk
-        match = re.search(rb"^serving on (\S+)$", seen, re.MULTILINE)
-        if match:
-            return seen.decode().splitlines()[0], match.group(1).decode()
-    raise AssertionError(f"no 'serving on' line within {timeout} s: {seen!r}")
-
-
 @contextmanager
 def emulator(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
     proc = subprocess.Popen([venv_tool("emvkit"), "emulate", "--profile", "visa", "--tcp", "127.0.0.1:0", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        banner, address = _serving_address(proc)
+        banner, address = serving_line(proc)
         yield banner, address, proc
     finally:
         if proc.poll() is None:
@@ -351,8 +330,6 @@ def test_kill_9_never_releases_two_cryptograms_under_one_atc(tmp_path: Path) -> 
         assert _tap_atc(address) > atcs[-1]
     print(f"kill -9: {KILLS} kills ({in_flight_kills} with a command in flight), {len(seen)} cryptograms, "
           f"{len(set(atcs))} distinct ATCs, last ATC {atcs[-1]}")
-
-
 
 
 def test_messages_show_a_path_under_home_as_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import select
 import signal
 import socket
@@ -59,7 +58,7 @@ from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import make_transport, open_transport
 from emvkit.terminal.transport.base import BaseTransport, Transport
 from emvkit.terminal.transport.serial import SerialTransport, from_url
-from tests.conftest import ROOT, venv_tool
+from tests.conftest import ROOT, serving_line, venv_tool
 
 # The firmware package runs as ``firmware`` under MicroPython (MICROPYPATH holds the repository root)
 # and as ``emvkit.firmware`` on CPython; its modules import each other relatively, so it runs with -m.
@@ -755,30 +754,12 @@ def test_parse_tcp_target_rejects(text: str) -> None:
 # --- emvkit emulate as a subprocess ---
 
 
-def _read_serving_line(proc: subprocess.Popen[bytes], timeout: float = 10) -> str:
-    """The address in the "serving on ..." line the emulator prints on stderr (read unbuffered)."""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    deadline = time.monotonic() + timeout
-    seen = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(fd, 4096) if ready else b""
-        if not chunk:
-            break
-        seen += chunk
-        match = re.search(rb"^serving on (\S+)$", seen, re.MULTILINE)
-        if match:
-            return match.group(1).decode()
-    raise AssertionError(f"no 'serving on' line within {timeout} s: {seen!r}")
-
-
 @contextmanager
 def emulate(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     proc = subprocess.Popen([venv_tool("emvkit"), "emulate", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        yield _read_serving_line(proc), proc
+        yield serving_line(proc, timeout=10)[1], proc
     finally:
         if proc.poll() is None:
             proc.kill()
