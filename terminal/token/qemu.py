@@ -60,7 +60,7 @@ from types import TracebackType
 from emvkit.terminal.errors import ConfigError, EmvkitError
 from emvkit.terminal.token.boards import TokenBoard, board
 
-__all__ = ["DEFAULT_BOOT", "QemuError", "QemuToken"]
+__all__ = ["DEFAULT_BOOT", "QemuError", "QemuToken", "boot_code"]
 
 QEMU = "qemu-system-arm"
 QEMU_HINT = "install qemu-system-arm, e.g. make token-debs"
@@ -71,6 +71,13 @@ _RAW_REPL = b"raw REPL; CTRL-B to exit\r\n>"
 _OUTPUT_LINES = 50  # lines of QEMU's own output kept for errors
 _RETRY = 0.25  # seconds between two attempts to reach the raw REPL
 
+
+
+def boot_code(*options: str) -> str:
+    """The boot line that starts the firmware with command-line ``options`` (``--rng counting``, ...)."""
+    if not options:
+        return DEFAULT_BOOT
+    return f"from firmware import main; main.main({['main', *options]!r})"
 
 class QemuError(EmvkitError):
     """QEMU is missing, did not start, or the image did not come up on its UART."""

@@ -29,7 +29,7 @@ from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import builtin_names, profile_path
 from emvkit.terminal.token.boards import BOARDS
 from emvkit.terminal.token.provision import load_personalisation, provision
-from emvkit.terminal.token.qemu import DEFAULT_BOOT, QemuToken
+from emvkit.terminal.token.qemu import QemuToken, boot_code
 from emvkit.terminal.transport.base import BaseTransport
 from emvkit.terminal.transport.serial import SerialTransport
 from emvkit.terminal.transport.serial import from_url as serial_from_url
@@ -76,9 +76,7 @@ class QemuTransport(BaseTransport):
         if store is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="emvkit-qemu-")
             store = Path(self._tmp.name) / "store.bin"
-        boot = DEFAULT_BOOT
-        if self.rng is not None:  # the firmware's own option, as its command line would give it
-            boot = DEFAULT_BOOT.replace("main()", f"main(['main', '--rng', {self.rng!r}])")
+        boot = boot_code(*(["--rng", self.rng] if self.rng is not None else []))  # the firmware's own option
         self._token = QemuToken(self.image, self.board, store=store)
         try:
             self._token.start()
