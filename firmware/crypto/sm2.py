@@ -1,0 +1,331 @@
+# SM2 digital signatures (GB/T 32918.2-2016, GM/T 0003.2-2012) on the
+# recommended curve sm2p256v1 (GB/T 32918.5-2017), with other prime curves
+# as data (the standard's examples use an example curve). PBOC 3.0
+# (JR/T 0025) signs certificates and dynamic data with it when the SM
+# suite is chosen.
+#
+# Points are affine (x, y) tuples of ints, or None for the point at
+# infinity; the arithmetic runs in Jacobian coordinates (X, Y, Z) standing
+# for (X/Z^2, Y/Z^3), with one inversion at the end of a multiplication.
+#
+# Not constant-time: Python big integers and the branches on scalar bits
+# leak timing. Fine for a test card and the terminal's verification (which
+# handles public data only); a card that must resist side channels needs a
+# native implementation.
+#
+# Portable: runs unchanged on CPython and MicroPython (big ints, 3-argument
+# pow; no int.bit_length(), no pow(x, -1, m)).
+
+from . import provider
+from .sm3 import SM3
+
+DEFAULT_USER_ID = b"1234567812345678"  # GB/T 35276-2017 §10 / GM/T 0009-2012 §10
+
+
+class SM2Error(ValueError):
+    # A key, point, encoding or parameter that SM2 cannot use.
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Curve:
+    # A prime-field curve y^2 = x^3 + ax + b with base point G of prime
+    # order n (cofactor 1), all as ints; size is the field element length.
+    __slots__ = ("name", "p", "a", "b", "n", "gx", "gy", "size", "_a_is_m3")
+
+    def __init__(self, name: str, p: int, a: int, b: int, n: int, gx: int, gy: int) -> None:
+        self.name = name
+        self.p = p
+        self.a = a
+        self.b = b
+        self.n = n
+        self.gx = gx
+        self.gy = gy
+        self.size = (len("%x" % p) + 1) // 2
+        self._a_is_m3 = a == p - 3
+
+    @property
+    def g(self) -> tuple:
+        return (self.gx, self.gy)
+
+    def contains(self, point: "tuple | None") -> bool:
+        # Whether an affine point lies on the curve (None, infinity, does not).
+        if point is None:
+            return False
+        x, y = point
+        p = self.p
+        if not (0 <= x < p and 0 <= y < p):
+            return False
+        return (y * y - (x * x * x + self.a * x + self.b)) % p == 0
+
+
+# GB/T 32918.5-2017 (GM/T 0003.5-2012) recommended parameters.
+SM2P256V1 = Curve(
+    "sm2p256v1",
+    p=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF,
+    a=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFC,
+    b=0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93,
+    n=0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123,
+    gx=0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7,
+    gy=0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0,
+)
+
+
+# --- Jacobian arithmetic (an infinity has Z = 0) ---
+
+def _double(c: Curve, x1: int, y1: int, z1: int) -> tuple:
+    # 2P. M = 3X^2 + aZ^4 (= 3(X - Z^2)(X + Z^2) when a = -3),
+    # S = 4XY^2, X' = M^2 - 2S, Y' = M(S - X') - 8Y^4, Z' = 2YZ.
+    p = c.p
+    if z1 == 0 or y1 == 0:
+        return (1, 1, 0)
+    yy = y1 * y1 % p
+    zz = z1 * z1 % p
+    if c._a_is_m3:
+        m = 3 * (x1 - zz) * (x1 + zz) % p
+    else:
+        m = (3 * x1 * x1 + c.a * zz * zz) % p
+    s = 4 * x1 * yy % p
+    x3 = (m * m - 2 * s) % p
+    y3 = (m * (s - x3) - 8 * yy * yy) % p
+    z3 = 2 * y1 * z1 % p
+    return (x3, y3, z3)
+
+
+def _add(c: Curve, x1: int, y1: int, z1: int, x2: int, y2: int, z2: int) -> tuple:
+    # P + Q. U1 = X1 Z2^2, U2 = X2 Z1^2, S1 = Y1 Z2^3, S2 = Y2 Z1^3,
+    # H = U2 - U1, R = S2 - S1; X3 = R^2 - H^3 - 2 U1 H^2,
+    # Y3 = R (U1 H^2 - X3) - S1 H^3, Z3 = H Z1 Z2. Z2 = 1 (an affine Q)
+    # skips its multiplications.
+    if z1 == 0:
+        return (x2, y2, z2)
+    if z2 == 0:
+        return (x1, y1, z1)
+    p = c.p
+    z1z1 = z1 * z1 % p
+    u2 = x2 * z1z1 % p
+    s2 = y2 * z1z1 * z1 % p
+    if z2 == 1:
+        u1 = x1
+        s1 = y1
+    else:
+        z2z2 = z2 * z2 % p
+        u1 = x1 * z2z2 % p
+        s1 = y1 * z2z2 * z2 % p
+    h = (u2 - u1) % p
+    r = (s2 - s1) % p
+    if h == 0:
+        if r == 0:
+            return _double(c, x1, y1, z1)
+        return (1, 1, 0)
+    hh = h * h % p
+    hhh = hh * h % p
+    v = u1 * hh % p
+    x3 = (r * r - hhh - 2 * v) % p
+    y3 = (r * (v - x3) - s1 * hhh) % p
+    z3 = h * z1 % p
+    if z2 != 1:
+        z3 = z3 * z2 % p
+    return (x3, y3, z3)
+
+
+def _affine(c: Curve, j: tuple) -> "tuple | None":
+    x, y, z = j
+    if z == 0:
+        return None
+    p = c.p
+    zi = pow(z, p - 2, p)  # p is prime (Fermat)
+    zi2 = zi * zi % p
+    return (x * zi2 % p, y * zi2 * zi % p)
+
+
+def _bits(k: int) -> str:
+    # The scalar's bits, most significant first, as a string of 0/1.
+    h = "%x" % k
+    out = []
+    for ch in h:
+        v = int(ch, 16)
+        out.append("01"[(v >> 3) & 1] + "01"[(v >> 2) & 1] + "01"[(v >> 1) & 1] + "01"[v & 1])
+    return "".join(out)
+
+
+def multiply(c: Curve, k: int, point: "tuple | None") -> "tuple | None":
+    # [k]P for an affine point (left-to-right double and add; not constant-time).
+    k %= c.n
+    if k == 0 or point is None:
+        return None
+    px, py = point
+    acc = (1, 1, 0)
+    for bit in _bits(k):
+        acc = _double(c, acc[0], acc[1], acc[2])
+        if bit == "1":
+            acc = _add(c, acc[0], acc[1], acc[2], px, py, 1)
+    return _affine(c, acc)
+
+
+def multiply_add(c: Curve, k1: int, p1: "tuple | None", k2: int, p2: "tuple | None") -> "tuple | None":
+    # [k1]P1 + [k2]P2 in one pass (Shamir's trick: one doubling per bit).
+    k1 %= c.n
+    k2 %= c.n
+    if p1 is None or k1 == 0:
+        return multiply(c, k2, p2)
+    if p2 is None or k2 == 0:
+        return multiply(c, k1, p1)
+    both = _affine(c, _add(c, p1[0], p1[1], 1, p2[0], p2[1], 1))
+    b1 = _bits(k1)
+    b2 = _bits(k2)
+    width = max(len(b1), len(b2))
+    b1 = "0" * (width - len(b1)) + b1
+    b2 = "0" * (width - len(b2)) + b2
+    acc = (1, 1, 0)
+    for i in range(width):
+        acc = _double(c, acc[0], acc[1], acc[2])
+        pick = (2 if b1[i] == "1" else 0) + (1 if b2[i] == "1" else 0)
+        if pick == 3:
+            if both is None:
+                continue
+            q = both
+        elif pick == 2:
+            q = p1
+        elif pick == 1:
+            q = p2
+        else:
+            continue
+        acc = _add(c, acc[0], acc[1], acc[2], q[0], q[1], 1)
+    return _affine(c, acc)
+
+
+# --- Keys and encodings ---
+
+def _int(data: bytes) -> int:
+    return int.from_bytes(bytes(data), "big")
+
+
+def _be(c: Curve, x: int) -> bytes:
+    return x.to_bytes(c.size, "big")
+
+
+def public_key(d: int, curve: Curve = SM2P256V1) -> tuple:
+    # P = [d]G for a private key d in [1, n-2] (§6.1 of GB/T 32918.1: d = n-1
+    # is excluded because signing divides by 1 + d).
+    if not 1 <= d <= curve.n - 2:
+        raise SM2Error("an SM2 private key must be in [1, n-2]")
+    point = multiply(curve, d, curve.g)
+    if point is None:  # cannot happen for d in range; kept as a guard
+        raise SM2Error("private key gives the point at infinity")
+    return point
+
+
+def encode_point(point: tuple, curve: Curve = SM2P256V1) -> bytes:
+    # Uncompressed form 04 || x || y (GB/T 32918.1 §4.2.9).
+    if point is None:
+        raise SM2Error("the point at infinity has no encoding")
+    return b"\x04" + _be(curve, point[0]) + _be(curve, point[1])
+
+
+def decode_point(data: bytes, curve: Curve = SM2P256V1) -> tuple:
+    # 04 || x || y, checked to lie on the curve (a public key from a card or a
+    # certificate is untrusted input). Compressed forms are not supported.
+    data = bytes(data)
+    k = curve.size
+    if len(data) != 1 + 2 * k or data[0] != 4:
+        raise SM2Error("an SM2 public key is 04 || x || y (%d bytes), got %d bytes starting %02X"
+                       % (1 + 2 * k, len(data), data[0] if data else 0))
+    point = (_int(data[1:1 + k]), _int(data[1 + k:]))
+    if not curve.contains(point):
+        raise SM2Error("the public key is not a point of %s" % curve.name)
+    return point
+
+
+# --- Signatures (GB/T 32918.2 §6, §7) ---
+
+def user_hash(public: tuple, user_id: bytes = DEFAULT_USER_ID, curve: Curve = SM2P256V1) -> bytes:
+    # Z_A = SM3(ENTL_A || ID_A || a || b || x_G || y_G || x_A || y_A) (§5.5),
+    # ENTL_A the ID's length in bits on two bytes.
+    user_id = bytes(user_id)
+    bits = 8 * len(user_id)
+    if bits > 0xFFFF:
+        raise SM2Error("an SM2 user ID is at most 8191 bytes")
+    h = SM3(bytes([bits >> 8, bits & 255]) + user_id)
+    h.update(_be(curve, curve.a) + _be(curve, curve.b) + _be(curve, curve.gx) + _be(curve, curve.gy))
+    h.update(_be(curve, public[0]) + _be(curve, public[1]))
+    return h.digest()
+
+
+def message_digest(public: tuple, message: bytes, user_id: bytes = DEFAULT_USER_ID,
+                   curve: Curve = SM2P256V1) -> bytes:
+    # e = SM3(Z_A || M) (§6.1 steps A1-A2, §7.1 steps B3-B4).
+    h = SM3(user_hash(public, user_id, curve))
+    h.update(bytes(message))
+    return h.digest()
+
+
+def _random_scalar(c: Curve, rng) -> int:  # rng(nbytes) -> bytes
+    # k in [1, n-1], by rejection (k is uniform).
+    while True:
+        k = _int(rng(c.size))
+        if 1 <= k < c.n:
+            return k
+
+
+def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
+    # r || s (2 x size bytes) over the digest e (§6.1 steps A3-A7):
+    # (x1, y1) = [k]G, r = (e + x1) mod n, retried on r = 0 or r + k = n;
+    # s = (1 + d)^-1 (k - r d) mod n, retried on s = 0. rng(nbytes) -> bytes
+    # supplies k (the card's random source by default; tests pin it).
+    n = curve.n
+    if not 1 <= d <= n - 2:
+        raise SM2Error("an SM2 private key must be in [1, n-2]")
+    if rng is None:
+        rng = provider.random_bytes
+    ev = _int(e)
+    inv = pow(1 + d, n - 2, n)  # n is prime (Fermat)
+    while True:
+        k = _random_scalar(curve, rng)
+        point = multiply(curve, k, curve.g)
+        if point is None:  # k in [1, n-1] never gives infinity; kept for the type
+            continue
+        r = (ev + point[0]) % n
+        if r == 0 or r + k == n:
+            continue
+        s = inv * (k - r * d) % n
+        if s == 0:
+            continue
+        return _be(curve, r) + _be(curve, s)
+
+
+def sign(d: int, message: bytes, user_id: bytes = DEFAULT_USER_ID, rng=None, curve: Curve = SM2P256V1,
+         public: "tuple | None" = None) -> bytes:
+    # The signature r || s of a message by the key d with its user ID. The
+    # public key is derived from d unless given (it enters Z_A).
+    if public is None:
+        public = public_key(d, curve)
+    return sign_digest(d, message_digest(public, message, user_id, curve), rng, curve)
+
+
+def verify_digest(public: tuple, e: bytes, signature: bytes, curve: Curve = SM2P256V1) -> bool:
+    # §7.1 steps B1-B2 and B5-B7: r, s in [1, n-1], t = (r + s) mod n != 0,
+    # (x1, y1) = [s]G + [t]P_A, valid when (e + x1) mod n == r. A wrong
+    # signature is False; a malformed one (wrong length) too.
+    signature = bytes(signature)
+    k = curve.size
+    n = curve.n
+    if len(signature) != 2 * k:
+        return False
+    r = _int(signature[:k])
+    s = _int(signature[k:])
+    if not (1 <= r < n and 1 <= s < n):
+        return False
+    t = (r + s) % n
+    if t == 0:
+        return False
+    point = multiply_add(curve, s, curve.g, t, public)
+    if point is None:
+        return False
+    return (_int(e) + point[0]) % n == r
+
+
+def verify(public: tuple, message: bytes, signature: bytes, user_id: bytes = DEFAULT_USER_ID,
+           curve: Curve = SM2P256V1) -> bool:
+    # Whether signature (r || s) is the key's signature of message with user_id.
+    return verify_digest(public, message_digest(public, message, user_id, curve), signature, curve)
