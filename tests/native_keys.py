@@ -75,15 +75,30 @@ def be(x: int, size: int = 0) -> bytes:
     return x.to_bytes(size or max(1, (x.bit_length() + 7) // 8), "big")
 
 
+def ones_key(bits: int, e: int) -> Key:
+    """The key of the two largest suitable primes below 2^(bits / 2): limbs of p, q and n all ones but the lowest."""
+    found: list[int] = []
+    m = (1 << (bits // 2)) - 1
+    while len(found) < 2:
+        if _is_prime(m) and gcd(e, m - 1) == 1:
+            found.append(m)
+        m -= 2
+    p, q = found
+    d = pow(e, -1, (p - 1) * (q - 1))
+    return Key(p * q, e, d, p, q, d % (p - 1), d % (q - 1), pow(q, -1, p))
+
+
 @functools.cache
 def keys() -> tuple[Key, ...]:
     out = [key(bits, 65537 if i % 2 else 3, seed=bits + i) for i, bits in enumerate(SIZES)]
     out.append(key(1024, 65537, seed=7, unbalanced=40))  # q has more limbs than p
     out.append(key(1024, 3, seed=8, unbalanced=-40))  # p has more limbs than q
+    out.append(ones_key(1024, 65537))  # every carry chain runs its full length
     return tuple(out)
 
 
 def messages(k: Key, count: int, seed: int) -> list[int]:
-    """Inputs below n: the edges (0, 1, n - 1, p, q) and random ones."""
+    """Inputs below n: the edges (0, 1, n - 1, p, q, all ones below n's top bit) and random ones."""
     rnd = random.Random(seed)
-    return [0, 1, k.n - 1, k.p, k.q] + [rnd.randrange(k.n) for _ in range(count)]
+    edges = [0, 1, k.n - 1, k.p, k.q, (1 << (k.n.bit_length() - 1)) - 1]
+    return edges + [rnd.randrange(k.n) for _ in range(count)]

@@ -29,7 +29,7 @@ typedef uint64_t emvn_dlimb_t;
 // Workspace sizes, in limbs, for s limbs of modulus.
 #define EMVN_EXP_WORK(s) (16 * (s) + 4 * (s) + 4)
 #define EMVN_CRT_WORK(s) (4 * (s) + 3 * (2 * (s) + 2) + 4 * (s) + 2 + EMVN_EXP_WORK(s))
-#define EMVN_POW_WORK(s, es) (6 * (s) + ((es) ? (es) : 1) + 2)
+#define EMVN_POW_WORK(s, es) (7 * (s) + ((es) ? (es) : 1) + 2)
 
 // Errors from the functions below (0 is success).
 #define EMVN_OK (0)
@@ -51,6 +51,12 @@ int emvn_powmod_public(uint8_t *out, const uint8_t *base, size_t base_len, const
 int emvn_rsa_crt(uint8_t *out, size_t out_len, const uint8_t *c, size_t c_len, const uint8_t *p, size_t p_len,
     const uint8_t *q, size_t q_len, const uint8_t *dp, size_t dp_len, const uint8_t *dq, size_t dq_len,
     const uint8_t *qinv, size_t qinv_len, emvn_limb_t *work);
+
+// t[0..s) += a[0..s) * b, the carry out returned: Thumb-1 assembly on
+// ARMv6-M (mont_armv6m.c), the inner loop of mont.c's products there.
+#if defined(__ARM_ARCH_6M__)
+emvn_limb_t emvn_mac_armv6m(emvn_limb_t *t, const emvn_limb_t *a, emvn_limb_t b, size_t s);
+#endif
 
 // DES: the cooked key schedule of one 8-byte key (32 words), and one block
 // through 16 rounds per 32 words of schedule (1 pass: DES, 3: TDEA EDE).

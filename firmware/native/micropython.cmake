@@ -6,6 +6,7 @@ add_library(usermod_emvnative INTERFACE)
 target_sources(usermod_emvnative INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/emvnative.c
     ${CMAKE_CURRENT_LIST_DIR}/mont.c
+    ${CMAKE_CURRENT_LIST_DIR}/mont_armv6m.c
     ${CMAKE_CURRENT_LIST_DIR}/des.c
     ${CMAKE_CURRENT_LIST_DIR}/sha1.c
 )

@@ -135,63 +135,112 @@ static int bit_length(const emvn_limb_t *x, size_t s) {
 
 // ---- Montgomery ----
 
-// r = a b R^-1 mod n (a b < n R); t has s + 2 limbs; r may be a or b.
-static void mont_mul(emvn_limb_t *r, const emvn_limb_t *a, const emvn_limb_t *b, const mont_t *m, emvn_limb_t *t) {
-    const size_t s = m->s;
-    const emvn_limb_t *n = m->n;
-    memset(t, 0, (s + 2) * sizeof(emvn_limb_t));
-    for (size_t i = 0; i < s; i++) {
-        emvn_limb_t bi = b[i];
-        emvn_dlimb_t c = 0;
-        for (size_t j = 0; j < s; j++) {
-            c += (emvn_dlimb_t)a[j] * bi + t[j];
-            t[j] = (emvn_limb_t)c;
-            c >>= LB;
-        }
-        c += t[s];
-        t[s] = (emvn_limb_t)c;
-        t[s + 1] = (emvn_limb_t)(c >> LB);
-        emvn_limb_t mm = (emvn_limb_t)((emvn_dlimb_t)t[0] * m->n0inv);
-        c = (emvn_dlimb_t)mm * n[0] + t[0];
+// t[0..s) += a[0..s) * b; returns the carry out (one limb). The one inner
+// loop of every product and reduction: on ARMv6-M it is the hand-written
+// Thumb-1 of mont_armv6m.c, elsewhere this C.
+#if defined(__ARM_ARCH_6M__)
+#define mac emvn_mac_armv6m
+#else
+static emvn_limb_t mac(emvn_limb_t *t, const emvn_limb_t *a, emvn_limb_t b, size_t s) {
+    emvn_dlimb_t c = 0;
+    size_t j = 0;
+    for (; j + 4 <= s; j += 4) {
+        c += (emvn_dlimb_t)a[j] * b + t[j];
+        t[j] = (emvn_limb_t)c;
+        c = (c >> LB) + (emvn_dlimb_t)a[j + 1] * b + t[j + 1];
+        t[j + 1] = (emvn_limb_t)c;
+        c = (c >> LB) + (emvn_dlimb_t)a[j + 2] * b + t[j + 2];
+        t[j + 2] = (emvn_limb_t)c;
+        c = (c >> LB) + (emvn_dlimb_t)a[j + 3] * b + t[j + 3];
+        t[j + 3] = (emvn_limb_t)c;
         c >>= LB;
-        for (size_t j = 1; j < s; j++) {
-            c += (emvn_dlimb_t)mm * n[j] + t[j];
-            t[j - 1] = (emvn_limb_t)c;
-            c >>= LB;
-        }
-        c += t[s];
-        t[s - 1] = (emvn_limb_t)c;
-        t[s] = (emvn_limb_t)(t[s + 1] + (emvn_limb_t)(c >> LB));
     }
-    // t < 2n: keep t - n unless that borrows past t[s].
+    for (; j < s; j++) {
+        c += (emvn_dlimb_t)a[j] * b + t[j];
+        t[j] = (emvn_limb_t)c;
+        c >>= LB;
+    }
+    return (emvn_limb_t)c;
+}
+#endif
+
+// t[0] += c, t[1] += the carry (which cannot carry further where it is used).
+static void add_carry(emvn_limb_t *t, emvn_limb_t c) {
+    emvn_dlimb_t d = (emvn_dlimb_t)t[0] + c;
+    t[0] = (emvn_limb_t)d;
+    t[1] = (emvn_limb_t)(t[1] + (emvn_limb_t)(d >> LB));
+}
+
+// r = t[0..s) - n unless that borrows past top (t + top R < 2n): the final
+// subtraction of every Montgomery operation, with a mask.
+static void final_sub(emvn_limb_t *r, const emvn_limb_t *t, emvn_limb_t top, const emvn_limb_t *n, size_t s) {
     emvn_limb_t borrow = sub_n(r, t, n, s);
-    emvn_limb_t under = (emvn_limb_t)((((emvn_dlimb_t)t[s] - borrow) >> LB) & 1);
+    emvn_limb_t under = (emvn_limb_t)((((emvn_dlimb_t)top - borrow) >> LB) & 1);
     select_n(r, t, r, (emvn_limb_t)(0 - under), s);
 }
 
-// r = T R^-1 mod n for T of 2s limbs below n R; t has 2s + 1 limbs.
-static void mont_redc(emvn_limb_t *r, const emvn_limb_t *T, const mont_t *m, emvn_limb_t *t) {
+// r = a b R^-1 mod n (a b < n R); t has 2s + 2 limbs; r may be a or b.
+// CIOS with the reduction's shift done by moving the window u = t + i one
+// limb a step (no copying): after step i the running value is u[1..s+1].
+static void mont_mul(emvn_limb_t *r, const emvn_limb_t *a, const emvn_limb_t *b, const mont_t *m, emvn_limb_t *t) {
     const size_t s = m->s;
-    const emvn_limb_t *n = m->n;
-    memcpy(t, T, 2 * s * sizeof(emvn_limb_t));
-    t[2 * s] = 0;
+    memset(t, 0, (2 * s + 2) * sizeof(emvn_limb_t));
+    for (size_t i = 0; i < s; i++) {
+        emvn_limb_t *u = t + i;
+        add_carry(u + s, mac(u, a, b[i], s));
+        emvn_limb_t mm = (emvn_limb_t)((emvn_dlimb_t)u[0] * m->n0inv);
+        add_carry(u + s, mac(u, m->n, mm, s));  // u[0] is now 0
+    }
+    final_sub(r, t + s, t[2 * s], m->n, s);
+}
+
+// T R^-1 mod n into r, T in t[0..2s) below n R, t[2s] = 0 (destroyed).
+static void redc_in_place(emvn_limb_t *r, emvn_limb_t *t, const mont_t *m) {
+    const size_t s = m->s;
+    emvn_limb_t cy = 0;
     for (size_t i = 0; i < s; i++) {
         emvn_limb_t mm = (emvn_limb_t)((emvn_dlimb_t)t[i] * m->n0inv);
-        emvn_dlimb_t c = 0;
-        for (size_t j = 0; j < s; j++) {
-            c += (emvn_dlimb_t)mm * n[j] + t[i + j];
-            t[i + j] = (emvn_limb_t)c;
-            c >>= LB;
-        }
-        for (size_t j = i + s; j <= 2 * s; j++) {
-            c += t[j];
-            t[j] = (emvn_limb_t)c;
-            c >>= LB;
-        }
+        emvn_dlimb_t d = (emvn_dlimb_t)t[i + s] + mac(t + i, m->n, mm, s) + cy;
+        t[i + s] = (emvn_limb_t)d;
+        cy = (emvn_limb_t)(d >> LB);
     }
-    emvn_limb_t borrow = sub_n(r, t + s, n, s);
-    emvn_limb_t under = (emvn_limb_t)((((emvn_dlimb_t)t[2 * s] - borrow) >> LB) & 1);
-    select_n(r, t + s, r, (emvn_limb_t)(0 - under), s);
+    final_sub(r, t + s, cy, m->n, s);
+}
+
+// r = T R^-1 mod n for T of 2s limbs below n R; t has 2s + 2 limbs.
+static void mont_redc(emvn_limb_t *r, const emvn_limb_t *T, const mont_t *m, emvn_limb_t *t) {
+    const size_t s = m->s;
+    memcpy(t, T, 2 * s * sizeof(emvn_limb_t));
+    t[2 * s] = 0;
+    redc_in_place(r, t, m);
+}
+
+// r = a a R^-1 mod n (a < n); t has 2s + 2 limbs; r may be a. The square
+// first (each cross product once, then doubled, then the squares on the
+// diagonal: s (s + 1) / 2 limb products instead of s^2), then the reduction.
+static void mont_sqr(emvn_limb_t *r, const emvn_limb_t *a, const mont_t *m, emvn_limb_t *t) {
+    const size_t s = m->s;
+    memset(t, 0, (2 * s + 2) * sizeof(emvn_limb_t));
+    for (size_t i = 0; i + 1 < s; i++) {
+        t[i + s] = mac(t + 2 * i + 1, a + i + 1, a[i], s - i - 1);
+    }
+    emvn_limb_t top = 0;
+    for (size_t j = 0; j < 2 * s; j++) {
+        emvn_limb_t v = t[j];
+        t[j] = (emvn_limb_t)((emvn_limb_t)(v << 1) | top);
+        top = (emvn_limb_t)(v >> (LB - 1));
+    }
+    emvn_dlimb_t c = 0;
+    for (size_t i = 0; i < s; i++) {
+        emvn_dlimb_t sq = (emvn_dlimb_t)a[i] * a[i];
+        c += (emvn_dlimb_t)t[2 * i] + (emvn_limb_t)sq;
+        t[2 * i] = (emvn_limb_t)c;
+        c = (c >> LB) + (emvn_dlimb_t)t[2 * i + 1] + (emvn_limb_t)(sq >> LB);
+        t[2 * i + 1] = (emvn_limb_t)c;
+        c >>= LB;
+    }
+    t[2 * s] = 0;  // a^2 < n^2 < R^2: nothing carries out (top and c are 0)
+    redc_in_place(r, t, m);
 }
 
 // x = 2 x mod n (x < n); t has s limbs.
@@ -209,7 +258,7 @@ static void mod_double(emvn_limb_t *x, const mont_t *m, emvn_limb_t *t) {
     select_n(x, t, x, (emvn_limb_t)(0 - keep), s);
 }
 
-// R^2 mod n into r2 (and R mod n into one); t has s + 2 limbs.
+// R^2 mod n into r2 (and R mod n into one); t has 2s + 2 limbs.
 static void mont_setup(const mont_t *m, emvn_limb_t *r2, emvn_limb_t *one, emvn_limb_t *t) {
     const size_t s = m->s;
     int bits = bit_length(m->n, s);
@@ -231,7 +280,7 @@ static void mont_setup(const mont_t *m, emvn_limb_t *r2, emvn_limb_t *one, emvn_
         mod_double(r2, m, t);
     }
     for (int i = 0; i < j; i++) {
-        mont_mul(r2, r2, r2, m, t);
+        mont_sqr(r2, r2, m, t);
     }
 }
 
@@ -243,7 +292,7 @@ static void mont_exp_ct(emvn_limb_t *r, const emvn_limb_t *x, const emvn_limb_t 
     emvn_limb_t *table = work;          // 16 s
     emvn_limb_t *acc = table + 16 * s;  // s
     emvn_limb_t *sel = acc + s;         // s
-    emvn_limb_t *t = sel + s;           // s + 2
+    emvn_limb_t *t = sel + s;           // 2s + 4
     memcpy(table, one, s * sizeof(emvn_limb_t));
     memcpy(table + s, x, s * sizeof(emvn_limb_t));
     for (size_t i = 2; i < 16; i++) {
@@ -254,7 +303,7 @@ static void mont_exp_ct(emvn_limb_t *r, const emvn_limb_t *x, const emvn_limb_t 
     for (size_t w = windows; w-- > 0;) {
         if (w != windows - 1) {
             for (int k = 0; k < 4; k++) {
-                mont_mul(acc, acc, acc, m, t);
+                mont_sqr(acc, acc, m, t);
             }
         }
         uint32_t digit = (uint32_t)(e[(w * 4) / LB] >> ((w * 4) % LB)) & 15;
@@ -279,7 +328,7 @@ static void mont_exp_public(emvn_limb_t *r, const emvn_limb_t *x, const emvn_lim
     int bits = bit_length(e, es);
     memcpy(r, one, s * sizeof(emvn_limb_t));
     for (int i = bits - 1; i >= 0; i--) {
-        mont_mul(r, r, r, m, t);
+        mont_sqr(r, r, m, t);
         if ((e[i / LB] >> (i % LB)) & 1) {
             mont_mul(r, r, x, m, t);
         }
@@ -322,7 +371,7 @@ int emvn_powmod_public(uint8_t *out, const uint8_t *base, size_t base_len, const
     emvn_limb_t *r2 = e + es;
     emvn_limb_t *one = r2 + s;
     emvn_limb_t *acc = one + s;
-    emvn_limb_t *t = acc + s;  // s + 2
+    emvn_limb_t *t = acc + s;  // 2s + 2
     mont_t m;
     int err = from_bytes(n, s, mod, mod_len);
     if (err == EMVN_OK) {
@@ -407,7 +456,7 @@ int emvn_rsa_crt(uint8_t *out, size_t out_len, const uint8_t *c, size_t c_len, c
     emvn_limb_t *unit = m1;
     memset(unit, 0, s * sizeof(emvn_limb_t));
     unit[0] = 1;
-    emvn_limb_t *t = rest;  // s + 2
+    emvn_limb_t *t = rest;  // 2s + 2
     mont_mul(m2, m2, unit, &mq, t);
     // m1 = c^dp mod p, in Montgomery form (m1 R).
     err = from_bytes(D, s, dp, dp_len);
