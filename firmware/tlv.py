@@ -5,6 +5,9 @@
 # raises TLVError naming the byte offset and what was wrong.
 
 _MAX_DEPTH = 32
+# DOL-related data travels as the data field of one short C-APDU, which holds
+# at most 255 bytes (ISO/IEC 7816-4 §5.1: Lc is one byte, Nc 1..255).
+MAX_DOL_DATA = 255
 
 
 class TLVError(ValueError):
@@ -260,8 +263,15 @@ def parse_dol(dol: bytes) -> list:
         if dol[pos] == 0x00 or dol[pos] == 0xFF:
             raise TLVError(pos, "invalid tag byte %02X in DOL" % dol[pos])
         tag, pos = _read_tag(dol, pos, end)
-        length, pos = _read_length(dol, pos, end)
-        out.append((tag, length))
+        # Book 3 §5.4: the length of a DOL entry is one byte; a BER long
+        # form (81..84) has no place there.
+        if pos >= end:
+            raise TLVError(pos, "truncated DOL entry: no length byte")
+        if dol[pos] & 0x80:
+            raise TLVError(pos, "DOL entry %s: length byte %02X is a multi-byte length (a DOL length is one "
+                           "byte, 00..7F)" % (tag_hex(tag), dol[pos]))
+        out.append((tag, dol[pos]))
+        pos += 1
     return out
 
 
@@ -284,8 +294,12 @@ def build_dol(dol: "bytes | list", source: dict, formats: "dict | None" = None) 
     # trailing FF; everything else is padded with trailing zeros and
     # truncated on the right. Unknown, absent and constructed data objects
     # are filled with zeros.
+    entries = _entries(dol)
+    total = dol_length(entries)
+    if total > MAX_DOL_DATA:
+        raise TLVError(0, "the DOL asks for %d bytes, more than one command carries (%d)" % (total, MAX_DOL_DATA))
     out = bytearray()
-    for tag, length in _entries(dol):
+    for tag, length in entries:
         value = None if tag_constructed(tag) else source.get(tag)
         if value is None:
             out.extend(bytes(length))

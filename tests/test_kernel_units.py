@@ -22,6 +22,7 @@ from emvkit.terminal.kernel.common import (
     CID_TC,
     contactless_cvm,
     cvm_list_processing,
+    get_processing_options,
     parse_afl,
     processing_restrictions,
     terminal_action_analysis,
@@ -526,3 +527,25 @@ def test_random_selection_off() -> None:
 
 def test_biased_selection_with_zero_target() -> None:
     assert selected(trm(2999, 0, target=0, maximum=50))
+
+
+# --- DOL lengths (Book 3 §5.4) and the size of one short C-APDU (ISO/IEC 7816-4 §5.1) --------
+
+
+@pytest.mark.parametrize("pdol", [
+    "9F02 84 40000000",  # a multi-byte length: one byte in a DOL
+    "9F01 7F 9F02 7F 9F03 7F",  # 381 bytes of DOL data: more than a command carries
+    "9F01 7F 9F02 7E",  # 253 bytes: fits a command alone, not inside the 83 template of GPO
+])
+def test_a_pdol_no_command_can_carry_ends_the_application(pdol: str) -> None:
+    gpo = get_processing_options(make_ctx(), h(pdol))
+    with pytest.raises(KernelStop) as stop:
+        next(gpo)
+    assert stop.value.outcome is Outcome.END_APPLICATION
+    assert "PDOL" in stop.value.reason
+
+
+def test_the_largest_pdol_data_a_gpo_carries_is_sent() -> None:
+    gpo = get_processing_options(make_ctx(), h("9F01 7F 9F02 7D"))
+    command = next(gpo)
+    assert len(command.data) == 255 and command.data[:3] == h("83 81 FC")

@@ -47,7 +47,11 @@ def get_processing_options(ctx: KernelContext, pdol: bytes) -> Exchange[list[tlv
     """
     pdol_data = ctx.dol(pdol, "PDOL") if pdol else b""
     ctx.pdol, ctx.pdol_data = pdol, pdol_data
-    command = CommandAPDU(0x80, INS_GET_PROCESSING_OPTIONS, 0x00, 0x00, tlv.encode_tlv(0x83, pdol_data), le=256)
+    template = tlv.encode_tlv(0x83, pdol_data)
+    if len(template) > tlv.MAX_DOL_DATA:
+        raise KernelStop(Outcome.END_APPLICATION, f"the card's PDOL asks for {len(pdol_data)} bytes: with its "
+                         f"83 template more than one command carries ({tlv.MAX_DOL_DATA})")
+    command = CommandAPDU(0x80, INS_GET_PROCESSING_OPTIONS, 0x00, 0x00, template, le=256)
     response = yield from transmit(command)
     if response.sw == 0x6985:
         raise KernelStop(Outcome.SELECT_NEXT, "GET PROCESSING OPTIONS: conditions of use not satisfied (6985)")
@@ -147,7 +151,13 @@ def _tvr_note(ctx: KernelContext) -> str:
 
 
 def recover_icc_key(ctx: KernelContext, signed: list[tuple[int, bytes]]) -> oda.IccPublicKey | oda.OdaFailure:
-    """Issuer then ICC public key from the records read."""
+    """Issuer then ICC public key from the records read. The records signed for
+    ODA are checked first (Book 3 §10.3: one not coded as a 70 template fails
+    ODA before any certificate is opened); what each certificate recovered to
+    is kept in ``ctx.oda_certificates``."""
+    static = oda.static_data_to_authenticate(signed, ctx.card(0x9F4A), ctx.card(0x82) or b"")
+    if isinstance(static, oda.OdaFailure):
+        return static
     index = ctx.card(0x8F)
     capk = ctx.config.capks.get(ctx.aid[:5], index[0]) if index and len(index) == 1 else None
     pan = (ctx.card(0x5A) or b"").hex().upper().rstrip("F")
@@ -155,18 +165,24 @@ def recover_icc_key(ctx: KernelContext, signed: list[tuple[int, bytes]]) -> oda.
                                     ctx.config.revocations)
     if isinstance(issuer, oda.OdaFailure):
         return issuer
-    static = oda.static_data_to_authenticate(signed, ctx.card(0x9F4A), ctx.card(0x82) or b"")
-    if isinstance(static, oda.OdaFailure):
-        return static
-    return oda.recover_icc_key(issuer, ctx.card(0x9F46), ctx.card(0x9F48), ctx.card(0x9F47), static, pan,
-                               ctx.today)
+    if issuer.certificate is not None:
+        ctx.oda_certificates.append(issuer.certificate)
+    icc = oda.recover_icc_key(issuer, ctx.card(0x9F46), ctx.card(0x9F48), ctx.card(0x9F47), static, pan, ctx.today)
+    if isinstance(icc, oda.IccPublicKey) and icc.certificate is not None:
+        ctx.oda_certificates.append(icc.certificate)
+    return icc
 
 
+# TVR byte 1 (Book 3 Annex C5): SDA failed b7, DDA failed b4, CDA failed b3; fDDA is a DDA.
 _FAILED_BIT = {"SDA": "SDA_FAILED", "DDA": "DDA_FAILED", "fDDA": "DDA_FAILED", "CDA": "CDA_FAILED"}
 
 
 def oda_failed(ctx: KernelContext, method: str, failure: oda.OdaFailure) -> None:
-    ctx.oda, ctx.oda_result = method, failure.code
+    """ODA performed and failed (Book 3 §10.3): TSI "ODA performed", the TVR
+    bit of the method, "ICC data missing" when data was absent."""
+    ctx.oda, ctx.oda_result, ctx.oda_failure = method, failure.code, failure
+    if failure.certificate is not None:
+        ctx.oda_certificates.append(failure.certificate)
     ctx.set_tvr(_FAILED_BIT[method])
     if failure.data_missing:
         ctx.set_tvr("ICC_DATA_MISSING")

@@ -157,6 +157,31 @@ def test_dol_rejects_padding_bytes():
     raise AssertionError("padding in DOL accepted")
 
 
+def _raises_tlv_error(f, *args):
+    try:
+        f(*args)
+    except tlv.TLVError as exc:
+        return exc
+    raise AssertionError("accepted: %r" % (args,))
+
+
+def test_dol_rejects_multi_byte_lengths():
+    # Book 3 §5.4: a DOL entry's length is one byte; 84 40000000 would ask for 1 GiB.
+    exc = _raises_tlv_error(tlv.parse_dol, bytes.fromhex("9F3704" "9F02" "8440000000"))
+    assert exc.offset == 5
+    _raises_tlv_error(tlv.parse_dol, bytes.fromhex("9F0281FF"))
+    _raises_tlv_error(tlv.build_dol, bytes.fromhex("9F028440000000"), {})
+    _raises_tlv_error(tlv.parse_dol, bytes.fromhex("9F02"))
+    assert tlv.parse_dol(bytes.fromhex("9F027F")) == [(0x9F02, 0x7F)]
+
+
+def test_build_dol_data_fits_one_short_command():
+    # ISO/IEC 7816-4 §5.1: a short C-APDU carries at most 255 bytes of data.
+    assert len(tlv.build_dol(bytes.fromhex("9F017F" "9F027F" "9F0301"), {})) == 255
+    _raises_tlv_error(tlv.build_dol, bytes.fromhex("9F017F" "9F027F" "9F0302"), {})
+    _raises_tlv_error(tlv.build_dol, bytes.fromhex("9F017F") * 40, {})
+
+
 def test_depth_limit():
     data = b""
     for _ in range(40):
