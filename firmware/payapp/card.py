@@ -287,6 +287,17 @@ class Card:
             requested = ac.CID_ARQC
         cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
         cvr.set_ac_types(cid)
+        oda_for_online = bool(ttq[0] & 0x01)
+        fdda = self.secrets.icc_key is not None and bool(app.aip[0] & 0x20) and (
+            cid == ac.CID_TC or (cid == ac.CID_ARQC and oda_for_online))
+        if app.scheme == "visa":
+            # CVR byte 2 b5 "new card": never online approved yet (Last Online
+            # ATC Register 0); byte 3 b2 "offline dynamic data authentication
+            # performed": the fDDA signature goes with this response.
+            if state.last_online_atc == 0:
+                ac.cvr_bit(cvr, "new_card")
+            if fdda:
+                ac.cvr_bit(cvr, "dda_performed")
         iad = ac.issuer_application_data(app, cvr)
         cryptogram = ac.generate_ac(
             app, self.secrets.icc_mk_ac, tx.atc,
@@ -305,9 +316,7 @@ class Card:
         ffi = app.find(0x9F6E)
         if ffi is not None:
             body += tlv.encode_tlv(0x9F6E, ffi)
-        oda_for_online = bool(ttq[0] & 0x01)
-        if self.secrets.icc_key is not None and app.aip[0] & 0x20 and (cid == ac.CID_TC or
-                                                                    (cid == ac.CID_ARQC and oda_for_online)):
+        if fdda:
             dynamic = dda.dda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN))
             extra = dda.fdda_extra(app.fdda_version, tx.terminal.get(0x9F37, bytes(4)),
                                    tx.terminal.get(0x9F02, bytes(6)), tx.terminal.get(0x5F2A, bytes(2)),
@@ -413,6 +422,8 @@ class Card:
         approved = arc in (b"00", b"\x00\x00") and auth_ok is not False
         cid = ac.CID_TC if requested == ac.CID_TC and approved else ac.CID_AAC
         cvr.set_ac_types(ac.CID_ARQC, cid, second_requested=True)
+        if cda and cid == ac.CID_TC and app.scheme == "mastercard":
+            ac.cvr_bit(cvr, "cda_second_genac")
         tx.terminal.update(cdol2)
         response = self._ac_response(app, tx, cid, cvr, cda and cid == ac.CID_TC, data)[0]
         self._complete(app, tx, cid, ac.amount_value(tx.terminal.get(0x9F02, b"")),

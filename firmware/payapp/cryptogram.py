@@ -102,8 +102,8 @@ def card_risk_decision(app, state, requested: int, amount: int, offline_only: bo
     # Card action analysis (Book 3 §10.8 / the scheme's card risk
     # management): never more than the terminal asked for (AAC < ARQC <
     # TC); a TC request goes online when an offline limit is reached, and
-    # is declined when the terminal cannot go online and the upper limit
-    # is reached.
+    # is declined when the terminal cannot go online and an upper limit
+    # (consecutive count or cumulative amount) is reached.
     if requested == CID_AAC:
         return CID_AAC
     if requested == CID_ARQC:
@@ -126,6 +126,10 @@ def card_risk_decision(app, state, requested: int, amount: int, offline_only: bo
         go_online = True
         if cvr.scheme == "mastercard":
             cvr_bit(cvr, "lower_cumulative_offline_exceeded")
+    if app.upper_cumulative_limit and state.offline_amount + amount > app.upper_cumulative_limit:
+        decline = True
+        if cvr.scheme == "mastercard":
+            cvr_bit(cvr, "upper_cumulative_offline_exceeded")
     if offline_only:
         if go_online:
             cvr_bit(cvr, "unable_to_go_online")

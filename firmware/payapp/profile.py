@@ -107,6 +107,7 @@ class Application:
         self.ucol = _int(risk, "upper_consecutive_offline_limit", where + ".risk", 0)
         self.offline_limit = _int(risk, "single_offline_limit", where + ".risk", 0)
         self.cumulative_limit = _int(risk, "cumulative_offline_limit", where + ".risk", 0)
+        self.upper_cumulative_limit = _int(risk, "upper_cumulative_offline_limit", where + ".risk", 0)
         cdcvm = doc.get("cdcvm")
         self.cdcvm_window = None if cdcvm is None else _int(cdcvm, "window_s", where + ".cdcvm")
         log = doc.get("log")
