@@ -165,6 +165,8 @@ def test_just_below_contactless_transaction_limit(dut: Dut, card: str, kernel: i
 def test_cvm_required_limit(dut: Dut, card: str, kernel: int, amount: int, cvm_required: bool) -> None:
     tap = dut.tap(amount, card=card)
     r = tap.result
+    if kernel == 2 and amount == 5000:
+        cvm_required = False  # Book C-2 compares "greater than" (S456.30), Book B "greater than or equal"
     assert r.outcome.outcome is Outcome.ONLINE_REQUEST  # above the floor limit either way
     assert r.outcome.cvm is (Cvm.ONLINE_PIN if cvm_required else Cvm.NO_CVM)
     if kernel == 2:

@@ -31,6 +31,7 @@ from emvkit.terminal.kernel.oda import (
     IccPublicKey,
     IssuerPublicKey,
     OdaFailure,
+    RecoveredCertificate,
     emv_date_expired,
     recover_icc_key,
     recover_issuer_key,
@@ -460,6 +461,73 @@ def test_failures_are_values_with_a_sentence() -> None:
     assert "144" in result.message and not result.data_missing
 
 
+# --- recovered certificate fields, on success and on failure ---
+
+def test_recovered_key_carries_its_certificate_fields() -> None:
+    c = chain("remainder")
+    fields = issuer_key(c).certificate
+    assert isinstance(fields, RecoveredCertificate)
+    assert (fields.owner, fields.format, fields.identifier, fields.expiry, fields.serial) == (
+        "issuer", 0x02, "47617390", EXPIRY, SERIAL)
+    assert (fields.hash_algorithm, fields.key_algorithm, fields.key_length, fields.exponent_length) == (1, 1, 128, 1)
+    assert fields.hash_matched is True and len(fields.hash_result) == 20
+    icc = icc_key(c)
+    assert icc.certificate is not None
+    assert (icc.certificate.owner, icc.certificate.format, icc.certificate.identifier) == ("icc", 0x04, PAN)
+    assert (icc.certificate.key_length, icc.certificate.exponent_length) == (128, 1)
+
+
+def test_hash_result_is_the_one_signed() -> None:
+    # The signer hashes body || remainder || exponent; the recovered hash result is that digest.
+    c = chain("padded")
+    cert, _ = issuer_cert(c.ca, c.issuer)
+    key = recover_issuer_key(c.capk, cert, None, b"\x03", PAN, TODAY)
+    assert isinstance(key, IssuerPublicKey) and key.certificate is not None
+    part = c.issuer.modulus + b"\xbb" * (len(c.ca.modulus) - 36 - len(c.issuer.modulus))
+    body = (b"\x02" + bytes.fromhex("47617390") + EXPIRY + SERIAL + bytes((1, 1, len(c.issuer.modulus), 1)) + part)
+    assert key.certificate.hash_result == hashlib.sha1(body + b"\x03").digest()
+
+
+@pytest.mark.parametrize(("kw", "code", "matched"), [
+    ({"hashed": b"something else"}, "issuer_certificate_hash", False),
+    ({"hash_alg": 0x02}, "issuer_certificate_hash_algorithm", None),
+    ({"identifier": "54133300"}, "issuer_identifier_mismatch", True),
+    ({"expiry": bytes.fromhex("0525")}, "issuer_certificate_expired", True),
+    ({"key_alg": 0x02}, "issuer_key_algorithm", True),
+    ({"fmt": 0x04}, "issuer_certificate_format", None),
+])
+def test_issuer_failure_keeps_the_recovered_fields(kw: dict[str, Any], code: str, matched: bool | None) -> None:
+    c = chain("remainder")
+    cert, rem = issuer_cert(c.ca, c.issuer, **kw)
+    fields = failed(recover_issuer_key(c.capk, cert, rem, b"\x03", PAN, TODAY), code).certificate
+    assert fields is not None and fields.owner == "issuer"
+    assert fields.hash_matched is matched
+    assert fields.identifier == kw.get("identifier", "47617390")
+    assert fields.expiry == kw.get("expiry", EXPIRY)
+    assert (fields.format, fields.hash_algorithm, fields.key_algorithm) == (
+        kw.get("fmt", 2), kw.get("hash_alg", 1), kw.get("key_alg", 1))
+    assert fields.serial == SERIAL and fields.key_length == 128 and fields.exponent_length == 1
+
+
+def test_icc_failure_keeps_the_recovered_fields() -> None:
+    c = chain("remainder")
+    cert, rem = icc_cert(c.issuer, c.icc, pan="4761739001010028")
+    fields = failed(recover_icc_key(issuer_key(c), cert, rem, b"\x03", STATIC, PAN, TODAY),
+                    "pan_mismatch").certificate
+    assert fields is not None and fields.identifier == "4761739001010028" and fields.hash_matched is True
+    cert, rem = icc_cert(c.issuer, c.icc)
+    fields = failed(recover_icc_key(issuer_key(c), cert, rem, b"\x03", STATIC + b"\x00", PAN, TODAY),
+                    "icc_certificate_hash").certificate
+    assert fields is not None and fields.hash_matched is False and fields.identifier == PAN
+
+
+def test_no_fields_before_the_certificate_opens() -> None:
+    c = chain("remainder")
+    cert, rem = issuer_cert(c.ca, c.issuer, trailer=0xBD)
+    assert failed(recover_issuer_key(c.capk, cert, rem, b"\x03", PAN, TODAY),
+                  "issuer_certificate_trailer").certificate is None
+
+
 # --- static data to be authenticated (Book 3 §10.3) ---
 
 def test_static_data_sfi_1_to_10_drops_the_template() -> None:
@@ -471,9 +539,19 @@ def test_static_data_sfi_1_to_10_drops_the_template() -> None:
 
 def test_static_data_sfi_11_to_30_keeps_the_whole_record() -> None:
     record = bytes.fromhex("70035F2A01")
-    proprietary = bytes.fromhex("DF0102AABB")  # SFI 11-30 records need not be 70 templates
-    assert static_data_to_authenticate([(1, record), (11, record), (30, proprietary)], None, AIP) == (
-        record[2:] + record + proprietary)
+    other = bytes.fromhex("7081035F2A01")  # a two-byte length: still one 70 template
+    assert static_data_to_authenticate([(1, record), (11, record), (30, other)], None, AIP) == (
+        bytes.fromhex("5F2A01" "70035F2A01" "7081035F2A01"))
+
+
+@pytest.mark.parametrize("sfi", [11, 20, 30])
+def test_static_data_sfi_11_to_30_record_not_coded_with_tag_70(sfi: int) -> None:
+    # EMV 4.4 Book 3 §10.3: a record read for ODA that is not coded with tag 70
+    # makes ODA performed and failed, whatever the SFI.
+    proprietary = bytes.fromhex("DF0102AABB")
+    result = failed(static_data_to_authenticate([(1, bytes.fromhex("70035F2A01")), (sfi, proprietary)], None, AIP),
+                    "oda_record_not_template")
+    assert f"SFI {sfi}" in result.message and not result.data_missing
 
 
 @pytest.mark.parametrize("record", [
@@ -483,8 +561,9 @@ def test_static_data_sfi_11_to_30_keeps_the_whole_record() -> None:
     bytes.fromhex("70"),
     bytes.fromhex("7083000003"),  # unsupported length form
 ])
-def test_static_data_record_not_a_template(record: bytes) -> None:
-    failed(static_data_to_authenticate([(1, record)], None, AIP), "oda_record_not_template")
+@pytest.mark.parametrize("sfi", [1, 11])
+def test_static_data_record_not_a_template(record: bytes, sfi: int) -> None:
+    failed(static_data_to_authenticate([(sfi, record)], None, AIP), "oda_record_not_template")
 
 
 def test_sda_tag_list() -> None:

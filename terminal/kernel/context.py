@@ -24,6 +24,7 @@ from emvkit.terminal.apdu import CommandAPDU, ResponseAPDU, sw_meaning
 from emvkit.terminal.bitmaps import TSI_BITS, TVR_BITS, is_set, set_bit
 from emvkit.terminal.kernel.authorisation import AuthorisationResponse, OnlineRequest
 from emvkit.terminal.kernel.config import AppConfig, TerminalConfig
+from emvkit.terminal.kernel.oda import IccPublicKey, OdaFailure, RecoveredCertificate
 from emvkit.terminal.kernel.outcome import Cvm, Outcome, OutcomeParameterSet, Step, TransactionResult
 from emvkit.terminal.tags import FORMATS
 from emvkit.terminal.tags import info as tag_info
@@ -139,6 +140,9 @@ class KernelContext:
     steps: list[Step] = field(default_factory=list)
     oda: str = "not performed"
     oda_result: str = ""
+    oda_failure: OdaFailure | None = None
+    oda_certificates: list[RecoveredCertificate] = field(default_factory=list)
+    icc_key: IccPublicKey | None = None  # kernel 2: recovered for CDA, used again in the second GENERATE AC
     cvm: Cvm = Cvm.NA
     card_data: dict[int, bytes] = field(default_factory=dict)  # what the card returned
     pdol: bytes = b""  # the card's PDOL
@@ -219,6 +223,7 @@ class KernelContext:
         return TransactionResult(
             outcome=params, kernel=self.kernel, aid=self.aid, label=self.label, data=dict(self.data),
             tvr=bytes(self.tvr), tsi=bytes(self.tsi), oda=self.oda, oda_result=self.oda_result,
+            oda_failure=self.oda_failure, oda_certificates=tuple(self.oda_certificates),
             steps=self.steps, error=error, authorisation=self.authorisation,
         )
 

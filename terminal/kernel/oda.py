@@ -43,18 +43,27 @@ Book 2 §5.3/§6.3 for the issuer certificate, §6.4 for the ICC certificate)::
     fdda_version                        9F69 names an fDDA version other than 00 and 01
     cda_cid_mismatch                    §6.6.2 step 6: CID in the SDAD is not the 9F27 returned
     cda_transaction_hash                §6.6.2 step 12: Transaction Data Hash Code differs
-    oda_record_not_template             Book 3 §10.3: an SFI 1-10 ODA record is not one 70 template
+    oda_record_not_template             Book 3 §10.3: a record read for ODA (any SFI) is not one 70 template
     sda_tag_list_invalid                Book 3 §10.3: 9F4A lists a tag other than 82
 
 One deliberate ordering choice: a needed but absent remainder (92, 9F48) is
 reported before the hash check it would otherwise fail, so the kernel can set
 "ICC data missing" as Book 3 §10.3 asks.
+
+Recovered certificate fields: once a certificate has been opened (steps 1-3:
+length, trailer BC, header 6A), what it says is kept as a
+:class:`RecoveredCertificate` (format, issuer identifier or application PAN,
+expiry, serial, hash and public key algorithm indicators, key and exponent
+lengths, the hash result and whether it matched), whether or not a later
+check passes. A recovered key carries it as ``certificate``; an
+:class:`OdaFailure` from step 4 onwards carries it too, so a caller can show
+why a real card's ODA failed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from emvkit.firmware.crypto.rsa import recover
@@ -67,6 +76,7 @@ __all__ = [
     "IccPublicKey",
     "IssuerPublicKey",
     "OdaFailure",
+    "RecoveredCertificate",
     "emv_date_expired",
     "recover_icc_key",
     "recover_issuer_key",
@@ -90,11 +100,32 @@ _NAMES = {
 
 
 @dataclass(frozen=True)
+class RecoveredCertificate:
+    """What an issuer (Book 2 Table 13) or ICC (Table 14) public key certificate
+    recovers to, kept whether or not the checks after its opening pass."""
+
+    owner: str  # "issuer" or "icc"
+    format: int  # Certificate Format: 02 issuer, 04 ICC
+    identifier: str  # issuer: Issuer Identifier digits; icc: Application PAN digits (F padding dropped)
+    expiry: bytes  # Certificate Expiration Date, MMYY as recorded
+    serial: bytes  # Certificate Serial Number, 3 bytes
+    hash_algorithm: int  # Hash Algorithm Indicator (01: SHA-1)
+    key_algorithm: int  # Public Key Algorithm Indicator (01: RSA)
+    key_length: int  # public key length in bytes
+    exponent_length: int  # public key exponent length in bytes
+    hash_result: bytes  # the Hash Result recovered from the certificate
+    hash_matched: bool | None  # None: not compared (unknown algorithm, or a check before it failed)
+
+
+@dataclass(frozen=True)
 class OdaFailure:
-    """A failed ODA check: a stable machine-readable ``code`` and a sentence for people."""
+    """A failed ODA check: a stable machine-readable ``code`` and a sentence for
+    people; ``certificate`` holds what the certificate recovered to when the
+    failure came after it was opened (None otherwise)."""
 
     code: str
     message: str
+    certificate: RecoveredCertificate | None = None
 
     @property
     def data_missing(self) -> bool:
@@ -111,6 +142,7 @@ class IssuerPublicKey:
     identifier: str  # the 3–8 leading PAN digits, without F padding
     expiry: tuple[int, int]  # (month, year)
     serial: bytes  # Certificate Serial Number, 3 bytes
+    certificate: RecoveredCertificate | None = field(default=None, compare=False)  # every field of tag 90
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ class IccPublicKey:
     pan: str  # without F padding
     expiry: tuple[int, int]  # (month, year)
     serial: bytes
+    certificate: RecoveredCertificate | None = field(default=None, compare=False)  # every field of tag 9F46
 
 
 @dataclass(frozen=True)
@@ -181,9 +214,10 @@ def _missing(what: str) -> OdaFailure:
     return OdaFailure("icc_data_missing", f"{what} is missing")
 
 
-def _recover(prefix: str, fmt: int, signed: bytes, modulus: bytes, exponent: bytes) -> bytes | OdaFailure:
+def _recover(prefix: str, fmt: int | None, signed: bytes, modulus: bytes, exponent: bytes) -> bytes | OdaFailure:
     """Steps 1–4 of §5.3, §5.4, §6.3, §6.4, §6.5.2 and §6.6.2: length equals the key
-    modulus, recover (signature^e mod n), trailer BC, header 6A, format."""
+    modulus, recover (signature^e mod n), trailer BC, header 6A, format (unless
+    ``fmt`` is None: the caller checks it)."""
     name = _NAMES[prefix]
     if len(signed) != len(modulus):
         return OdaFailure(f"{prefix}_length",
@@ -196,7 +230,7 @@ def _recover(prefix: str, fmt: int, signed: bytes, modulus: bytes, exponent: byt
         return OdaFailure(f"{prefix}_trailer", f"{name} recovers with trailer {block[-1]:02X}, not BC")
     if block[0] != 0x6A:
         return OdaFailure(f"{prefix}_header", f"{name} recovers with header {block[0]:02X}, not 6A")
-    if block[1] != fmt:
+    if fmt is not None and block[1] != fmt:
         return OdaFailure(f"{prefix}_format", f"{name} has format {block[1]:02X}, not {fmt:02X}")
     return block
 
@@ -216,36 +250,54 @@ def _check_hash(prefix: str, block: bytes, algorithm: int, *extra: bytes) -> Oda
     return None
 
 
+def _certificate_fields(owner: str, owner_len: int, block: bytes,
+                        hash_matched: bool | None) -> RecoveredCertificate:
+    """The fields of an opened certificate block (Book 2 Table 13 or 14)."""
+    base = 2 + owner_len  # expiry, serial, hash alg, key alg, key length, exponent length, key
+    return RecoveredCertificate(
+        owner=owner, format=block[1], identifier=_digits(block[2:base]), expiry=block[base:base + 2],
+        serial=block[base + 2:base + 5], hash_algorithm=block[base + 5], key_algorithm=block[base + 6],
+        key_length=block[base + 7], exponent_length=block[base + 8], hash_result=block[-21:-1],
+        hash_matched=hash_matched)
+
+
 def _open_certificate(owner: str, fmt: int, owner_len: int, certificate: bytes, signer_modulus: bytes,
                       signer_exponent: bytes, remainder: bytes | None, exponent: bytes,
-                      static_data: bytes) -> tuple[bytes, bytes] | OdaFailure:
+                      static_data: bytes) -> tuple[bytes, bytes, RecoveredCertificate] | OdaFailure:
     """Steps 1–7 of §6.3 (owner "issuer") or §6.4 (owner "icc"), and the key modulus
-    of the last step: (recovered block, public key modulus)."""
+    of the last step: (recovered block, public key modulus, its fields). A failure
+    from step 4 on carries the fields."""
     prefix = f"{owner}_certificate"
-    block = _recover(prefix, fmt, certificate, signer_modulus, signer_exponent)
+    block = _recover(prefix, None, certificate, signer_modulus, signer_exponent)
     if isinstance(block, OdaFailure):
         return block
-    base = 2 + owner_len  # expiry, serial, hash alg, key alg, key length, exponent length, key
+
+    def failing(failure: OdaFailure, hash_matched: bool | None = None) -> OdaFailure:
+        return replace(failure, certificate=_certificate_fields(owner, owner_len, block, hash_matched))
+
+    if block[1] != fmt:
+        return failing(OdaFailure(f"{prefix}_format", f"{_NAMES[prefix]} has format {block[1]:02X}, not {fmt:02X}"))
+    base = 2 + owner_len
     key_length = block[base + 7]
     room = len(block) - base - 30  # N_CA − 36 (issuer) or N_I − 42 (ICC)
     rest = remainder or b""
     tag, who = ("92", "issuer") if owner == "issuer" else ("9F48", "ICC")
     if key_length > room:
         if not rest:
-            return OdaFailure(f"{owner}_remainder_missing",
-                              f"the {who} public key is {key_length} bytes, "
-                              f"{key_length - room} of them in the remainder ({tag}), which is missing")
+            return failing(OdaFailure(f"{owner}_remainder_missing",
+                                      f"the {who} public key is {key_length} bytes, "
+                                      f"{key_length - room} of them in the remainder ({tag}), which is missing"))
         if len(rest) != key_length - room:
-            return OdaFailure(f"{owner}_remainder_length",
-                              f"the public key remainder ({tag}) is {len(rest)} bytes; "
-                              f"the certificate needs {key_length - room}")
+            return failing(OdaFailure(f"{owner}_remainder_length",
+                                      f"the public key remainder ({tag}) is {len(rest)} bytes; "
+                                      f"the certificate needs {key_length - room}"))
         modulus = block[base + 9:-21] + rest
     else:
         modulus = block[base + 9:base + 9 + key_length]  # drop the BB padding
     failed = _check_hash(prefix, block, block[base + 5], rest, exponent, static_data)
     if failed is not None:
-        return failed
-    return block, modulus
+        return failing(failed, None if failed.code.endswith("_algorithm") else False)
+    return block, modulus, _certificate_fields(owner, owner_len, block, True)
 
 
 def _digits(cn: bytes | str) -> str:
@@ -288,22 +340,23 @@ def recover_issuer_key(capk: CaPublicKey | None, certificate: bytes | None, rema
                                remainder, exponent, b"")
     if isinstance(opened, OdaFailure):
         return opened
-    block, modulus = opened
-    identifier = _digits(block[2:6])
+    block, modulus, fields = opened
+    identifier = fields.identifier
     if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
         return OdaFailure("issuer_identifier_mismatch",
-                          f"Issuer Identifier {block[2:6].hex().upper()} is not the leading digits of the PAN")
-    expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", block[6:8], today)
+                          f"Issuer Identifier {block[2:6].hex().upper()} is not the leading digits of the PAN",
+                          fields)
+    expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", fields.expiry, today)
     if isinstance(expiry, OdaFailure):
-        return expiry
-    serial = block[8:11]
+        return replace(expiry, certificate=fields)
+    serial = fields.serial
     if revocations is not None and revocations.is_revoked(capk.rid, capk.index, serial):
         return OdaFailure("issuer_certificate_revoked",
-                          f"issuer certificate {serial.hex().upper()} under CA key {capk.name} is revoked")
-    if block[12] != _KEY_RSA:
+                          f"issuer certificate {serial.hex().upper()} under CA key {capk.name} is revoked", fields)
+    if fields.key_algorithm != _KEY_RSA:
         return OdaFailure("issuer_key_algorithm",
-                          f"issuer public key algorithm {block[12]:02X} is not 01 (RSA)")
-    return IssuerPublicKey(modulus, bytes(exponent), identifier, expiry, serial)
+                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)", fields)
+    return IssuerPublicKey(modulus, bytes(exponent), identifier, expiry, serial, fields)
 
 
 def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainder: bytes | None,
@@ -325,17 +378,17 @@ def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainde
                                remainder, exponent, static_data)
     if isinstance(opened, OdaFailure):
         return opened
-    block, modulus = opened
-    certified = _digits(block[2:12])
+    _, modulus, fields = opened
+    certified = fields.identifier
     if not certified.isdigit() or certified != _digits(pan):
-        return OdaFailure("pan_mismatch",
-                          f"the ICC certificate is for PAN {block[2:12].hex().upper()}, not the card's PAN")
-    expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", block[12:14], today)
+        return OdaFailure("pan_mismatch", "the ICC certificate is for another PAN than the card's (5A)", fields)
+    expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", fields.expiry, today)
     if isinstance(expiry, OdaFailure):
-        return expiry
-    if block[18] != _KEY_RSA:
-        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {block[18]:02X} is not 01 (RSA)")
-    return IccPublicKey(modulus, bytes(exponent), certified, expiry, block[14:17])
+        return replace(expiry, certificate=fields)
+    if fields.key_algorithm != _KEY_RSA:
+        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)",
+                          fields)
+    return IccPublicKey(modulus, bytes(exponent), certified, expiry, fields.serial, fields)
 
 
 # --- Signature verification (Book 2 §5.4, §6.5.2, §6.6.2; Book C-3) ---
@@ -457,22 +510,23 @@ def static_data_to_authenticate(records: list[tuple[int, bytes]], sda_tag_list: 
     """Assemble the static data to be authenticated, EMV Book 3 §10.3.
 
     ``records`` are (SFI, READ RECORD response data) of the records the AFL
-    marks for ODA, in AFL order. SFI 1–10 records must be a 70 template and
-    contribute its value; SFI 11–30 records contribute the whole response.
-    An SDA Tag List (9F4A) may name only the AIP (82), whose value is appended.
+    marks for ODA, in AFL order. Every such record must be coded as one 70
+    template, whatever its SFI; one that is not makes ODA performed and
+    failed (EMV 4.4 Book 3 §10.3: ``oda_record_not_template``). SFI 1–10
+    records contribute the template's value, SFI 11–30 records the whole
+    response (tag 70 and length included). An SDA Tag List (9F4A) may name
+    only the AIP (82), whose value is appended.
     """
     parts: list[bytes] = []
     for sfi, record in records:
-        if 1 <= sfi <= 10:
-            value = _template_70_value(record)
-            if value is None:
-                return OdaFailure("oda_record_not_template",
-                                  f"a record of SFI {sfi} marked for ODA is not a single 70 template")
-            parts.append(value)
-        elif 11 <= sfi <= 30:
-            parts.append(record)
-        else:
+        if not 1 <= sfi <= 30:
             raise ValueError(f"SFI {sfi} is outside 1..30")
+        value = _template_70_value(record)
+        if value is None:
+            return OdaFailure("oda_record_not_template",
+                              f"a record of SFI {sfi} read for offline data authentication is not coded as "
+                              "one 70 template")
+        parts.append(value if sfi <= 10 else record)
     if sda_tag_list:
         if any(b != 0x82 for b in sda_tag_list):
             return OdaFailure("sda_tag_list_invalid",

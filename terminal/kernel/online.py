@@ -12,21 +12,10 @@ host could not be reached.
 from __future__ import annotations
 
 from emvkit.firmware import tlv
-from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.bitmaps import AIP_BITS, is_set
-from emvkit.terminal.iso7816 import INS_GENERATE_AC
+from emvkit.terminal.kernel import c2
 from emvkit.terminal.kernel.authorisation import AuthorisationRequest, AuthorisationResponse, OnlineRequest
-from emvkit.terminal.kernel.common import CID_NAMES
-from emvkit.terminal.kernel.context import (
-    Exchange,
-    KernelContext,
-    KernelStop,
-    expect_ok,
-    format1_value,
-    parse_template,
-    response_objects,
-    transmit,
-)
+from emvkit.terminal.kernel.context import Exchange, KernelContext
 from emvkit.terminal.kernel.outcome import Outcome, TransactionResult
 
 __all__ = ["authorisation_request", "online_processing"]
@@ -104,34 +93,6 @@ def online_processing(ctx: KernelContext) -> Exchange[TransactionResult]:
              + (f" ({response.reason})" if response.reason else ""))
     aip = ctx.card(0x82) or bytes(2)
     if ctx.kernel == 2 and is_set(aip, AIP_BITS, "ISSUER_AUTHENTICATION_SUPPORTED") and ctx.card(0x8D):
-        return (yield from _second_generate_ac(ctx, response))
+        return (yield from c2.second_generate_ac(ctx, response))
     return ctx.result(Outcome.APPROVED if response.approved else Outcome.DECLINED,
                       "" if response.approved else f"declined by the issuer ({response.response_code})")
-
-
-def _second_generate_ac(ctx: KernelContext, response: AuthorisationResponse) -> Exchange[TransactionResult]:
-    requested = 0x40 if response.approved else 0x00
-    data = ctx.dol(ctx.card(0x8D) or b"", "CDOL2")
-    answer = yield from transmit(CommandAPDU(0x80, INS_GENERATE_AC, requested, 0x00, data, le=256))
-    expect_ok(answer, "second GENERATE AC")
-    nodes = response_objects(answer, "second GENERATE AC")
-    value = format1_value(nodes)
-    if value is not None and len(value) >= 11:
-        fields = {0x9F27: value[:1], 0x9F36: value[1:3], 0x9F26: value[3:11]}
-    else:
-        fields = tlv.flatten(parse_template(answer, "second GENERATE AC", (0x77,), nodes))
-    if 0x9F27 not in fields:
-        raise KernelStop(Outcome.END_APPLICATION, "second GENERATE AC without a CID")
-    ctx.data.update({t: v for t, v in fields.items() if t in (0x9F27, 0x9F26, 0x9F36, 0x9F10)})
-    cid = fields[0x9F27][0] & 0xC0
-    if response.issuer_authentication_data:
-        ctx.set_tsi("ISSUER_AUTHENTICATION_PERFORMED")
-    returned = CID_NAMES.get(cid, "RFU")
-    ctx.step("second GENERATE AC", f"asked for {'TC' if requested else 'AAC'}, the card returned {returned}")
-    if cid == 0x40 and requested == 0x40:
-        return ctx.result(Outcome.APPROVED)
-    if response.approved and response.issuer_authentication_data:
-        ctx.set_tvr("ISSUER_AUTHENTICATION_FAILED")
-        return ctx.result(Outcome.DECLINED, "the card declined after issuer authentication")
-    return ctx.result(Outcome.DECLINED, f"declined by the issuer ({response.response_code})"
-                      if not response.approved else "the card declined the second GENERATE AC")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from emvkit.terminal.kernel.authorisation import AuthorisationResponse
+from emvkit.terminal.kernel.oda import OdaFailure, RecoveredCertificate
 
 __all__ = ["Cvm", "Outcome", "OutcomeParameterSet", "Step", "TransactionResult"]
 
@@ -95,6 +96,8 @@ class TransactionResult:
     tsi: bytes = bytes(2)
     oda: str = "not performed"  # fDDA, CDA, DDA, SDA, or "not performed"
     oda_result: str = ""  # "successful", or the failure code
+    oda_failure: OdaFailure | None = None  # the failed check: code, sentence, the certificate's fields if opened
+    oda_certificates: tuple[RecoveredCertificate, ...] = ()  # issuer, then ICC: what each recovered to
     steps: list[Step] = field(default_factory=list)
     error: str = ""  # why a transaction ended early (a status word, malformed data, a link error)
     authorisation: AuthorisationResponse | None = None  # the issuer's answer when the transaction went online
