@@ -87,6 +87,31 @@ def test_reveal_shows_the_full_pan(capsys: pytest.CaptureFixture[str]) -> None:
     assert "4761739001010119" not in tap_text(capsys)
 
 
+def test_json_shows_why_oda_failed_and_what_the_certificates_recovered_to(capsys: pytest.CaptureFixture[str]) -> None:
+    # A signed record's 5F24 altered: the ICC certificate opens, but its hash no longer matches.
+    doc = tap_json(capsys, "--reader", "emu:visa?corrupt=5F24", "--host", "none")
+    assert doc["oda"] == "fDDA" and doc["oda_result"] == "icc_certificate_hash"
+    assert doc["oda_failure"]["code"] == "icc_certificate_hash"
+    assert "hash" in doc["oda_failure"]["reason"] and "\n" not in doc["oda_failure"]["reason"]
+    issuer, icc = doc["oda_certificates"]
+    assert (issuer["certificate"], issuer["format"], issuer["hash_matched"]) == ("issuer", "02", True)
+    assert "4761739001010119".startswith(issuer["identifier"])
+    assert (icc["certificate"], icc["format"], icc["hash_matched"]) == ("icc", "04", False)
+    assert icc["identifier"] == "476173******0119"  # the certificate's PAN is masked like the card's
+    assert (icc["key_length"], icc["exponent_length"], icc["hash_algorithm"]) == (128, 1, "01")
+    assert len(icc["hash_result"]) == 40
+    assert tap_json(capsys, "--reader", "emu:visa?corrupt=5F24", "--host", "none",
+                    "--reveal")["oda_certificates"][1]["identifier"] == "4761739001010119"
+    text = tap_text(capsys, "--reader", "emu:visa?corrupt=5F24", "--host", "none")
+    assert "does not match the data it signs" in text and "icc certificate: format 04" in text
+    assert "4761739001010119" not in text
+
+
+def test_json_without_an_oda_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tap_json(capsys)
+    assert doc["oda_failure"] is None and [c["certificate"] for c in doc["oda_certificates"]] == ["issuer", "icc"]
+
+
 # --- text ------------------------------------------------------------------------------------------
 
 

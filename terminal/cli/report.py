@@ -8,6 +8,7 @@ from __future__ import annotations
 from emvkit.terminal.bitmaps import explain
 from emvkit.terminal.iso7816 import INS_NAMES, INS_READ_RECORD, INS_SELECT, PPSE
 from emvkit.terminal.kernel.common import CID_NAMES
+from emvkit.terminal.kernel.oda import RecoveredCertificate
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import Tap
 from emvkit.terminal.tlvdump import mask_pan
@@ -22,8 +23,30 @@ def _pan(tap: Tap, reveal: bool) -> str:
     return pan if reveal or not pan else mask_pan(pan)
 
 
+def _certificate(c: RecoveredCertificate, reveal: bool) -> dict[str, object]:
+    """A recovered certificate's fields; the ICC certificate's PAN masked unless ``reveal``."""
+    identifier = c.identifier if reveal or c.owner == "issuer" else mask_pan(c.identifier)
+    return {
+        "certificate": c.owner, "format": f"{c.format:02X}", "identifier": identifier,
+        "expiry": c.expiry.hex().upper(), "serial": c.serial.hex().upper(),
+        "hash_algorithm": f"{c.hash_algorithm:02X}", "key_algorithm": f"{c.key_algorithm:02X}",
+        "key_length": c.key_length, "exponent_length": c.exponent_length,
+        "hash_result": c.hash_result.hex().upper(), "hash_matched": c.hash_matched,
+    }
+
+
+def _certificate_line(c: RecoveredCertificate, reveal: bool) -> str:
+    fields = _certificate(c, reveal)
+    matched = {True: "matched", False: "did not match", None: "not compared"}[c.hash_matched]
+    return (f"{c.owner} certificate: format {fields['format']}, {'issuer' if c.owner == 'issuer' else 'PAN'} "
+            f"{fields['identifier']}, expiry {fields['expiry']}, serial {fields['serial']}, hash algorithm "
+            f"{fields['hash_algorithm']}, key algorithm {fields['key_algorithm']}, key {c.key_length} bytes, "
+            f"exponent {c.exponent_length} byte(s), hash {matched}")
+
+
 def to_json(tap: Tap, url: str, reveal: bool, amount: str) -> dict[str, object]:
     r = tap.result
+    failure = r.oda_failure
     return {
         "reader": url,
         "amount": amount,
@@ -40,6 +63,8 @@ def to_json(tap: Tap, url: str, reveal: bool, amount: str) -> dict[str, object]:
         "cvm": r.outcome.cvm.value,
         "oda": r.oda,
         "oda_result": r.oda_result,
+        "oda_failure": None if failure is None else {"code": failure.code, "reason": failure.message},
+        "oda_certificates": [_certificate(c, reveal) for c in r.oda_certificates],
         "ui_message": r.outcome.ui_message,
         "error": r.error,
         "apdus": tap.apdus,
@@ -66,6 +91,9 @@ def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
     if r.pan:
         lines.append(f"PAN:         {_pan(tap, reveal)}")
     lines.append(f"ODA:         {r.oda}" + (f" ({r.oda_result})" if r.oda_result else ""))
+    if r.oda_failure is not None:
+        lines.append(f"             {r.oda_failure.message}")
+    lines += [f"             {_certificate_line(c, reveal)}" for c in r.oda_certificates]
     lines.append(f"CVM:         {r.outcome.cvm.value}")
     lines.append(f"TVR:         {r.tvr.hex().upper()}")
     lines += [f"             {line}" for line in explain(0x95, r.tvr)]
