@@ -6,7 +6,8 @@ clock, file or random source. This module brings them:
 
 - :func:`drive` runs a kernel's generator: its commands go to the card over a
   :class:`~emvkit.terminal.apdu.Channel`, its OnlineRequests to an authoriser;
-  link failures are thrown into it, and it turns them into an outcome;
+  link failures are thrown into it, and it turns them into an outcome; an
+  approval the transaction did not end approved with is reversed;
 - :func:`stamp` gives a request the terminal's date, time and random source
   (today, now, ``os.urandom``) where it has none;
 - :func:`run_transaction` stamps the request and drives the transaction over a
@@ -41,7 +42,7 @@ from emvkit.terminal.kernel.authorisation import AuthorisationResponse, Authoris
 from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TRANSACTION_TYPES, Exchange, Random, TransactionRequest
 from emvkit.terminal.kernel.entry_point import transaction
-from emvkit.terminal.kernel.outcome import TransactionResult
+from emvkit.terminal.kernel.outcome import Outcome, TransactionResult
 from emvkit.terminal.transport import make_transport
 from emvkit.terminal.transport.base import Transport
 from emvkit.terminal.transport.trace import Trace, TraceTransport, load_trace
@@ -72,11 +73,13 @@ def drive(kernel: Exchange[TransactionResult], channel: Channel,
     """Run a kernel to its result: commands to ``channel``, OnlineRequests to
     ``authoriser`` (None: the host cannot be reached); link failures
     (``TransportError``, ``APDUError``) are thrown into the kernel."""
+    online: tuple[OnlineRequest, AuthorisationResponse | None] | None = None
     try:
         item = next(kernel)
         while True:
             if isinstance(item, OnlineRequest):
-                item = kernel.send(_authorise(authoriser, item))
+                online = (item, _authorise(authoriser, item))
+                item = kernel.send(online[1])
                 continue
             try:
                 response = channel.transmit(item)
@@ -86,7 +89,21 @@ def drive(kernel: Exchange[TransactionResult], channel: Channel,
                 item = kernel.send(response)
     except StopIteration as stop:
         result: TransactionResult = stop.value
-        return result
+    if online is not None and online[1] is not None and online[1].approved \
+            and result.outcome.outcome is not Outcome.APPROVED:
+        _reverse(authoriser, online[0], "the card declined after the issuer approved")
+    return result
+
+
+def _reverse(authoriser: Authoriser | None, item: OnlineRequest, reason: str) -> None:
+    """An approval the transaction could not use: reverse it where the
+    authoriser can (:mod:`emvkit.terminal.host.reversal`)."""
+    reverse = getattr(authoriser, "reverse", None)
+    if callable(reverse):
+        try:
+            reverse(item.request, reason)
+        except TransportError:
+            pass  # the authoriser keeps it pending and repeats it
 
 
 def _authorise(authoriser: Authoriser | None, item: OnlineRequest) -> AuthorisationResponse | None:

@@ -9,6 +9,8 @@ the host's (pyemv) must agree.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
 from dataclasses import dataclass, replace
@@ -25,7 +27,8 @@ from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.authlog import AuthLog, scrub
 from emvkit.terminal.host.issuer import CSU_APPROVED, CSU_DECLINED, PROPRIETARY_AUTH_DATA, IssuerHost
 from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
-from emvkit.terminal.host.rules import Rules, load_blocked, pan_sha256
+from emvkit.terminal.host.rules import Rules, load_blocked
+from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import run_transaction
@@ -217,19 +220,22 @@ def test_amount_limit_declines_and_the_card_authenticates_the_decline(name: str)
 
 def test_blocked_pan_is_declined(host: IssuerHost) -> None:
     tx = online("mastercard")
-    rules = Rules().blocking(tx.request.pan)
+    log = AuthLog()
+    assert log.secret is not None
+    rules = Rules().blocking(log.secret, tx.request.pan)
     assert tx.request.pan not in repr(rules)
-    assert rules.blocked == {pan_sha256(tx.request.pan)}
-    response = IssuerHost(IssuerKeys.builtin(), rules).authorise(tx.request)
+    assert rules.blocked == {hmac.new(log.secret.keys[1], tx.request.pan.encode(), hashlib.sha256).hexdigest()}
+    response = IssuerHost(IssuerKeys.builtin(), rules, log).authorise(tx.request)
     assert (response.response_code, response.reason) == ("62", "the card is blocked")
 
 
 def test_blocked_file(tmp_path: Path) -> None:
     path = tmp_path / "blocked.txt"
-    path.write_text(f"# lost cards\n{pan_sha256('5413330089010012')}  # test card\n\n")
-    assert load_blocked(path) == {pan_sha256("5413330089010012")}
+    keyed = HostSecret.ephemeral().pan_hash("5413330089010012")
+    path.write_text(f"# lost cards\n{keyed}  # test card\n\n")
+    assert load_blocked(path) == {keyed}
     path.write_text("5413330089010012\n")
-    with pytest.raises(ConfigError, match="SHA-256"):
+    with pytest.raises(ConfigError, match="keyed hash"):
         load_blocked(path)
 
 
@@ -414,11 +420,13 @@ def test_every_request_is_logged_without_the_pan(host: IssuerHost) -> None:
     assert [r.response_code for r in rows] == ["00", "63", "30"]
     first = rows[0]
     assert first.pan_masked == "476173******0119"
-    assert first.pan_sha256 == pan_sha256(tx.request.pan)
-    assert (first.amount, first.currency, first.atc, first.atc_spent, first.stan, first.terminal_id, first.mti) \
-        == (1000, "978", 1, True, 7, "TERM0001", "0100")
-    assert rows[2].pan_sha256 is None and rows[2].stan == 12
-    assert host.log.entries(pan_sha256(tx.request.pan)) == rows[:2]
+    assert host.log.secret is not None
+    assert first.pan_hmac == host.log.secret.pan_hash(tx.request.pan)
+    assert first.pan_hmac != hashlib.sha256(tx.request.pan.encode()).hexdigest()
+    assert (first.amount, first.currency, first.atc, first.atc_spent, first.stan, first.terminal_id, first.mti,
+            first.psn) == (1000, "978", 1, True, 7, "TERM0001", "0100", "01")
+    assert rows[2].pan_hmac is None and rows[2].stan == 12
+    assert host.log.entries(host.log.secret.pan_hashes(tx.request.pan)) == rows[:2]
 
 
 def test_reasons_are_scrubbed_of_pans() -> None:
@@ -461,6 +469,7 @@ def test_the_database_never_holds_the_pan(tmp_path: Path) -> None:
     contents += db.read_bytes()
     for pan, t2 in zip(pans, track2, strict=True):
         assert pan.encode() not in contents
+        assert hashlib.sha256(pan.encode()).hexdigest().encode() not in contents  # no unkeyed hash
         assert bytes.fromhex(pan) not in contents  # nor packed as BCD
         assert t2 not in contents
         assert pan[:6].encode() + b"******" + pan[-4:].encode() in contents

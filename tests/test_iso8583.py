@@ -223,7 +223,7 @@ def test_malformed_message_gets_a_format_error(host: IssuerHost, case: str) -> N
     row = host.log.entries()[-1]
     assert (row.response_code, row.mti) == ("30", message[:4].decode())
     assert words in row.reason
-    assert row.pan_sha256 is None and row.pan_masked is None
+    assert row.pan_hmac is None and row.pan_masked is None
 
 
 def test_format_error_echoes_what_was_readable(host: IssuerHost) -> None:
@@ -407,12 +407,19 @@ def test_client_rejects_a_garbled_or_mismatched_answer() -> None:
     replies = [frame(b"0110ZZZZ"), frame(encode_response(AuthorisationResponse(True, "00", b"00"),
                                                          mc_request(1, stan=999)))]
 
+    issuer = IssuerHost.builtin()  # answers the reversal the client sends after each answer it cannot use
+
     def fake_host(listener: socket.socket) -> None:
         for reply in replies:
             conn, _ = listener.accept()
             with conn:
                 _read_frame(conn)
                 conn.sendall(reply)
+            conn, _ = listener.accept()
+            with conn:
+                reversal = answer(issuer, _read_frame(conn))
+                assert reversal is not None
+                conn.sendall(frame(reversal))
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -425,6 +432,8 @@ def test_client_rejects_a_garbled_or_mismatched_answer() -> None:
         with pytest.raises(TransportError, match="STAN"):
             client.authorise(mc_request(1, stan=5))
         thread.join(5)
+    assert client.pending == []
+    assert [(r.mti, r.response_code) for r in issuer.log.entries()] == [("0400", "25"), ("0400", "25")]
 
 
 def test_client_reconnects_after_the_host_restarts(host: IssuerHost) -> None:

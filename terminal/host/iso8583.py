@@ -47,6 +47,7 @@ import iso8583.specs
 from emvkit.firmware import tlv
 from emvkit.terminal.errors import EmvkitError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
+from emvkit.terminal.host.reversal import REVERSAL, REVERSAL_ADVICE, Reversal
 
 __all__ = [
     "MAX_MESSAGE",
@@ -55,12 +56,16 @@ __all__ = [
     "de35_to_track2",
     "decode_request",
     "decode_response",
+    "decode_reversal",
     "encode_format_error",
     "encode_request",
     "encode_response",
+    "encode_reversal",
+    "encode_reversal_response",
     "frame",
     "response_mti",
     "track2_to_de35",
+    "transmission_time",
 ]
 
 SPEC: Final[dict[str, dict[str, Any]]] = copy.deepcopy(iso8583.specs.default_ascii)
@@ -68,10 +73,12 @@ SPEC["55"] = {"data_enc": "b", "len_enc": "ascii", "len_type": 3, "max_len": 999
 
 MAX_MESSAGE: Final = 8192  # bytes; a longer frame is refused
 REQUEST_MTIS: Final = ("0100", "0200")
+REVERSAL_MTIS: Final = (REVERSAL, REVERSAL_ADVICE)
+_REVERSAL_REQUIRED: Final = ("2", "3", "4", "11", "49", "55", "90")
 _REQUIRED: Final = ("2", "3", "4", "11", "22", "49", "55")
 # Numeric DEs: (fewest, most digits).
 _NUMERIC: Final = {"2": (12, 19), "3": (6, 6), "4": (12, 12), "7": (10, 10), "11": (6, 6), "22": (3, 3),
-                   "23": (3, 3), "49": (3, 3)}
+                   "23": (3, 3), "49": (3, 3), "90": (42, 42)}
 _ECHOED: Final = ("3", "4", "11", "41", "49")
 
 
@@ -130,6 +137,11 @@ def de35_to_track2(de35: str) -> bytes:
     return bytes.fromhex(text + ("F" if len(text) % 2 else ""))
 
 
+def transmission_time(when: float | None = None) -> str:
+    """DE 7: MMDDhhmmss, UTC."""
+    return time.strftime("%m%d%H%M%S", time.gmtime(when))
+
+
 # --- requests ---
 
 def encode_request(request: AuthorisationRequest, when: float | None = None) -> bytes:
@@ -143,7 +155,7 @@ def encode_request(request: AuthorisationRequest, when: float | None = None) -> 
         "2": request.pan,
         "3": request.processing_code,
         "4": f"{request.amount:012d}",
-        "7": time.strftime("%m%d%H%M%S", time.gmtime(when)),
+        "7": transmission_time(when),
         "11": f"{request.stan % 1_000_000:06d}",
         "22": request.pos_entry_mode,
         "49": request.currency.hex()[-3:],
@@ -189,6 +201,71 @@ def decode_request(message: bytes) -> AuthorisationRequest:
         stan=int(doc["11"]),
         terminal_id=doc.get("41", "").strip(),
     )
+
+
+# --- reversals ---
+
+def encode_reversal(reversal: Reversal, when: float | None = None) -> bytes:
+    """The reversal as an 0400/0420 message (without the length header)."""
+    original = reversal.original
+    if reversal.mti not in REVERSAL_MTIS:
+        raise MessageFormatError(f"MTI {reversal.mti} is not a reversal")
+    atc = original.icc_data.get(0x9F36)
+    doc: dict[str, str] = {
+        "t": reversal.mti,
+        "2": original.pan,
+        "3": original.processing_code,
+        "4": f"{original.amount:012d}",
+        "7": transmission_time(when),
+        "11": f"{reversal.stan % 1_000_000:06d}",
+        "49": original.currency.hex()[-3:],
+        "55": (tlv.encode_tlv(0x9F36, atc) if atc is not None else b"").hex(),
+        "90": f"{original.mti}{original.stan % 1_000_000:06d}{reversal.transmitted}" + "0" * 22,
+    }
+    if original.psn is not None:
+        doc["23"] = original.psn.rjust(3, "0")
+    if original.terminal_id:
+        doc["41"] = original.terminal_id.ljust(8)
+    reason = "".join(c if " " <= c <= "~" else "?" for c in reversal.reason)[:999]
+    if reason:
+        doc["63"] = reason
+    _check_numeric(doc, doc["t"])
+    return _encode(doc)
+
+
+def decode_reversal(message: bytes) -> Reversal:
+    """An 0400/0420 message (without the length header) as a reversal."""
+    doc, mti = _decode(message)
+    echo = _readable_echo(doc)
+    if mti not in REVERSAL_MTIS:
+        raise MessageFormatError(f"MTI {mti} is not a reversal", mti, echo)
+    missing = [f for f in _REVERSAL_REQUIRED if f not in doc]
+    if missing:
+        raise MessageFormatError("missing DE " + ", ".join(missing), mti, echo)
+    _check_numeric(doc, mti, echo)
+    icc = _decode_icc(doc["55"], mti, echo)
+    if len(icc.get(0x9F36, b"")) != 2:
+        raise MessageFormatError("DE 55 of a reversal holds the original's ATC (9F36, 2 bytes)", mti, echo)
+    psn = doc.get("23")
+    if psn is not None and int(psn) > 99:
+        raise MessageFormatError("DE 23: a PAN sequence number is 00..99", mti, echo)
+    de90 = doc["90"]
+    original = AuthorisationRequest(
+        pan=doc["2"], amount=int(doc["4"]), currency=bytes.fromhex("0" + doc["49"]), icc_data=icc,
+        psn=psn[1:] if psn is not None else None, processing_code=doc["3"], mti=de90[:4], stan=int(de90[4:10]),
+        terminal_id=doc.get("41", "").strip(),
+    )
+    return Reversal(original, de90[10:20], doc.get("63", ""), mti, int(doc["11"]))
+
+
+def encode_reversal_response(response: AuthorisationResponse, reversal: Reversal) -> bytes:
+    """The 0410/0430 answer to a reversal."""
+    original = reversal.original
+    echo = {"3": original.processing_code, "4": f"{original.amount:012d}", "11": f"{reversal.stan % 1_000_000:06d}",
+            "49": original.currency.hex()[-3:]}
+    if original.terminal_id:
+        echo["41"] = original.terminal_id.ljust(8)
+    return _encode_answer(str(response_mti(reversal.mti)), echo, response)
 
 
 def _de35_or_error(value: str | None, mti: str, echo: Mapping[str, str]) -> bytes | None:
@@ -238,11 +315,13 @@ def _encode_answer(mti: str, echo: Mapping[str, str], response: AuthorisationRes
     return _encode(doc)
 
 
-def decode_response(message: bytes) -> tuple[AuthorisationResponse, int | None]:
-    """An 0110/0210 message as (response, STAN)."""
+def decode_response(message: bytes, expected: tuple[str, ...] = ("0110", "0210")) -> tuple[
+        AuthorisationResponse, int | None]:
+    """An 0110/0210 message (or one of the ``expected`` MTIs: 0410/0430 for a
+    reversal) as (response, STAN)."""
     doc, mti = _decode(message)
-    if mti not in ("0110", "0210"):
-        raise MessageFormatError(f"MTI {mti} is not an authorisation or financial response", mti)
+    if mti not in expected:
+        raise MessageFormatError(f"MTI {mti} is not a response of {'/'.join(expected)}", mti)
     code = doc.get("39")
     if code is None or len(code) != 2 or not code.isalnum():
         raise MessageFormatError("the response has no valid response code (DE 39)", mti)

@@ -10,7 +10,10 @@ each request it
    (Book 3 §6.5.5.4, Book C-3), not an AAC;
 4. verifies the ARQC (9F26) with pyemv, over the data the card's cryptogram
    version covers, in the card's order (``firmware/payapp/cryptogram.py``);
-5. checks the ATC (9F36) against the replay window of the card;
+5. checks the ATC (9F36) against the replay window of the card; the log's
+   unique index on (card, ATC) has the last word: a row that would spend
+   an ATC the card already spent is not written and the answer is 63
+   (:meth:`~emvkit.terminal.host.authlog.AuthLog.record`);
 6. checks DE 4 / DE 49 against the signed 9F02 / 5F2A, then the approval
    rules (:class:`~emvkit.terminal.host.rules.Rules`);
 7. answers with the Authorisation Response Code and, whenever the ARQC
@@ -28,9 +31,10 @@ each request it
    approves online transaction, b2-b1 = 10 reset the velocity-checking
    counters), 00 when declined; bytes 3 and 4 = 00.
 
-Issuer scripts (templates 71/72) are not produced. Every request leaves one
-row in the :class:`~emvkit.terminal.host.authlog.AuthLog`; the response codes are
-tabled in :mod:`emvkit.terminal.host.rules`.
+Reversals (0400/0420, :mod:`emvkit.terminal.host.reversal`) mark an approval
+reversed (:meth:`IssuerHost.apply_reversal`). Issuer scripts (templates 71/72)
+are not produced. Every request leaves one row in the
+:class:`~emvkit.terminal.host.authlog.AuthLog`; the response codes are tabled in :mod:`emvkit.terminal.host.rules`.
 """
 
 from __future__ import annotations
@@ -48,9 +52,12 @@ from pyemv import ac as pyemv_ac
 from pyemv import cvn as pyemv_cvn
 from pyemv import kd as pyemv_kd
 
+from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.authlog import AuthLog, CardHistory, LogEntry
+from emvkit.terminal.host.iso8583 import transmission_time
 from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
+from emvkit.terminal.host.reversal import Reversal
 from emvkit.terminal.host.rules import (
     APPROVED,
     DO_NOT_HONOUR,
@@ -60,10 +67,11 @@ from emvkit.terminal.host.rules import (
     NO_SUCH_ISSUER,
     SECURITY_VIOLATION,
     SYSTEM_MALFUNCTION,
+    UNABLE_TO_LOCATE,
     Decision,
     Rules,
-    pan_sha256,
 )
+from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.tlvdump import mask_pan
 
 __all__ = ["CSU_APPROVED", "CSU_DECLINED", "PROPRIETARY_AUTH_DATA", "REQUIRED_TAGS", "IssuerHost"]
@@ -151,22 +159,27 @@ class _Refusal(Exception):
 
 
 class IssuerHost:
-    """The issuer: ``authorise(request) -> response``, thread-safe."""
+    """The issuer: ``authorise(request) -> response``, thread-safe. Cards are
+    found by their keyed PAN hash under the log's host secret."""
 
     def __init__(self, keys: IssuerKeys, rules: Rules | None = None, log: AuthLog | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self.rules = rules if rules is not None else Rules()
         self.log = log if log is not None else AuthLog()
+        if self.log.secret is None:
+            raise ConfigError("the issuer host needs a log opened with its host secret")
+        self.secret: HostSecret = self.log.secret
         self.clock = clock
         self._lock = threading.Lock()
         self._cards: OrderedDict[tuple[str, str, str], _Card] = OrderedDict()
-        self._histories: OrderedDict[str, CardHistory] = OrderedDict()
+        self._refs: OrderedDict[str, tuple[list[str], str]] = OrderedDict()
+        self._histories: OrderedDict[tuple[str, str], CardHistory] = OrderedDict()
 
     @classmethod
     def builtin(cls, db: str = ":memory:", rules: Rules | None = None) -> IssuerHost:
         """The default host: the built-in test cards' keys, default rules,
-        a log in memory (or in the file ``db``)."""
+        a log in memory (or in the file ``db``, its secret beside it)."""
         return cls(IssuerKeys.builtin(), rules, AuthLog(db))
 
     def close(self) -> None:
@@ -194,10 +207,49 @@ class IssuerHost:
                 log.exception("host fault while authorising (STAN %s)", request.stan)
                 response = _response(SYSTEM_MALFUNCTION, f"host fault: {type(exc).__name__}")
                 entry["atc_spent"] = False
-                self._histories.pop(entry.get("pan_sha256", ""), None)  # reread from the log next time
-            self.log.record(LogEntry(response_code=response.response_code, reason=response.reason, **entry))
+            try:
+                stored = self.log.record(LogEntry(response_code=response.response_code, reason=response.reason,
+                                                  **entry))
+            except Exception:
+                self._forget(entry)
+                raise
+            if not stored:
+                # The database holds a row that spent this ATC of this card (another
+                # host process, or a replay this process's cache had not seen).
+                self._forget(entry)
+                response = _response(SECURITY_VIOLATION, f"ATC {entry['atc']} was already used (replayed cryptogram)")
+                entry["atc_spent"] = False
+                self.log.record(LogEntry(response_code=response.response_code, reason=response.reason, **entry))
+            elif response.response_code == SYSTEM_MALFUNCTION:
+                self._forget(entry)
         log.info("%s STAN %s card %s ATC %s: %s %s", request.mti, request.stan, entry.get("pan_masked"),
                  entry.get("atc"), response.response_code, response.reason)
+        return response
+
+    def reverse(self, request: AuthorisationRequest, reason: str) -> AuthorisationResponse:
+        """Reverse an authorisation answered in-process (the driver calls this
+        when the card declined after the approval)."""
+        return self.apply_reversal(Reversal(request, transmission_time(self.clock()), reason))
+
+    def apply_reversal(self, reversal: Reversal) -> AuthorisationResponse:
+        """Mark the authorisation ``reversal`` names reversed; log the reversal
+        (:mod:`emvkit.terminal.host.reversal`)."""
+        original = reversal.original
+        with self._lock:
+            now = self.clock()
+            entry: dict[str, Any] = {"time": now, "amount": original.amount, "stan": reversal.stan,
+                                     "terminal_id": original.terminal_id, "mti": reversal.mti,
+                                     "currency": original.currency.hex()[-3:], "atc": reversal.atc,
+                                     "transmitted": reversal.transmitted}
+            try:
+                response = self._reverse(reversal, now, entry)
+            except Exception as exc:
+                log.exception("host fault while reversing (STAN %s)", reversal.stan)
+                response = _response(SYSTEM_MALFUNCTION, f"host fault: {type(exc).__name__}")
+            why = f"{response.reason}; {reversal.reason}" if reversal.reason else response.reason
+            self.log.record(LogEntry(response_code=response.response_code, reason=why, **entry))
+        log.info("%s STAN %s card %s ATC %s: %s %s", reversal.mti, reversal.stan, entry.get("pan_masked"),
+                 reversal.atc, response.response_code, response.reason)
         return response
 
     def format_error(self, reason: str, mti: str | None = None, stan: int | None = None,
@@ -215,8 +267,8 @@ class IssuerHost:
         pan = request.pan
         if not pan.isdigit() or not 12 <= len(pan) <= 19:
             raise _Refusal(FORMAT_ERROR, "the PAN must be 12 to 19 digits")
-        pan_hash = pan_sha256(pan)
-        entry.update(pan_masked=mask_pan(pan), pan_sha256=pan_hash)
+        hashes, card_ref = self._card_ref(pan)
+        entry.update(pan_masked=mask_pan(pan), pan_hmac=card_ref)
         key = self.keys.find(pan)
         if key is None:
             raise _Refusal(NO_SUCH_ISSUER, "no issuer key covers this PAN")
@@ -235,14 +287,15 @@ class IssuerHost:
         psn = request.psn or (icc[0x5F34].hex() if 0x5F34 in icc else "00")
         if len(psn) != 2 or not psn.isdigit():
             raise _Refusal(FORMAT_ERROR, "the PAN sequence number must be 2 digits")
+        entry["psn"] = psn
         card = self._card(key, pan, psn)
         arqc = icc[0x9F26]
         if card.arqc(icc) != arqc:
             raise _Refusal(DO_NOT_HONOUR, "ARQC verification failed")
-        history = self._history(pan_hash, now)
+        history = self._history(card_ref, psn, now)
         _check_atc(history, atc, self.rules.atc_window)
         entry["atc_spent"] = True
-        decision = self._rules_decision(request, icc, pan_hash, history, now)
+        decision = self._rules_decision(request, icc, hashes, history, now)
         code = APPROVED if decision is None else decision.response_code
         if decision is None:
             history.approvals.append(now)
@@ -250,7 +303,25 @@ class IssuerHost:
         iad = card.issuer_authentication_data(arqc, atc_bytes, arc, decision is None)
         return _response(code, "" if decision is None else decision.reason, iad)
 
-    def _rules_decision(self, request: AuthorisationRequest, icc: dict[int, bytes], pan_hash: str,
+    def _reverse(self, reversal: Reversal, now: float, entry: dict[str, Any]) -> AuthorisationResponse:
+        original = reversal.original
+        if not original.pan.isdigit() or not 12 <= len(original.pan) <= 19:
+            return _response(FORMAT_ERROR, "the PAN must be 12 to 19 digits")
+        _, card_ref = self._card_ref(original.pan)
+        psn = original.psn or "00"
+        entry.update(pan_masked=mask_pan(original.pan), pan_hmac=card_ref, psn=psn)
+        row = None if reversal.atc is None else self.log.spent(card_ref, psn, reversal.atc)
+        if (row is None or row.stan != original.stan or (row.terminal_id or "") != original.terminal_id
+                or row.mti != original.mti):
+            return _response(UNABLE_TO_LOCATE, "no such authorisation (card, ATC, STAN and terminal id)")
+        if row.response_code != APPROVED:
+            return _response(APPROVED, f"the authorisation (STAN {row.stan}) was declined: nothing to reverse")
+        if row.reversed is not None or not self.log.mark_reversed(int(row.id or 0), now):
+            return _response(APPROVED, f"the authorisation (STAN {row.stan}) was already reversed")
+        self._histories.pop((card_ref, psn), None)  # its approval no longer counts for velocity
+        return _response(APPROVED, f"authorisation STAN {row.stan} reversed")
+
+    def _rules_decision(self, request: AuthorisationRequest, icc: dict[int, bytes], pan_hashes: list[str],
                         history: CardHistory, now: float) -> Decision | None:
         signed_amount = icc[0x9F02].hex()
         if not signed_amount.isdigit() or int(signed_amount) != request.amount:
@@ -260,7 +331,7 @@ class IssuerHost:
         window_start = now - self.rules.velocity_window_s
         while history.approvals and history.approvals[0] < window_start:
             history.approvals.popleft()
-        return self.rules.check(pan_hash, request.amount, len(history.approvals))
+        return self.rules.check(pan_hashes, request.amount, len(history.approvals))
 
     # --- caches (the log is the truth; these only save recomputing it) ---
 
@@ -276,16 +347,37 @@ class IssuerHost:
             self._cards.move_to_end(ident)
         return card
 
-    def _history(self, pan_hash: str, now: float) -> CardHistory:
-        history = self._histories.get(pan_hash)
+    def _card_ref(self, pan: str) -> tuple[list[str], str]:
+        """The PAN's keyed hashes (newest key first) and the one its rows use."""
+        found = self._refs.get(pan)
+        if found is None:
+            hashes = self.secret.pan_hashes(pan)
+            found = (hashes, self.log.card_ref(hashes))
+            self._refs[pan] = found
+            if len(self._refs) > _CACHE_MAX:
+                self._refs.popitem(last=False)
+        else:
+            self._refs.move_to_end(pan)
+        return found
+
+    def _history(self, card_ref: str, psn: str, now: float) -> CardHistory:
+        since = now - self.rules.velocity_window_s
+        if self.log.shared:  # other host processes write too: the database is read every time
+            return self.log.card_history(card_ref, psn, self.rules.atc_window, since)
+        ident = (card_ref, psn)
+        history = self._histories.get(ident)
         if history is None:
-            history = self.log.card_history(pan_hash, self.rules.atc_window, now - self.rules.velocity_window_s)
-            self._histories[pan_hash] = history
+            history = self.log.card_history(card_ref, psn, self.rules.atc_window, since)
+            self._histories[ident] = history
             if len(self._histories) > _CACHE_MAX:
                 self._histories.popitem(last=False)
         else:
-            self._histories.move_to_end(pan_hash)
+            self._histories.move_to_end(ident)
         return history
+
+    def _forget(self, entry: dict[str, Any]) -> None:
+        """Drop a card's cached history: it is read back from the log next time."""
+        self._histories.pop((entry.get("pan_hmac", ""), entry.get("psn", "")), None)
 
 
 def _check_icc_data(icc: dict[int, bytes], version: str) -> None:

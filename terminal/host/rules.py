@@ -14,6 +14,7 @@ code  meaning                     when the simulator answers it
 30    format error                malformed message, missing or bad DE / DE 55 tag
 61    exceeds amount limit        the amount is above the per-transaction limit
 62    restricted card             the PAN is on the blocked list
+25    unable to locate record     a reversal of an authorisation the log does not hold
 63    security violation          ATC replayed, or more than W behind the highest
 65    exceeds frequency limit     more than N approvals for the PAN in T seconds
 96    system malfunction          a fault in the host itself (never a crash)
@@ -21,18 +22,20 @@ code  meaning                     when the simulator answers it
 
 The checks run in this order: format, issuer key, CID, ARQC, ATC window,
 amount/currency consistency, blocked PAN, amount limit, velocity. Blocked
-PANs are held as the SHA-256 of the PAN digits (``printf %s PAN | sha256sum``),
-never as the PAN.
+PANs are held as their keyed hash (HMAC-SHA-256 under the host secret,
+:mod:`emvkit.terminal.host.secret`; ``emvkit host secret hash`` prints it),
+never as the PAN or an unkeyed hash.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.host.secret import HostSecret
 
 __all__ = [
     "APPROVED",
@@ -47,10 +50,10 @@ __all__ = [
     "RESTRICTED_CARD",
     "SECURITY_VIOLATION",
     "SYSTEM_MALFUNCTION",
+    "UNABLE_TO_LOCATE",
     "Decision",
     "Rules",
     "load_blocked",
-    "pan_sha256",
 ]
 
 APPROVED: Final = "00"
@@ -58,6 +61,7 @@ DO_NOT_HONOUR: Final = "05"
 INVALID_TRANSACTION: Final = "12"
 INVALID_AMOUNT: Final = "13"
 NO_SUCH_ISSUER: Final = "15"
+UNABLE_TO_LOCATE: Final = "25"
 FORMAT_ERROR: Final = "30"
 EXCEEDS_AMOUNT_LIMIT: Final = "61"
 RESTRICTED_CARD: Final = "62"
@@ -71,6 +75,7 @@ RESPONSE_CODES: Final = {
     INVALID_TRANSACTION: "invalid transaction",
     INVALID_AMOUNT: "invalid amount",
     NO_SUCH_ISSUER: "no such issuer",
+    UNABLE_TO_LOCATE: "unable to locate record",
     FORMAT_ERROR: "format error",
     EXCEEDS_AMOUNT_LIMIT: "exceeds withdrawal amount limit",
     RESTRICTED_CARD: "restricted card",
@@ -78,12 +83,6 @@ RESPONSE_CODES: Final = {
     EXCEEDS_FREQUENCY_LIMIT: "exceeds withdrawal frequency limit",
     SYSTEM_MALFUNCTION: "system malfunction",
 }
-
-
-def pan_sha256(pan: str) -> str:
-    """SHA-256 of the PAN digits (ASCII), lower-case hex: how the host
-    looks a card up without holding its number."""
-    return hashlib.sha256(pan.encode("ascii")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class Rules:
     """Issuer approval policy. None disables a limit."""
 
     max_amount: int | None = None  # per transaction, minor units (DE 4)
-    blocked: frozenset[str] = frozenset()  # SHA-256 hex of blocked PANs
+    blocked: frozenset[str] = frozenset()  # keyed hashes (HMAC-SHA-256 hex) of blocked PANs
     velocity_count: int | None = None  # at most this many approvals per PAN ...
     velocity_window_s: float = 86400.0  # ... in this many seconds
     atc_window: int = 32  # W: an ATC more than W below the highest seen is declined
@@ -114,14 +113,17 @@ class Rules:
         for h in self.blocked:
             _check_hash(h)
 
-    def blocking(self, *pans: str) -> Rules:
-        """These rules with ``pans`` added to the blocked list (hashed here)."""
-        return replace(self, blocked=self.blocked | {pan_sha256(p) for p in pans})
+    def blocking(self, secret: HostSecret, *pans: str) -> Rules:
+        """These rules with ``pans`` added to the blocked list (hashed here
+        under the secret's current key)."""
+        return replace(self, blocked=self.blocked | {secret.pan_hash(p) for p in pans})
 
-    def check(self, pan_hash: str, amount: int, recent_approvals: int) -> Decision | None:
-        """The decline the rules call for, or None to approve.
+    def check(self, pan_hashes: Sequence[str], amount: int, recent_approvals: int) -> Decision | None:
+        """The decline the rules call for, or None to approve. ``pan_hashes``:
+        the PAN's keyed hash under each host secret key (an entry of the
+        blocked list made before a key rotation still matches);
         ``recent_approvals``: approvals for the PAN in the velocity window."""
-        if pan_hash in self.blocked:
+        if any(h in self.blocked for h in pan_hashes):
             return Decision(RESTRICTED_CARD, "the card is blocked")
         if self.max_amount is not None and amount > self.max_amount:
             return Decision(EXCEEDS_AMOUNT_LIMIT, f"amount {amount} is above the limit of {self.max_amount}")
@@ -133,13 +135,13 @@ class Rules:
 
 def _check_hash(text: str) -> str:
     if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
-        raise ConfigError("a blocked PAN is given as its SHA-256: 64 lower-case hex digits")
+        raise ConfigError("a blocked PAN is given as its keyed hash (emvkit host secret hash): 64 hex digits")
     return text
 
 
 def load_blocked(path: str | Path) -> frozenset[str]:
-    """A blocked-PAN file: one SHA-256 (hex) per line; blank lines and
-    ``#`` comments are ignored."""
+    """A blocked-PAN file: one keyed PAN hash (hex) per line; blank lines
+    and ``#`` comments are ignored."""
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:

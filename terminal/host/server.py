@@ -14,8 +14,16 @@ A message that cannot be used is logged and answered with DE 39 "30" when its
 MTI is readable; one whose MTI is not readable, or a frame of length 0 or
 longer than :data:`~emvkit.terminal.host.iso8583.MAX_MESSAGE`, closes that
 connection (there is nothing to answer). Nothing a peer sends stops the
-server. SIGINT and SIGTERM stop it gracefully: no new connections, open ones
-closed between messages, the log checkpointed and closed.
+server. Reversals (0400/0420) are answered 0410/0430
+(:mod:`emvkit.terminal.host.reversal`).
+
+Connections are bounded (:class:`ConnectionLimits`): one that sends nothing
+for ``idle_timeout`` seconds is closed; one that starts a frame and does not
+complete it within ``frame_timeout`` seconds (a slow or "slowloris" client,
+however it trickles its bytes) is closed; beyond ``max_connections`` open
+connections a new one is closed as soon as it is accepted. Each closing is a
+log line. SIGINT and SIGTERM stop the server gracefully: no new connections,
+open ones closed between messages, the log checkpointed and closed.
 """
 
 from __future__ import annotations
@@ -26,18 +34,23 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.iso8583 import (
     MAX_MESSAGE,
+    REVERSAL_MTIS,
     MessageFormatError,
     decode_request,
+    decode_reversal,
     encode_format_error,
     encode_response,
+    encode_reversal_response,
     frame,
 )
 from emvkit.terminal.host.issuer import IssuerHost
 
-__all__ = ["HostServer", "ServerThread", "answer", "serve"]
+__all__ = ["ConnectionLimits", "HostServer", "ServerThread", "answer", "serve"]
 
 log = logging.getLogger("emvkit.host")
 
@@ -45,6 +58,16 @@ log = logging.getLogger("emvkit.host")
 def answer(host: IssuerHost, message: bytes) -> bytes | None:
     """The host's reply to one ISO 8583 message, or None when there is
     nothing to answer (the MTI is unreadable)."""
+    if message[:4].decode("ascii", "replace") in REVERSAL_MTIS:
+        try:
+            reversal = decode_reversal(message)
+        except MessageFormatError as err:
+            host.format_error(err.reason, err.mti, err.stan, err.terminal_id)
+            return encode_format_error(err)
+        except Exception as exc:  # as below: pyiso8583 faults on input it did not foresee
+            host.format_error(f"undecodable message ({type(exc).__name__})")
+            return None
+        return encode_reversal_response(host.apply_reversal(reversal), reversal)
     try:
         request = decode_request(message)
     except MessageFormatError as err:
@@ -56,6 +79,25 @@ def answer(host: IssuerHost, message: bytes) -> bytes | None:
     return encode_response(host.authorise(request), request)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long and how many: seconds without a byte before an idle
+    connection is closed, seconds a started frame may take to complete, and
+    the most connections open at once."""
+
+    idle_timeout: float = 60.0
+    frame_timeout: float = 10.0
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("idle_timeout", "frame_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= 86400:  # also refuses NaN
+                raise ConfigError(f"--{name.replace('_', '-')} must be more than 0 and at most 86400 seconds")
+        if not 1 <= self.max_connections <= 65535:
+            raise ConfigError("--max-connections must be 1..65535")
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: HostServer) -> None:
         self.server = server
@@ -63,16 +105,54 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.replies: list[bytes] = []  # answered, waiting for the group commit
         self.closing = False
+        self.peer: object = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._frame: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        self.peer = transport.get_extra_info("peername")
+        limits = self.server.limits
+        if len(self.server.connections) >= limits.max_connections:
+            log.warning("refusing the connection from %s: %d connections open (the limit)", self.peer,
+                        len(self.server.connections))
+            self.closing = True
+            transport.abort()
+            return
         self.transport = transport
         self.server.connections.add(self)
-        log.info("terminal connected from %s", transport.get_extra_info("peername"))
+        self._idle = self.server.loop.call_later(limits.idle_timeout, self._expire, "idle")
+        log.info("terminal connected from %s", self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._idle, self._frame):
+            if timer is not None:
+                timer.cancel()
+        if self.transport is None:
+            return
         self.server.connections.discard(self)
         log.info("terminal disconnected%s", f" ({exc})" if exc else "")
+
+    def _expire(self, why: str) -> None:
+        limits = self.server.limits
+        if why == "idle":
+            log.info("closing the idle connection from %s (nothing for %g s)", self.peer, limits.idle_timeout)
+        else:
+            log.warning("closing the slow connection from %s (a frame not complete within %g s)", self.peer,
+                        limits.frame_timeout)
+        self.close()
+
+    def _watch(self, frames_completed: bool) -> None:
+        """Restart the idle timer; time the frame that is now incomplete."""
+        loop, limits = self.server.loop, self.server.limits
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = loop.call_later(limits.idle_timeout, self._expire, "idle")
+        if self._frame is not None and (frames_completed or not self.buffer):
+            self._frame.cancel()
+            self._frame = None
+        if self.buffer and self._frame is None:
+            self._frame = loop.call_later(limits.frame_timeout, self._expire, "slow")
 
     # A terminal that sends without reading its answers: stop reading from
     # it until its answers drain, so memory stays bounded.
@@ -89,6 +169,7 @@ class _Connection(asyncio.Protocol):
             return
         buffer = self.buffer
         buffer += data
+        completed = False
         while len(buffer) >= 2:
             size = (buffer[0] << 8) | buffer[1]
             if size == 0 or size > MAX_MESSAGE:
@@ -99,6 +180,7 @@ class _Connection(asyncio.Protocol):
                 break
             message = bytes(buffer[2:2 + size])
             del buffer[:2 + size]
+            completed = True
             try:
                 reply = answer(self.server.host, message)
             except Exception:
@@ -108,6 +190,8 @@ class _Connection(asyncio.Protocol):
                 self.closing = True
                 break
             self.replies.append(frame(reply))
+        if not self.closing:
+            self._watch(completed)
         self.server.send_later(self)
 
     def send(self) -> None:
@@ -131,10 +215,12 @@ class HostServer:
     Answers are sent once per event-loop pass, after one commit of the
     log rows of every request answered in that pass (group commit)."""
 
-    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 8583) -> None:
+    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 8583,
+                 limits: ConnectionLimits | None = None) -> None:
         self.host = host
         self.address = address
         self.port = port
+        self.limits = limits or ConnectionLimits()
         self.connections: set[_Connection] = set()
         self._server: asyncio.base_events.Server | None = None
         self._waiting: set[_Connection] = set()
@@ -144,9 +230,15 @@ class HostServer:
         """Bind and listen; ``self.port`` is the real port afterwards (for port 0)."""
         self._loop = asyncio.get_running_loop()
         self.host.log.group_commit = True
-        self._server = await self._loop.create_server(lambda: _Connection(self), self.address, self.port,
+        self._server = await self.loop.create_server(lambda: _Connection(self), self.address, self.port,
                                                       reuse_address=True, backlog=512)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the server has not started")
+        return self._loop
 
     def send_later(self, connection: _Connection) -> None:
         if not self._waiting and self._loop is not None:
@@ -184,11 +276,11 @@ class HostServer:
 
 
 def serve(host: IssuerHost, address: str = "127.0.0.1", port: int = 8583,
-          ready: Callable[[HostServer], None] | None = None) -> None:
+          ready: Callable[[HostServer], None] | None = None, limits: ConnectionLimits | None = None) -> None:
     """Run the server until SIGINT or SIGTERM (main thread), then close the log."""
 
     async def main() -> None:
-        server = HostServer(host, address, port)
+        server = HostServer(host, address, port, limits)
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -213,8 +305,9 @@ class ServerThread:
     """The server on an event loop in a background thread (tests, benches,
     an in-process TCP host). ``with ServerThread(host) as s: s.url``."""
 
-    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = HostServer(host, address, port)
+    def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 0,
+                 limits: ConnectionLimits | None = None) -> None:
+        self.server = HostServer(host, address, port, limits)
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._error: BaseException | None = None
