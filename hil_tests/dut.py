@@ -21,6 +21,10 @@ can do is one table, :data:`CAPABILITIES`:
   profile file by provisioning it over the dev link into a fresh store, and
   takes ``rng=counting``, no faults; its URL names the board, the card goes
   in its ``card=`` option;
+- ``qemu:m3?front-end=pn532`` (the same token on the air: provisioned over
+  its dev link, tapped through nfcpy's udp driver, the simulated PN532 and
+  the firmware's PN532 driver) can do what ``qemu:`` does; its kind is
+  ``qemu+pn532``, the name its skip reasons give;
 - anything else (``pcsc:``, ``nfc:``, ``serial:`` ...) is a real reader: it
   presents whatever card lies on it (``--dut-card`` says which built-in
   profile that card was personalised with) and injects nothing.
@@ -104,6 +108,7 @@ CAPABILITIES: dict[str, Capabilities] = {
     "emu": Capabilities(True, True, True, FAULT_KINDS | {"cdcvm", "rng"}),
     "mpy": Capabilities(True, True, True, frozenset({"rng"})),
     "qemu": Capabilities(True, True, True, frozenset({"rng"})),
+    "qemu+pn532": Capabilities(True, True, True, frozenset({"rng"})),  # qemu:BOARD?front-end=pn532
 }
 # Simulated DUTs whose URL names the board and take the card as an option (qemu:m3?card=visa).
 _CARD_OPTION = frozenset({"qemu"})
@@ -146,7 +151,7 @@ class Dut:
         if not sep or not scheme:
             raise pytest.UsageError(f"--dut {self.url!r}: expected a transport URL such as emu:, mpy: or pcsc:0")
         self.scheme = scheme
-        self.caps = CAPABILITIES.get(scheme, REAL_READER)
+        self.kind = scheme  # what CAPABILITIES is keyed by: the scheme, with its front end if it has one
         spec, _, query = rest.partition("?")
         simulated = scheme in CAPABILITIES
         self.target = ""  # the board of a DUT that names one
@@ -154,7 +159,10 @@ class Dut:
             self.target = spec
             options = dict(parse_qsl(query))
             spec = options.pop("card", "")
+            if options.get("front-end"):
+                self.kind = f"{scheme}+{options['front-end']}"
             query = "&".join(f"{k}={v}" for k, v in options.items())
+        self.caps = CAPABILITIES.get(self.kind, REAL_READER)
         self.base_card: str | None = (spec or None) if simulated else self.reader_card
         self.base_options = query if simulated else ""
 
@@ -171,7 +179,7 @@ class Dut:
                     fresh_card: bool = False) -> str | None:
         """Why this DUT cannot run a scenario that needs these, or None."""
         if isinstance(card, Path) and not self.caps.profile_files:
-            return f"{self.scheme}: cannot present a card personalised by the scenario (a profile file)"
+            return f"{self.kind}: cannot present a card personalised by the scenario (a profile file)"
         if isinstance(card, str) and not self.caps.builtin_cards and card != self.reader_card:
             if self.reader_card is None:
                 return (f"{self.scheme}: presents only the card on its reader, not the built-in {card!r} "
@@ -184,7 +192,7 @@ class Dut:
         for key, text in wanted:
             if key not in self.caps.options:
                 who = "only emu: injects faults" if key in FAULT_KINDS else f"only emu: takes {key}"
-                return f"{self.scheme}: cannot {_OPTION_NAMES.get(key, key)} ({text}); {who}"
+                return f"{self.kind}: cannot {_OPTION_NAMES.get(key, key)} ({text}); {who}"
         if fresh_card and not self.caps.fresh_card:
             return f"{self.scheme}: a real card keeps its counters between taps; the scenario needs a fresh one"
         return None

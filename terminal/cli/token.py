@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.token.device import TokenInfo, open_link, read_info
+from emvkit.terminal.token.front_end import FRONT_ENDS
 from emvkit.terminal.token.provision import load_personalisation, provision
 
 if TYPE_CHECKING:
-    from emvkit.terminal.chipsim.pn532 import Pn532Simulator, PtyLink
     from emvkit.terminal.token.build import Progress
 
     Actions = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -192,6 +192,8 @@ def add_build(actions: Actions) -> None:
                         "(keys included) into the image")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), metavar="DIR",
                         help=f"where the build goes (default {DEFAULT_OUT}); the image is DIR/BOARD/build/firmware.elf")
+    parser.add_argument("--heap", type=int, metavar="BYTES", help="the GC heap size (default: the port's); the image "
+                        "is then DIR/BOARD-heapBYTES/build/firmware.elf")
     parser.set_defaults(func=run_build, command_name="token build")
 
 
@@ -225,7 +227,7 @@ def run_build(args: argparse.Namespace) -> int:
                           "checkout with mpy-cross and ports/qemu; see docs/token.md)")
     if args.card is not None:
         load_personalisation(args.card)  # a bad profile fails here, before minutes of building
-    result = build(source, target, args.out, profile=args.card, progress=_Stages())
+    result = build(source, target, args.out, profile=args.card, progress=_Stages(), heap=args.heap)
     print(f"{target.name}: {result.text} bytes of flash (firmware frozen in), {result.bss} bytes of RAM; "
           f"built in {sum(result.seconds.values()):.1f} s", file=sys.stderr)
     print(result.elf)
@@ -254,27 +256,13 @@ def add_run(actions: Actions) -> None:
     parser.set_defaults(func=run_run, command_name="token run")
 
 
-FRONT_ENDS = ("pn532",)
-
-
-def _free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def run_run(args: argparse.Namespace) -> int:
+    from emvkit.terminal.token.front_end import start_front_end
     from emvkit.terminal.token.qemu import QemuToken
 
     store: Path = args.store or args.image.parent / "store.bin"
     if args.nfc and not args.front_end:
         raise BadArgument("--nfc needs --front-end")
-    nfc_path = args.nfc or f"udp:127.0.0.1:{_free_udp_port()}"
-    if args.front_end and not nfc_path.startswith("udp:"):
-        raise BadArgument(f"--nfc {nfc_path}: the simulated chip listens on nfcpy's udp driver (udp:HOST:PORT)")
     stop = threading.Event()
     front = {"frontend": args.front_end} if args.front_end else {}
     token = QemuToken(args.image, args.board, store=store, args=front, nfc_uart=bool(args.front_end))
@@ -283,43 +271,26 @@ def run_run(args: argparse.Namespace) -> int:
     try:
         with token:
             if args.front_end:
-                chip = _start_pn532(token.nfc_pty, nfc_path)
+                chip = start_front_end(args.front_end, token.nfc_pty, args.nfc)
             token.boot()
             print(f"serial:{token.pty}", flush=True)
             if chip is not None:
-                print(f"nfc:{nfc_path}", flush=True)
+                print(chip.nfc_url, flush=True)
             print(f"{args.board} running {args.image} (store {store}, QEMU pid {token.pid}); stop with Ctrl-C",
                   file=sys.stderr, flush=True)
             while not stop.wait(0.2):
                 if not token.running:
                     print(f"emvkit token run: QEMU ended: {token.last_output()}", file=sys.stderr)
                     return 1
-                if chip is not None and not chip[1].running:
-                    print(f"emvkit token run: the simulated PN532 stopped: {chip[1].error}", file=sys.stderr)
+                if chip is not None and not chip.running:
+                    print(f"emvkit token run: the simulated {chip.name} stopped: {chip.error}", file=sys.stderr)
                     return 1
     finally:
         if chip is not None:
-            chip[1].close()
-            chip[0].close()
+            chip.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
-
-
-def _start_pn532(pty: str | None, nfc_path: str) -> tuple[PtyLink, Pn532Simulator]:
-    from emvkit.terminal.chipsim.pn532 import Pn532Simulator, PtyLink
-
-    if pty is None:
-        raise BadArgument("QEMU gave no second UART for the front end")
-    link = PtyLink(pty)
-    link.start()
-    simulator = Pn532Simulator(link.chip, nfc_path)
-    try:
-        simulator.start()
-    except Exception:
-        link.close()
-        raise
-    return link, simulator
 
 
 # The actions of `emvkit token`, in the order its help lists them.

@@ -4,10 +4,14 @@ board's second UART -> the firmware's PN532 driver -> the card application.
 ``emvkit token run --front-end pn532`` boots the board with ``frontend=pn532`` and the chip simulator on
 UART1's pty; its stdout names the dev link (first line) and the nfc: URL to tap (second line). The token
 is provisioned over the dev link while the driver already polls the chip, then tapped over the air.
+
+The ``qemu:BOARD?front-end=pn532`` transport does the same in-process (one start-up of the chip, shared
+with ``token run``); over it the HIL scenarios run on the chain and must pass as under ``mpy:``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import select
 import signal
@@ -19,8 +23,25 @@ from typing import Any
 
 import pytest
 
+from emvkit.terminal.config_files import load_config
+from emvkit.terminal.errors import CardRemoved
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import run_transaction
+from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.qemu import QemuTransport
 from tests.conftest import venv_tool
-from tests.token.test_qemu_token import emvkit, expected_cryptogram, info, process_gone, tap, terminal_config
+from tests.token.test_qemu_token import (
+    _outcomes,
+    emvkit,
+    expected_cryptogram,
+    info,
+    process_gone,
+    tap,
+    terminal_config,
+)
+
+SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 
 
 @contextmanager
@@ -71,3 +92,33 @@ def test_provision_over_the_dev_link_then_tap_over_the_pn532(images: dict[str, P
         after = info(serial)  # the dev link still answers, and saw the taps' ATC
         assert (after["board"], after["personalised"], after["atc"]) == (board, True, atcs[1])
     assert process_gone(qemu_pid), "QEMU outlived emvkit token run"
+
+
+# --- the qemu: transport with the front end ----------------------------------------------------------------
+
+
+def test_the_qemu_transport_with_the_front_end_carries_every_apdu_over_the_chip(qemu_env: dict[str, str]) -> None:
+    transport = open_transport("qemu:m3?card=visa&front-end=pn532")
+    assert isinstance(transport, QemuTransport)
+    with transport:
+        assert transport.chip is not None and transport.air is not None
+        assert transport.atr == transport.air.atr and transport.atr[:1] == b"\x3b"  # built from the ATS
+        chip = transport.chip.link.chip
+        request = TransactionRequest(amount=1234, date=datetime.date(2026, 6, 15))
+        done = run_transaction(transport, load_config(), request)
+        assert (done.result.outcome.outcome, done.result.oda_result) == (Outcome.APPROVED, "successful")
+        apdus = len(done.trace.exchanges)
+        assert apdus >= 6
+        assert chip.log.count("cmd 8E") == apdus  # each R-APDU handed to the chip with TgSetData
+        transport.chip.simulator.close()  # the field goes: the reader loses the card
+        assert transport.card_present() is False
+        with pytest.raises(CardRemoved):
+            transport.transmit(SELECT_PPSE)
+
+
+def test_the_hil_scenarios_pass_over_the_pn532_chain_as_under_micropython(qemu_env: dict[str, str],
+                                                                          tmp_path: Path) -> None:
+    on_air = _outcomes("qemu:m3?front-end=pn532", tmp_path / "chain.xml")
+    under_micropython = _outcomes("mpy:", tmp_path / "mpy.xml")
+    assert sum(1 for o in on_air.values() if o == "passed") > 60
+    assert on_air == under_micropython
