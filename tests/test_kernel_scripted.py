@@ -252,6 +252,33 @@ def test_mastercard_tc_to_an_arqc_request_ends_the_application() -> None:
     assert not r.outcome.data_record_present
 
 
+def test_mastercard_magstripe_only_card_ends_after_gpo() -> None:
+    """Book C-2 S3.16-S3.18 and S3.90: a card without EMV mode on a kernel without
+    mag-stripe mode: End Application with "Error - other card", nothing read."""
+    tap, transport = run(session("mastercard_magstripe_only.apdu"))
+    r = tap.result
+    assert transport.finished and tap.apdus == 3  # PPSE, SELECT, GPO: no READ RECORD
+    assert r.outcome.outcome is Outcome.END_APPLICATION
+    assert r.outcome.ui_message == "Insert, swipe or try another card"
+    assert "AIP 0000" in r.error and "card data missing" not in r.error
+
+
+@pytest.mark.parametrize(("name", "kernel", "method", "bit"), [
+    ("mastercard_cda_sfi11_not_template.apdu", 2, "CDA", 0x04),  # TVR byte 1 b3: CDA failed
+    ("visa_fdda_sfi11_not_template.apdu", 3, "fDDA", 0x08),  # byte 1 b4: DDA failed (fDDA is a DDA)
+])
+def test_oda_record_in_sfi_11_not_a_70_template(name: str, kernel: int, method: str, bit: int) -> None:
+    """EMV 4.4 Book 3 §10.3: a record read for ODA that is not coded with tag 70 makes
+    ODA performed and failed, in SFI 11-30 as in SFI 1-10."""
+    tap, transport = run(session(name))
+    r = tap.result
+    assert transport.finished and r.kernel == kernel
+    assert (r.oda, r.oda_result) == (method, "oda_record_not_template")
+    assert r.oda_failure is not None and "SFI 11" in r.oda_failure.message
+    assert r.tvr[0] == bit and r.tsi[0] & 0x80
+    assert r.oda_certificates == ()  # failed before any certificate was opened
+
+
 # --- UnionPay, kernel 7 -------------------------------------------------------------------------
 
 
