@@ -52,6 +52,7 @@ def test_mastercard_upper_cumulative_offline_limit(tmp_path: Path) -> None:
     profile["applications"][0]["risk"]["upper_cumulative_offline_limit"] = 2000
     path = tmp_path / "mc-ucota.json"
     path.write_text(json.dumps(profile))
+    path.chmod(0o600)  # the profile holds the card's keys
     r = tap(f"emu:{path}", 2500).result  # below the floor limit: the terminal asks for a TC
     assert r.outcome.outcome is Outcome.ONLINE_REQUEST and r.cid == b"\x80"
     cvr = r.data[0x9F10][2:8]  # DKI | CVN | CVR (6)
