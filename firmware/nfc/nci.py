@@ -53,7 +53,8 @@
 # CORE_INTERFACE_ERROR_NTF (60 08) with anything but an RF error of the
 # running tap, no credit for credit_ms: the card is powered off and the
 # driver starts over (VEN pulsed when the board gives it, CORE_RESET, ...)
-# and arms the chip again. RF errors (B0-B2) and failed activations (A1)
+# and arms the chip again; after three failed starts in a row it waits
+# pause_ms before each next one. RF errors (B0-B2) and failed activations (A1)
 # leave the chip's RF state as it is: the reader retries or goes.
 
 try:
@@ -131,6 +132,7 @@ ST_LISTEN = const(10)  # discovering: waiting for a reader
 ST_ACTIVE = const(11)  # a reader activated the card
 ST_STOP = const(12)  # RF_DEACTIVATE_CMD (idle) sent: the card changed
 
+_FAULTS_BEFORE_PAUSE = const(3)  # failed starts in a row before the driver pauses between two
 _APDU_MAX = const(261)  # a short C-APDU: CLA INS P1 P2 Lc 255 bytes Le
 _DRAIN = const(16)  # packets read and dropped at most when starting over
 _WRONG_LENGTH = b"\x67\x00"
@@ -155,9 +157,11 @@ class NciTarget:
     # personalised: then the chip is configured but does not listen.
     # nfcid1: the UID the chip announces (4, 7 or 10 bytes). ven: a function
     # that pulses the chip's VEN line (a hardware reset), or None. Timeouts
-    # in ms: reply_ms for a response, credit_ms for a credit to send with.
+    # in ms: reply_ms for a response, credit_ms for a credit to send with,
+    # pause_ms between two starts after three failed ones in a row.
     def __init__(self, bus, card_getter, nfcid1: bytes = b"\x08\x01\x02\x03", ven=None,
-                 ticks_ms=None, ticks_diff=None, reply_ms: int = 1000, credit_ms: int = 1000) -> None:
+                 ticks_ms=None, ticks_diff=None, reply_ms: int = 1000, credit_ms: int = 1000,
+                 pause_ms: int = 1000) -> None:
         if len(nfcid1) not in (4, 7, 10):
             raise ValueError("an NFCID1 has 4, 7 or 10 bytes")
         if ticks_ms is None or ticks_diff is None:
@@ -170,6 +174,8 @@ class NciTarget:
         self.ticks_diff = ticks_diff
         self.reply_ms = reply_ms
         self.credit_ms = credit_ms
+        self.pause_ms = pause_ms
+        self.faults = 0  # faults since the chip last listened
         self.pkt = bytearray(HEADER + MAX_PAYLOAD)  # the packet being read
         self.pkt_view = memoryview(self.pkt)
         self.got = 0  # bytes of it read so far
@@ -213,6 +219,8 @@ class NciTarget:
     def _poll(self) -> bool:
         st = self.state
         if st == ST_OFF:
+            if self.faults >= _FAULTS_BEFORE_PAUSE and self.ticks_diff(self.ticks_ms(), self.since) < self.pause_ms:
+                return False  # a chip that keeps failing is not hammered
             self._reset()
             return True
         if st == ST_IDLE:
@@ -384,10 +392,12 @@ class NciTarget:
             self._send(ROUTING_CMD, ST_ROUTING)
         elif st == ST_ROUTING:
             self.state = ST_IDLE
+            self.faults = 0
         elif st == ST_CONFIG:
             self._send(DISCOVER_CMD, ST_DISCOVER)
         elif st == ST_DISCOVER:
             self.state = ST_LISTEN
+            self.faults = 0
         elif st == ST_STOP:
             self.state = ST_IDLE
             self.card = None
@@ -524,9 +534,11 @@ class NciTarget:
         # Something the chip said or did not say makes no sense here: start over, then listen again.
         self.last_fault = why
         self.rearms += 1
+        self.faults += 1
         self._session_over()
         self.expect = -1
         self.waiting = False
+        self.since = self.ticks_ms()
         self.state = ST_OFF
 
     def _session_over(self) -> None:
