@@ -87,6 +87,10 @@ class Card:
             self.aip, self.iad = bytes.fromhex("7C00"), bytes.fromhex("07010103A0000001")
 
     def next_frame(self, stan: int, terminal_id: str) -> bytes:
+        return frame(encode_request(self.next_request(stan, terminal_id)))
+
+    def next_request(self, stan: int, terminal_id: str) -> AuthorisationRequest:
+        """The card's next transaction (its ATC counts up) as an authorisation request."""
         self.atc += 1
         atc = self.atc.to_bytes(2, "big")
         amount = 100 + self.atc % 5000
@@ -103,9 +107,8 @@ class Card:
             sk = pyemv_kd.derive_common_sk(self.icc_mk, atc + bytes(6))
             arqc = pyemv_ac.generate_ac(sk, data)
         icc = {0x9F26: arqc, 0x9F27: b"\x80", 0x9F10: self.iad, 0x82: self.aip, 0x9F36: atc, **t}
-        request = AuthorisationRequest(pan=self.pan, amount=amount, currency=t[0x5F2A], icc_data=icc, psn="01",
-                                       stan=stan, terminal_id=terminal_id)
-        return frame(encode_request(request))
+        return AuthorisationRequest(pan=self.pan, amount=amount, currency=t[0x5F2A], icc_data=icc, psn="01",
+                                    stan=stan, terminal_id=terminal_id)
 
 
 def issuer_keys(rng: random.Random) -> IssuerKeys:

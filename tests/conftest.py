@@ -82,7 +82,7 @@ HANG_S = 60.0  # the usual bound: what takes milliseconds alone takes seconds be
 # Modules whose tests start services (pcscd), ptys, nfcpy links or subprocess servers: marked slow, so
 # `make test-fast` (and the pre-commit hook) leaves them out; `make test` runs everything.
 SLOW_MODULES = frozenset({"test_pcsc", "test_vpcd", "test_nfc", "test_serial", "test_hil_plugin",
-                          "test_emulator_state", "test_token_provision"})
+                          "test_emulator_state", "test_token_provision", "test_host_kill"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
