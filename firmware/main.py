@@ -362,12 +362,17 @@ def front_end_driver(board, token: Token):
     # The driver of the board's NFC front end, or None when it has none.
     which = getattr(board, "front_end", None)
     name = which() if which is not None else None
-    if name != "pn532":
+    if name not in ("pn532", "pn7150", "pn7160"):
         return None
-    from .nfc.pn532 import Pn532Target
-
     rng = getattr(board, "random_bytes", None)
     nfcid1 = rng(3) if rng is not None else b"\x01\x02\x03"
+    if name != "pn532":  # PN7150/PN7160: NCI over I2C; the board's nfc_reset() pulses VEN
+        from .nfc.nci import NciTarget
+
+        return NciTarget(board.nfc_bus(), lambda: token.card, b"\x08" + nfcid1, ven=getattr(board, "nfc_reset", None),
+                         ticks_ms=board.ticks_ms, ticks_diff=board.ticks_diff)
+    from .nfc.pn532 import Pn532Target
+
     return Pn532Target(board.nfc_bus(), lambda: token.card, nfcid1, ticks_ms=board.ticks_ms,
                        ticks_diff=board.ticks_diff, ack_ms=getattr(board, "NFC_ACK_MS", 100))
 

@@ -422,3 +422,25 @@ def test_visa_approved_over_nfc_udp_behind_the_simulated_controller(chain: Calla
         assert tap.result.outcome.outcome is Outcome.APPROVED, tap.result.error
         assert (tap.result.oda, tap.result.oda_result) == ("fDDA", "successful")
     assert c.driver.activations == 2 and c.driver.apdus == 2 * tap.apdus and c.driver.rearms == 0
+
+
+# --- the firmware's choice of front end ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pn7150", "pn7160"])
+def test_main_picks_the_nci_driver_for_an_nci_board(name: str) -> None:
+    from types import SimpleNamespace
+
+    from emvkit.firmware.main import front_end_driver
+
+    link = MemoryLink(PN7160 if name == "pn7160" else PN7150)
+    board = SimpleNamespace(front_end=lambda: name, nfc_bus=lambda: link.firmware_bus, nfc_reset=link.ven,
+                            random_bytes=lambda n: b"\xa1\xb2\xc3"[:n], ticks_ms=lambda: 0,
+                            ticks_diff=lambda a, b: a - b)
+    token = SimpleNamespace(card=open_card("visa"))
+    driver = front_end_driver(board, token)
+    assert isinstance(driver, NciTarget) and driver.nfcid1 == b"\x08\xa1\xb2\xc3"
+    for _ in range(20):
+        driver.poll()
+    found = link.chip.listening()
+    assert driver.state == nci.ST_LISTEN and found is not None and found.uid == b"\x08\xa1\xb2\xc3"

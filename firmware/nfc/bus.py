@@ -115,9 +115,9 @@ class MemoryI2cBus:
     # the head, never past its end; write() records each I2C write in
     # `writes`. Single-threaded, like MemoryBus.
     def __init__(self) -> None:
-        self.packets = []
+        self.packets = []  # type: list
         self.at = 0  # bytes of packets[0] read
-        self.writes = []
+        self.writes = []  # type: list
 
     def write(self, buf) -> None:
         self.writes.append(bytes(buf))
