@@ -1,13 +1,14 @@
 """The PN532 chain on CPython: the firmware's driver against the strict chip simulator, tapped over nfcpy's udp.
 
-Three layers: the simulator's host link alone (frames in, exact bytes out, as UM0701-02 says); the
-driver against it over an in-memory bus, with frames damaged on the wire; and whole transactions:
-``nfc:udp`` reader -> simulator RF side (emvkit's ISO-DEP engine) -> TgGetData/TgSetData -> the
-driver -> the card application.
+Three layers: the simulator's host link alone (frames in, exact bytes out, as UM0701-02 says), in each
+of its framings (HSU, I2C, SPI); the driver against it over an in-memory bus, with frames damaged on the
+wire; and whole transactions: ``nfc:udp`` reader -> simulator RF side (emvkit's ISO-DEP engine) ->
+TgGetData/TgSetData -> the driver (over HSU, I2C or SPI) -> the card application.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -15,14 +16,16 @@ from typing import Any
 
 import pytest
 
-from emvkit.firmware.nfc.pn532 import Pn532Target
+from emvkit.firmware.nfc.pn532 import I2cLink, Pn532Target, SpiLink
 from emvkit.terminal.chipsim.pn532 import ACK, ERROR_FRAME, NACK, MemoryLink, Pn532Chip, Pn532Simulator, frame
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.qemu import from_url as qemu_from_url
 
 WAKE = b"\x55\x55" + bytes(14)
 SAM = frame(0xD4, b"\x14\x01\x14\x00")
@@ -114,13 +117,22 @@ def free_udp_port() -> int:
         return port
 
 
+def firmware_bus(link: MemoryLink, lsb_first: bool = True) -> Any:
+    """The bus the firmware's driver takes in the link's framing: the stream itself, or the I2C/SPI link on it."""
+    if link.framing == "i2c":
+        return I2cLink(link.firmware_i2c)
+    if link.framing == "spi":
+        return SpiLink(link.firmware_spi, link.firmware_cs, lsb_first=lsb_first)
+    return link.firmware_bus
+
+
 class Chain:
     """The driver polled in a thread, the chip on a MemoryLink, its RF side on a udp port."""
 
-    def __init__(self, card: Any) -> None:
-        self.link = MemoryLink()
+    def __init__(self, card: Any, framing: str = "hsu") -> None:
+        self.link = MemoryLink(framing=framing)
         self.card = card
-        self.driver = Pn532Target(self.link.firmware_bus, lambda: self.card, ack_ms=50, get_ms=3000)
+        self.driver = Pn532Target(firmware_bus(self.link), lambda: self.card, ack_ms=50, get_ms=3000)
         self.url = f"nfc:udp:127.0.0.1:{free_udp_port()}"
         self.simulator = Pn532Simulator(self.link.chip, self.url[4:])
         self._stop = threading.Event()
@@ -144,11 +156,11 @@ class Chain:
 
 
 @pytest.fixture
-def chain() -> Iterator[Callable[[Any], Chain]]:
+def chain() -> Iterator[Callable[..., Chain]]:
     made: list[Chain] = []
 
-    def make(card: Any) -> Chain:
-        made.append(Chain(card).start())
+    def make(card: Any, framing: str = "hsu") -> Chain:
+        made.append(Chain(card, framing).start())
         return made[-1]
 
     yield make
@@ -161,10 +173,11 @@ def tap(url: str) -> Any:
         return run_transaction(transport, load_config(), TransactionRequest(amount=1234))
 
 
+@pytest.mark.parametrize("framing", ["hsu", "i2c", "spi"])
 @pytest.mark.parametrize(("profile", "oda"), [("visa", "fDDA"), ("mastercard", "CDA")])
-def test_transaction_through_the_driver_and_the_simulated_chip(chain: Callable[[Any], Chain], profile: str,
-                                                               oda: str) -> None:
-    c = chain(open_card(profile))
+def test_transaction_through_the_driver_and_the_simulated_chip(chain: Callable[..., Chain], profile: str,
+                                                               oda: str, framing: str) -> None:
+    c = chain(open_card(profile), framing)
     for _ in range(2):  # the driver arms the chip again after each tap
         result = tap(c.url)
         assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
@@ -186,9 +199,10 @@ class EchoCard:
         return bytes(i & 0xFF for i in range(self.size)) + b"\x90\x00"
 
 
-def test_long_apdus_are_chained_over_the_host_link(chain: Callable[[Any], Chain]) -> None:
+@pytest.mark.parametrize("framing", ["hsu", "i2c", "spi"])
+def test_long_apdus_are_chained_over_the_host_link(chain: Callable[..., Chain], framing: str) -> None:
     card = EchoCard(600)
-    c = chain(card)
+    c = chain(card, framing)
     frames: list[tuple[str, bytes]] = []
     c.link.taps.append(lambda who, data: frames.append((who, data)))
     command = b"\x80\xca\x00\x00\xff" + bytes(300) + b"\x00"  # 306 bytes: TgGetData with MI, then the rest
@@ -254,3 +268,126 @@ def test_driver_with_no_chip_never_hangs() -> None:
         driver.poll()
         now[0] += 60
     assert driver.wakeups >= 3 and bus.written > 0
+
+
+# --- the I2C and SPI framings of the simulator, byte by byte -------------------------------------------------
+
+
+SAM_ANSWER = frame(0xD5, b"\x15")
+
+
+def test_i2c_a_read_before_ready_gets_the_not_ready_status_and_no_frame() -> None:
+    link = MemoryLink(framing="i2c")
+    i2c = link.firmware_i2c
+    assert i2c.readfrom(0x24, 1) == b"\x00" and link.chip.log == ["wake"]  # the first transaction wakes it
+    i2c.writeto(0x24, SAM)
+    assert i2c.readfrom(0x24, 1) == b"\x01"  # the ACK is ready; a status-only read leaves it there
+    assert i2c.readfrom(0x24, 7) == b"\x01" + ACK  # status, then the frame
+    assert i2c.readfrom(0x24, 1 + len(SAM_ANSWER) + 3) == b"\x01" + SAM_ANSWER + bytes(3)  # then 00s
+    assert i2c.readfrom(0x24, 8) == bytes(8)  # nothing more: not ready, no frame
+    assert link.log == ["i2c: read before ready"]
+
+
+def test_i2c_one_frame_per_read_and_what_is_not_read_is_lost_until_a_nack() -> None:
+    link = MemoryLink(framing="i2c")
+    i2c = link.firmware_i2c
+    i2c.writeto(0x24, b"")
+    i2c.writeto(0x24, SAM)
+    assert i2c.readfrom(0x24, 40) == b"\x01" + ACK + bytes(33)  # the ACK alone, though the answer is ready too
+    assert i2c.readfrom(0x24, 4) == b"\x01" + SAM_ANSWER[:3]
+    assert link.log[-1].startswith("i2c: frame cut")
+    assert i2c.readfrom(0x24, 1) == b"\x00"
+    i2c.writeto(0x24, NACK)  # §6.2.2: the last response again
+    assert i2c.readfrom(0x24, 1 + len(SAM_ANSWER)) == b"\x01" + SAM_ANSWER
+
+
+def test_i2c_another_address_is_no_device() -> None:
+    link = MemoryLink(framing="i2c")
+    with pytest.raises(OSError) as info:
+        link.firmware_i2c.writeto(0x48, SAM)  # the 8-bit write address, a common mistake
+    assert info.value.errno == errno.ENODEV
+    assert link.chip.awake is False
+
+
+def spi_transaction(link: MemoryLink, out: bytes, n_in: int = 0) -> bytes:
+    cs, spi = link.firmware_cs, link.firmware_spi
+    cs.value(0)
+    spi.write(out)
+    got = bytearray(n_in)
+    spi.readinto(got)
+    cs.value(1)
+    return bytes(got)
+
+
+def test_spi_operation_bytes_status_then_data_read() -> None:
+    link = MemoryLink(framing="spi")
+    assert spi_transaction(link, b"\x02", 1) == b"\x00" and link.chip.log == ["wake"]  # the pulse that wakes it
+    assert spi_transaction(link, b"\x02", 1) == b"\x00"  # awake, nothing ready
+    assert spi_transaction(link, b"\x03", 6) == bytes(6)  # a data read before ready: 00s, nothing taken
+    assert link.log == ["spi: read before ready"]
+    spi_transaction(link, b"\x01" + SAM)  # DW and the frame
+    assert spi_transaction(link, b"\x02", 1) == b"\x01"
+    assert spi_transaction(link, b"\x03", 6) == ACK
+    assert spi_transaction(link, b"\x03", len(SAM_ANSWER) + 2) == SAM_ANSWER + bytes(2)
+    assert spi_transaction(link, b"\x02", 1) == b"\x00"
+    assert spi_transaction(link, b"\x07", 3) == bytes(3) and link.log[-1] == "spi: unknown operation 07"
+
+
+def test_spi_host_left_at_msb_first_gets_no_answer() -> None:
+    link = MemoryLink(framing="spi", spi_lsb_first=False)
+    spi_transaction(link, b"")  # wake
+    spi_transaction(link, b"\x01" + SAM)  # the chip reads 80 (not DW) and the frame bit-reversed
+    assert link.chip.received_frames == 0
+    assert spi_transaction(link, b"\x02", 1) == b"\x00"
+    rev = bytes(int(f"{b:08b}"[::-1], 2) for b in b"\x01" + SAM)  # what an MSB-first host must send: reversed
+    spi_transaction(link, rev)
+    assert link.chip.received_frames == 1
+    assert spi_transaction(link, b"\x40", 1) == b"\x80"  # SR reversed; the status 01 comes back reversed
+
+
+@pytest.mark.parametrize("framing", ["i2c", "spi"])
+def test_the_driver_wakes_configures_and_arms_the_chip_over_i2c_and_spi(framing: str) -> None:
+    link = MemoryLink(framing=framing)
+    now = [0]
+    driver = Pn532Target(firmware_bus(link), lambda: EchoCard(2), ticks_ms=lambda: now[0],
+                         ticks_diff=lambda a, b: a - b)
+    for _ in range(20):
+        driver.poll()
+        now[0] += 1
+    assert link.chip.log[:4] == ["wake", "cmd 14", "cmd 8C", "armed uid 08010203"]
+    assert driver.wakeups == 1 and link.chip.armed is not None
+
+
+def test_an_msb_only_spi_works_with_the_driver_reversing_the_bits() -> None:
+    link = MemoryLink(framing="spi", spi_lsb_first=False)  # an SPI that cannot send LSB first (RP2040, RP2350)
+    now = [0]
+    driver = Pn532Target(firmware_bus(link, lsb_first=False), lambda: EchoCard(2), ticks_ms=lambda: now[0],
+                         ticks_diff=lambda a, b: a - b)
+    for _ in range(20):
+        driver.poll()
+        now[0] += 1
+    assert link.chip.armed is not None and driver.wakeups == 1
+
+
+def test_the_driver_with_lsb_assumed_on_an_msb_spi_never_arms_and_never_hangs() -> None:
+    link = MemoryLink(framing="spi", spi_lsb_first=False)
+    now = [0]
+    driver = Pn532Target(firmware_bus(link, lsb_first=True), lambda: EchoCard(2), ticks_ms=lambda: now[0],
+                         ticks_diff=lambda a, b: a - b)
+    for _ in range(60):
+        driver.poll()
+        now[0] += 60
+    assert link.chip.armed is None and link.chip.received_frames == 0
+    assert driver.wakeups >= 2  # started over after repeated failures
+
+
+# --- the qemu: transport's front-end option ----------------------------------------------------------------
+
+
+def test_qemu_url_names_only_a_known_front_end(tmp_path: Any) -> None:
+    image = tmp_path / "firmware.elf"
+    image.write_bytes(b"\x7fELF")
+    transport = qemu_from_url(f"qemu:m3?front-end=pn532&image={image}")
+    assert transport.front_end == "pn532"
+    with pytest.raises(ConfigError, match="front-end='nci': one of pn532"):
+        qemu_from_url(f"qemu:m3?front-end=nci&image={image}")

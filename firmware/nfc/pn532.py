@@ -26,6 +26,31 @@
 #   (§7.1): b5-b0 the error code (00 success, 01 timeout, 29 released by the
 #   initiator: DESELECT or field off, ...), b6 MI (more data follows), b7 NAD.
 #
+# - the host interface is one of three (§6.2: HSU, I2C, SPI), chosen by the
+#   board: the same frames on each. HSU is a byte stream (the bus of bus.py
+#   as it is). I2C and SPI carry them in transactions; I2cLink and SpiLink
+#   below turn an I2C or SPI peripheral into the same stream, so the frame
+#   layer and the state machine do not know which one is in use:
+#   * I2C: the chip at 7-bit address 0x24; the host writes a frame in one
+#     write transaction; a read transaction starts with the status byte
+#     (bit 0 set: a frame is ready) followed by the frame. I2cLink polls
+#     with one-byte reads until ready, then reads the status byte and the
+#     longest frame it takes in one transaction and keeps what follows the
+#     status byte up to the frame's end (reading the whole frame in one
+#     transaction: our reading of public driver code, e.g. libnfc's).
+#   * SPI: every transaction (chip select low ... high) starts with an
+#     operation byte: DW 01 data write (a frame follows), SR 02 status read
+#     (the chip answers the status byte), DR 03 data read (the chip clocks
+#     out the ready frame); bytes go least significant bit first, so the
+#     host's SPI is set up LSB first (firstbit=SPI.LSB), or SpiLink reverses
+#     the bits in software where the peripheral can only send MSB first
+#     (the RP2040/RP2350's). SpiLink reads the frame's header, then as many
+#     bytes as its LEN says, in the same transaction.
+#   * wake-up: HSU sends 0x55 and a preamble; over I2C an address-only
+#     write, over SPI a chip-select pulse wakes the chip (the links'
+#     wake_up(); the I2C/SPI wake-up details are our reading of public
+#     driver code, not quoted from the manual).
+#
 # The driver is a state machine driven by poll(), which never waits for the
 # chip: it takes what arrived on the bus, acts on it, and returns, so the
 # token serves its dev link between two polls. A tap, as the driver sees it:
@@ -325,7 +350,11 @@ class Pn532Target:
 
     def _wake(self) -> None:
         self.wakeups += 1
-        self.bus.write(WAKE_UP)
+        wake_up = getattr(self.bus, "wake_up", None)  # I2cLink, SpiLink: their own wake-up
+        if wake_up is not None:
+            wake_up()
+        else:
+            self.bus.write(WAKE_UP)  # HSU
         self.parser.reset()
         self.state = ST_CONFIGURING
         self._send(SAM_CONFIGURATION, b"\x01\x14\x00", self.reply_ms)  # normal mode, 1 s, no IRQ
@@ -464,3 +493,164 @@ class Pn532Target:
                 f()
             except Exception:
                 pass
+
+
+# --- the I2C and SPI host interfaces (see the top of this file) ---
+I2C_ADDRESS = const(0x24)  # 7-bit (0x48 written, 0x49 read)
+STATUS_READY = const(0x01)  # the status byte's bit 0: the chip has a frame for the host
+SPI_DW = const(0x01)  # data write
+SPI_SR = const(0x02)  # status read
+SPI_DR = const(0x03)  # data read
+_LINK_MAX = const(_FRAME_MAX + 10)  # the longest frame taken: 00 00 FF FF FF LENM LENL LCS, data, DCS 00
+
+
+def frame_end(buf, start: int, end: int) -> int:
+    # Where the frame beginning at buf[start] (00 00 FF ...) ends, at most `end`:
+    # ACK and NACK are 6 bytes, a normal frame LEN + 7, an extended one LEN + 10.
+    if end - start < 6 or buf[start] or buf[start + 1] or buf[start + 2] != 0xFF:
+        return end
+    n, lcs = buf[start + 3], buf[start + 4]
+    if (n == 0 and lcs == 0xFF) or (n == 0xFF and lcs == 0):
+        return start + 6
+    if n == 0xFF and lcs == 0xFF:
+        if end - start < 8:
+            return end
+        return min(end, start + 10 + (buf[start + 5] << 8 | buf[start + 6]))
+    return min(end, start + 7 + n)
+
+
+class _Stream:
+    # What the link took from the chip, handed to the driver as a stream.
+    def __init__(self) -> None:
+        self.buf = bytearray(1 + _LINK_MAX)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+
+    def take(self, buf) -> int:
+        n = min(len(buf), self.end - self.start)
+        buf[:n] = self.view[self.start : self.start + n]
+        self.start += n
+        return n
+
+
+class I2cLink(_Stream):
+    # A machine.I2C (writeto, readfrom_into) as the driver's bus. An I2C
+    # error (no ACK on the address: the chip is asleep or busy) is not
+    # raised: the driver's ACK timeout sends the command again.
+    def __init__(self, i2c, addr: int = I2C_ADDRESS) -> None:
+        super().__init__()
+        self.i2c = i2c
+        self.addr = addr
+        self.status = bytearray(1)
+
+    def wake_up(self) -> None:
+        try:
+            self.i2c.writeto(self.addr, b"")
+        except OSError:
+            pass
+
+    def write(self, buf) -> None:
+        try:
+            self.i2c.writeto(self.addr, buf)
+        except OSError:
+            pass
+
+    def readinto(self, buf, timeout_ms: int = 0) -> int:
+        if self.start == self.end:
+            try:
+                self.i2c.readfrom_into(self.addr, self.status)
+                if not self.status[0] & STATUS_READY:
+                    return 0
+                self.i2c.readfrom_into(self.addr, self.buf)
+            except OSError:
+                return 0
+            if not self.buf[0] & STATUS_READY:
+                return 0
+            self.start = 1
+            self.end = frame_end(self.buf, 1, len(self.buf))
+        return self.take(buf)
+
+
+def _reverse_bits(b: int) -> int:
+    b = (b & 0xF0) >> 4 | (b & 0x0F) << 4
+    b = (b & 0xCC) >> 2 | (b & 0x33) << 2
+    return (b & 0xAA) >> 1 | (b & 0x55) << 1
+
+
+class SpiLink(_Stream):
+    # A machine.SPI (write, readinto) and its chip-select machine.Pin as the
+    # driver's bus. lsb_first: the SPI is set up LSB first; False: it sends
+    # MSB first and the link reverses every byte's bits. sleep_ms: how the
+    # wake-up holds chip select low (2 ms; None: not held).
+    def __init__(self, spi, cs, lsb_first: bool = True, sleep_ms=None) -> None:
+        super().__init__()
+        self.spi = spi
+        self.cs = cs
+        self.sleep_ms = sleep_ms
+        self.table = None if lsb_first else bytes(_reverse_bits(i) for i in range(256))
+        self.one = bytearray(1)
+        cs.value(1)
+
+    def _out(self, data) -> None:
+        if self.table is not None:
+            data = bytes(self.table[b] for b in data)
+        self.spi.write(data)
+
+    def _in(self, view) -> None:
+        self.spi.readinto(view)
+        if self.table is not None:
+            for i in range(len(view)):
+                view[i] = self.table[view[i]]
+
+    def wake_up(self) -> None:
+        self.cs.value(0)
+        if self.sleep_ms is not None:
+            self.sleep_ms(2)
+        self.cs.value(1)
+
+    def write(self, buf) -> None:
+        self.cs.value(0)
+        try:
+            self.one[0] = SPI_DW
+            self._out(self.one)
+            self._out(buf)
+        finally:
+            self.cs.value(1)
+
+    def readinto(self, buf, timeout_ms: int = 0) -> int:
+        if self.start == self.end and not self._read_frame():
+            return 0
+        return self.take(buf)
+
+    def _read_frame(self) -> bool:
+        self.cs.value(0)
+        try:
+            self.one[0] = SPI_SR
+            self._out(self.one)
+            self._in(self.one)
+            if not self.one[0] & STATUS_READY:
+                return False
+        finally:
+            self.cs.value(1)
+        self.cs.value(0)
+        try:
+            self.one[0] = SPI_DR
+            self._out(self.one)
+            v = self.view
+            self._in(v[0:5])  # 00 00 FF LEN LCS
+            n = 5
+            if v[3] == 0xFF and v[4] == 0xFF:  # extended: LENM LENL LCS
+                self._in(v[5:8])
+                n = 8
+            if v[0] or v[1] or v[2] != 0xFF:
+                end = n  # not a frame's start: handed on as it is, the parser skips it
+            else:
+                end = frame_end(self.buf, 0, len(self.buf))
+            if end > n:
+                self._in(v[n:end])
+        finally:
+            self.cs.value(1)
+        self.start = 0
+        self.end = end
+        return True

@@ -48,13 +48,42 @@ the token under QEMU takes about a second for the APDU with the RSA
 signature (the real chip's ATS bytes are not given in the manual).
 
 The host link goes over a pty (the QEMU board's second UART,
-:class:`PtyLink`) or memory (:class:`MemoryLink`, whose ``firmware_bus`` is
-the bus the firmware driver takes: ``write`` and ``readinto`` with a timeout).
+:class:`PtyLink`) or memory (:class:`MemoryLink`). In memory, the chip has
+any of its three host interfaces (§6.2), the same frames on each:
+
+* ``MemoryLink()`` / ``framing="hsu"``: a byte stream; ``firmware_bus`` is
+  the bus the firmware driver takes (``write``, ``readinto`` with a timeout);
+* ``framing="i2c"``: ``firmware_i2c`` behaves as a ``machine.I2C``
+  (``writeto``, ``readfrom_into``) with the chip at 7-bit address 0x24 (any
+  other address: ``OSError(ENODEV)``, no device answered). A write
+  transaction carries host frames. A read transaction begins with the status
+  byte: 01 when a frame is ready for the host, then that frame, then 00s; 00
+  when none is, and 00s after it (a read before ready gets the not-ready
+  status and no frame). A read that goes past the status byte takes the
+  frame: one frame per read, what the host did not read of it is lost (a
+  NACK gets a response again).
+* ``framing="spi"``: ``firmware_spi`` behaves as a ``machine.SPI`` (``write``,
+  ``readinto``, ``write_readinto``), ``firmware_cs`` as its chip-select
+  ``machine.Pin`` (``value``). Each transaction (chip select low, then high)
+  starts with an operation byte: DW 01, the host's frame follows; SR 02, the
+  chip answers the status byte (01 ready, 00 not); DR 03, the chip clocks
+  out the ready frame (not ready: 00s, and nothing is taken); any other
+  operation is ignored. The chip takes bytes least significant bit first:
+  ``spi_lsb_first=False`` models a host SPI left at MSB first, whose every
+  byte the chip sees bit-reversed (and the host the chip's).
+
+Waking (the chip starts asleep in every framing): the HSU wake-up byte 0x55;
+over I2C any transaction to its address, over SPI a chip-select pulse. The
+transaction that wakes the chip carries nothing to it. The I2C status-byte
+read and the SPI operation bytes are the manual's host interface; that a
+read takes the frame, the wake-up and the filler bytes are this simulator's
+model, from reading public driver code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import select
@@ -71,6 +100,7 @@ from emvkit.terminal.iso14443 import FRAME_SIZES
 __all__ = [
     "ACK",
     "ERROR_FRAME",
+    "I2C_ADDRESS",
     "NACK",
     "MemoryLink",
     "Pn532Chip",
@@ -101,6 +131,10 @@ STATUS_OK = 0x00
 STATUS_MI = 0x40
 STATUS_NOT_IN_CONTEXT = 0x27  # §7.1: not acceptable in the current context (not a target, no command to answer)
 STATUS_RELEASED = 0x29  # §7.1: the target has been released by its initiator
+I2C_ADDRESS = 0x24  # 7-bit
+STATUS_READY = 0x01  # I2C and SPI status byte: a frame is ready for the host
+SPI_DW, SPI_SR, SPI_DR = 0x01, 0x02, 0x03  # SPI operation bytes: data write, status read, data read
+FRAMINGS = ("hsu", "i2c", "spi")
 FIRMWARE_VERSION = bytes.fromhex("32010607")  # IC PN532, version 1.6, supports ISO 14443A/B and ISO 18092
 
 
@@ -222,6 +256,15 @@ class Pn532Chip:
             for kind, body in self._frames.feed(bytes(data)):
                 self._host_event(kind, body)
             self._lock.notify_all()
+
+    def wake(self) -> bool:
+        """The I2C/SPI wake-up (a transaction to the chip while it sleeps); True if it was asleep."""
+        with self._lock:
+            if self.awake:
+                return False
+            self.awake = True
+            self.log.append("wake")
+            return True
 
     def wait_for_log(self, line: str, after: int, timeout: float) -> bool:
         """Wait until ``line`` is in :attr:`log` more than ``after`` times (for tests)."""
@@ -464,26 +507,44 @@ class _ChipListener(NfcListener):
 
 
 class MemoryLink:
-    """The host link in memory: ``firmware_bus`` is the driver's bus; ``chip`` answers on it."""
+    """The host link in memory, in one of the chip's framings (see the module docstring); ``chip`` answers on it.
 
-    def __init__(self, chip_factory: Callable[[Callable[[bytes], None]], Pn532Chip] | None = None) -> None:
+    The firmware's side: ``firmware_bus`` (HSU), ``firmware_i2c`` (I2C), ``firmware_spi`` and ``firmware_cs`` (SPI).
+    """
+
+    def __init__(self, chip_factory: Callable[[Callable[[bytes], None]], Pn532Chip] | None = None, *,
+                 framing: str = "hsu", spi_lsb_first: bool = True) -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"framing {framing!r}: one of {', '.join(FRAMINGS)}")
+        self.framing = framing
         self._cond = threading.Condition()
-        self._to_host = bytearray()
+        self._to_host = bytearray()  # HSU: the stream towards the host
+        self._ready: list[bytes] = []  # I2C, SPI: frames the host has not read
         self.chip = (chip_factory or Pn532Chip)(self._chip_sends)
         self.firmware_bus = _FirmwareBus(self)
+        self.firmware_i2c = _I2cPort(self)
+        self.firmware_cs = _ChipSelect(self)
+        self.firmware_spi = _SpiPort(self, spi_lsb_first)
         self.taps: list[Callable[[str, bytes], None]] = []  # spies: ("host"|"chip", bytes)
+        self.log: list[str] = []  # what the I2C/SPI interface did that a test may ask about
 
     def _chip_sends(self, data: bytes) -> None:
         for spy in self.taps:
             spy("chip", data)
         with self._cond:
-            self._to_host += data
+            if self.framing == "hsu":
+                self._to_host += data
+            else:
+                self._ready.append(bytes(data))
             self._cond.notify_all()
+
+    def _pending(self) -> bool:
+        return bool(self._to_host or self._ready)
 
     def wait(self, timeout: float) -> bool:
         """Wait until the chip has sent something the firmware has not read (True), at most ``timeout`` s."""
         with self._cond:
-            return self._cond.wait_for(lambda: bool(self._to_host), timeout)
+            return self._cond.wait_for(self._pending, timeout)
 
     def wait_for_log(self, line: str, after: int, timeout: float) -> bool:
         return self.chip.wait_for_log(line, after, timeout)
@@ -491,6 +552,19 @@ class MemoryLink:
     def inject(self, data: bytes) -> None:
         """Bytes on the line towards the firmware, as if the chip had sent them (noise, a bad frame)."""
         self._chip_sends(data)
+
+    def _from_host(self, data: bytes) -> None:
+        for spy in self.taps:
+            spy("host", data)
+        self.chip.receive(data)
+
+    def _take_frame(self) -> bytes | None:
+        with self._cond:
+            return self._ready.pop(0) if self._ready else None
+
+    def _peek_frame(self) -> bytes | None:
+        with self._cond:
+            return self._ready[0] if self._ready else None
 
 
 class _FirmwareBus:
@@ -515,6 +589,144 @@ class _FirmwareBus:
             buf[:n] = link._to_host[:n]
             del link._to_host[:n]
             return n
+
+
+class _I2cPort:
+    """The chip on an I2C bus, as ``machine.I2C`` shows it to the host."""
+
+    def __init__(self, link: MemoryLink) -> None:
+        self.link = link
+
+    def _address(self, addr: int) -> bool:
+        if addr != I2C_ADDRESS:
+            raise OSError(errno.ENODEV, f"no I2C device at 0x{addr:02X}")
+        return self.link.chip.wake()  # a transaction to a sleeping chip wakes it and carries nothing
+
+    def writeto(self, addr: int, buf: Any, stop: bool = True) -> int:
+        if not self._address(addr) and len(buf):
+            self.link._from_host(bytes(buf))
+        return len(buf)
+
+    def readfrom_into(self, addr: int, buf: Any, stop: bool = True) -> None:
+        woke = self._address(addr)
+        out = bytearray(len(buf))
+        frame = None if woke else self.link._peek_frame()
+        if frame is not None:
+            out[0] = STATUS_READY
+            if len(buf) > 1:
+                self.link._take_frame()
+                part = frame[:len(buf) - 1]
+                out[1:1 + len(part)] = part
+                if len(part) < len(frame):
+                    self.link.log.append(f"i2c: frame cut after {len(part)} of {len(frame)} bytes")
+        elif len(buf) > 1:
+            self.link.log.append("i2c: read before ready")
+        buf[:] = out
+
+    def readfrom(self, addr: int, n: int, stop: bool = True) -> bytes:
+        buf = bytearray(n)
+        self.readfrom_into(addr, buf, stop)
+        return bytes(buf)
+
+
+def _reverse_bits(b: int) -> int:
+    return int(f"{b:08b}"[::-1], 2)
+
+
+class _ChipSelect:
+    """The chip-select pin (active low) as ``machine.Pin`` shows it: a transaction from low to high."""
+
+    def __init__(self, link: MemoryLink) -> None:
+        self.link = link
+        self.level = 1
+
+    def value(self, level: int | None = None) -> int:
+        if level is None:
+            return self.level
+        if level != self.level:
+            self.level = 1 if level else 0
+            if self.level == 0:
+                self.link.firmware_spi.begin()
+            else:
+                self.link.firmware_spi.end()
+        return self.level
+
+    def on(self) -> None:
+        self.value(1)
+
+    def off(self) -> None:
+        self.value(0)
+
+
+class _SpiPort:
+    """The chip on SPI, as ``machine.SPI`` shows it to the host; bytes reach the chip LSB first."""
+
+    def __init__(self, link: MemoryLink, lsb_first: bool) -> None:
+        self.link = link
+        self.lsb_first = lsb_first
+        self._selected = False
+        self._wake_only = False
+        self._op: int | None = None
+        self._data = bytearray()
+        self._pos = 0
+        self._early = False  # a data read before ready, said once per transaction
+
+    def begin(self) -> None:
+        self._selected = True
+        self._wake_only = self.link.chip.wake()
+        self._op = None
+        self._data.clear()
+        self._pos = 0
+        self._early = False
+
+    def end(self) -> None:
+        self._selected = False
+        if self._wake_only:
+            return
+        if self._op == SPI_DW and self._data:
+            self.link._from_host(bytes(self._data))
+        elif self._op == SPI_DR and self._pos:
+            self.link._take_frame()
+        elif self._op not in (None, SPI_DW, SPI_SR, SPI_DR):
+            self.link.log.append(f"spi: unknown operation {self._op:02X}")
+
+    def _clock(self, mosi: int) -> int:
+        """One byte each way on the wire (the host's bit order): what the chip puts on MISO."""
+        if not self._selected:
+            raise OSError(errno.EIO, "SPI transfer with the chip not selected")
+        if not self.lsb_first:
+            mosi = _reverse_bits(mosi)
+        miso = 0
+        if self._wake_only:
+            pass
+        elif self._op is None:
+            self._op = mosi
+        elif self._op == SPI_DW:
+            self._data.append(mosi)
+        elif self._op == SPI_SR:
+            miso = STATUS_READY if self.link._peek_frame() is not None else 0
+        elif self._op == SPI_DR:
+            frame = self.link._peek_frame()
+            if frame is None:
+                if not self._early:
+                    self._early = True
+                    self.link.log.append("spi: read before ready")
+            else:
+                miso = frame[self._pos] if self._pos < len(frame) else 0
+                self._pos += 1
+        return miso if self.lsb_first else _reverse_bits(miso)
+
+    def write(self, buf: Any) -> None:
+        for b in bytes(buf):
+            self._clock(b)
+
+    def readinto(self, buf: Any, write: int = 0x00) -> None:
+        for i in range(len(buf)):
+            buf[i] = self._clock(write)
+
+    def write_readinto(self, write_buf: Any, read_buf: Any) -> None:
+        for i, b in enumerate(bytes(write_buf)):
+            read_buf[i] = self._clock(b)
 
 
 class PtyLink:

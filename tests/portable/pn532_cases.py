@@ -212,3 +212,137 @@ def test_not_personalised_is_configured_but_not_armed():
     d.poll()
     assert b.take() == b"" and d.state == pn532.ST_IDLE
     assert not d.poll()
+
+
+# --- the I2C and SPI links: the same frames, in transactions ---
+# Fake peripherals record every transaction; what the chip answers is scripted
+# here, byte for byte.
+
+
+class _I2c:
+    # machine.I2C as the link uses it: writeto, readfrom_into.
+    def __init__(self):
+        self.writes = []  # (address, bytes)
+        self.reads = []  # lengths read
+        self.answers = []  # what the next reads return (status byte first)
+
+    def writeto(self, addr, buf, stop=True):
+        self.writes.append((addr, bytes(buf)))
+
+    def readfrom_into(self, addr, buf, stop=True):
+        assert addr == 0x24
+        self.reads.append(len(buf))
+        answer = self.answers.pop(0) if self.answers else b"\x00"
+        for i in range(len(buf)):
+            buf[i] = answer[i] if i < len(answer) else 0
+
+
+def _read_frame(link):
+    # What one readinto hands on (a frame, up to 300 bytes)
+    buf = bytearray(300)
+    n = link.readinto(buf, 0)
+    return bytes(buf[:n])
+
+
+def test_i2c_link_writes_frames_to_0x24_and_polls_the_status_byte():
+    i2c = _I2c()
+    link = pn532.I2cLink(i2c)
+    link.wake_up()
+    link.write(SAM)
+    assert i2c.writes == [(0x24, b""), (0x24, SAM)]  # an address-only write wakes the chip
+    assert link.readinto(bytearray(8), 0) == 0  # status 00: not ready, and no frame read
+    assert i2c.reads == [1]
+
+
+def test_i2c_link_reads_status_and_frame_and_keeps_the_frame_only():
+    i2c = _I2c()
+    link = pn532.I2cLink(i2c)
+    i2c.answers = [b"\x01", b"\x01" + ACK, b"\x01", b"\x01" + SAM_ANSWER]
+    assert _read_frame(link) == ACK  # the 00s after the frame are not handed on
+    assert _read_frame(link) == SAM_ANSWER
+    assert i2c.reads[0] == 1 and i2c.reads[1] > len(ACK) + 200  # one read of the longest frame
+
+
+def test_i2c_link_takes_no_frame_when_the_second_status_says_not_ready():
+    i2c = _I2c()
+    link = pn532.I2cLink(i2c)
+    i2c.answers = [b"\x01", b"\x00" + ACK]
+    assert link.readinto(bytearray(8), 0) == 0
+
+
+class _Pin:
+    def __init__(self, log):
+        self.log = log
+
+    def value(self, v=None):
+        if v is not None:
+            self.log.append("cs%d" % v)
+
+
+class _Spi:
+    # machine.SPI as the link uses it: write, readinto; MISO scripted per transaction.
+    def __init__(self):
+        self.log = []
+        self.miso = []
+
+    def write(self, buf):
+        self.log.append(bytes(buf))
+
+    def readinto(self, buf, write=0):
+        for i in range(len(buf)):
+            buf[i] = self.miso.pop(0) if self.miso else 0
+        self.log.append("read %d" % len(buf))
+
+
+def test_spi_link_data_write_is_01_then_the_frame_in_one_transaction():
+    spi = _Spi()
+    link = pn532.SpiLink(spi, _Pin(spi.log))
+    spi.log.clear()
+    link.write(SAM)
+    assert spi.log == ["cs0", b"\x01", SAM, "cs1"]
+
+
+def test_spi_link_status_read_then_data_read_of_exactly_the_frame():
+    spi = _Spi()
+    link = pn532.SpiLink(spi, _Pin(spi.log))
+    spi.log.clear()
+    spi.miso = [0x00]
+    assert link.readinto(bytearray(8), 0) == 0
+    assert spi.log == ["cs0", b"\x02", "read 1", "cs1"]  # SR: not ready, no data read
+    spi.log.clear()
+    spi.miso = list(b"\x01" + SAM_ANSWER + b"\xee")  # one byte more than the frame: never read
+    assert _read_frame(link) == SAM_ANSWER
+    assert spi.log == ["cs0", b"\x02", "read 1", "cs1", "cs0", b"\x03", "read 5", "read 4", "cs1"]
+    spi.log.clear()
+    spi.miso = list(b"\x01" + ACK)
+    assert _read_frame(link) == ACK
+    assert spi.log[-3:] == ["read 5", "read 1", "cs1"]
+
+
+def _mirror(b):
+    # b's bits in the other order, one by one (the test's own reference)
+    out = 0
+    for i in range(8):
+        if b & (1 << i):
+            out |= 1 << (7 - i)
+    return out
+
+
+def test_spi_link_reverses_the_bits_for_an_msb_first_peripheral():
+    spi = _Spi()
+    link = pn532.SpiLink(spi, _Pin(spi.log), lsb_first=False)
+    spi.log.clear()
+    link.write(b"\x00\x00\xff\x01\xd4")
+    assert spi.log == ["cs0", b"\x80", b"\x00\x00\xff\x80\x2b", "cs1"]  # 01 -> 80, D4 -> 2B
+    # status 01 and the SAMConfiguration answer as an MSB-first SPI sees them: each byte's bits reversed
+    spi.miso = [_mirror(b) for b in b"\x01" + SAM_ANSWER]
+    assert _read_frame(link) == SAM_ANSWER
+
+
+def test_driver_wakes_an_i2c_chip_with_the_links_wake_up():
+    i2c = _I2c()
+    clock = _Clock()
+    d = pn532.Pn532Target(pn532.I2cLink(i2c), lambda: None, b"\x11\x22\x33", ticks_ms=clock.ticks,
+                          ticks_diff=clock.diff)
+    d.poll()
+    assert i2c.writes == [(0x24, b""), (0x24, SAM)]  # no HSU 55 preamble on I2C
