@@ -6,18 +6,17 @@ The kernel parses what is read here
 (:func:`emvkit.terminal.kernel.config.config_from_toml`,
 :meth:`~emvkit.terminal.kernel.capk.CapkStore.from_json`,
 :meth:`~emvkit.terminal.kernel.capk.RevocationList.from_json`) and reads no
-file itself. Every fault is a :class:`ConfigError` naming the file.
+file itself. Every fault is a :class:`ConfigError` naming the file; files are
+read by :mod:`emvkit.terminal.jsonfile` (size and nesting limits).
 ``docs/terminal-config.md`` documents the format.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from pathlib import Path
 
-from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.jsonfile import read_json, read_toml
 from emvkit.terminal.kernel.capk import CapkStore, RevocationList
 from emvkit.terminal.kernel.config import TerminalConfig, config_from_toml
 from emvkit.terminal.perso.builtin import capk_path
@@ -32,16 +31,7 @@ def load_config(path: str | Path | None = None) -> TerminalConfig:
     """Load a terminal configuration file (the built-in default when None),
     with the CA keys and revocations of the files it names."""
     source = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {source}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+    doc = read_toml(source, "terminal configuration")
     config = config_from_toml(doc, "built-in config" if path is None else str(source))
     for name in config.capk_files:
         for key in load_capks(capk_path() if name == "builtin" else source.parent / name):
@@ -54,20 +44,9 @@ def load_config(path: str | Path | None = None) -> TerminalConfig:
 
 def load_capks(path: str | os.PathLike[str]) -> CapkStore:
     """Read a CA key file (JSON, the format of :mod:`emvkit.terminal.kernel.capk`)."""
-    return CapkStore.from_json(_read_json(path), os.fspath(path))
+    return CapkStore.from_json(read_json(path, "CA key file"), os.fspath(path))
 
 
 def load_revocations(path: str | os.PathLike[str]) -> RevocationList:
     """Read a revocation list file (JSON, the format of :mod:`emvkit.terminal.kernel.capk`)."""
-    return RevocationList.from_json(_read_json(path), os.fspath(path))
-
-
-def _read_json(path: str | os.PathLike[str]) -> object:
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc: object = json.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{os.fspath(path)}: not valid JSON: {exc}") from None
-    return doc
+    return RevocationList.from_json(read_json(path, "revocation list"), os.fspath(path))

@@ -110,7 +110,7 @@ def test_load_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"capk\.json\[0\]\.checksum"):
         load_capks(path)
     path.write_text("[{")
-    with pytest.raises(ConfigError, match="not valid JSON"):
+    with pytest.raises(ConfigError, match="invalid JSON"):
         load_capks(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_capks(tmp_path / "absent.json")

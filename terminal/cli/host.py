@@ -17,8 +17,7 @@ from emvkit.terminal.host.authlog import SYNCHRONOUS, AuthLog, LogEntry, is_post
 from emvkit.terminal.host.keys import IssuerKeys
 from emvkit.terminal.host.rules import RESPONSE_CODES, Rules, load_blocked
 from emvkit.terminal.host.secret import HostSecret
-from emvkit.terminal.jsonfile import read_json
-from emvkit.terminal.perso.builtin import builtin_names, load_builtin
+from emvkit.terminal.perso.builtin import builtin_names, load_builtin, read_profile
 from emvkit.terminal.tlvdump import mask_pan
 
 if TYPE_CHECKING:
@@ -242,15 +241,8 @@ def run_secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_profile(path: Path) -> dict[str, Any]:
-    doc = read_json(path, "profile")
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: not a card profile")
-    return doc
-
-
 def run_keys(args: argparse.Namespace) -> int:
-    profiles = [_read_profile(p) for p in args.from_profile]
+    profiles = [read_profile(p) for p in args.from_profile]
     if args.builtin:
         profiles += [load_builtin(name) for name in builtin_names()]
     if not profiles:

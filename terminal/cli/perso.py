@@ -8,8 +8,9 @@ from pathlib import Path
 
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.jsonfile import parse_json
 from emvkit.terminal.perso.cards import SCHEMES, CardOptions, build_card
-from emvkit.terminal.perso.keys import write_secret_json
+from emvkit.terminal.secretfile import read_private, write_private
 from emvkit.terminal.tlvdump import mask_pan
 
 
@@ -37,10 +38,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _read_ca(path: Path) -> tuple[RSAPrivateKey, int]:
+    doc = parse_json(read_private(path, "CA private key file"), str(path))
     try:
-        doc = json.loads(path.read_text())
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
         return RSAPrivateKey.from_dict(doc["key"]), int(doc["index"], 16)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not an emvkit CA key file ({exc})") from exc
 
 
@@ -64,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     capk_out: Path = args.capk_out or out.with_name(out.stem + ".capk.json")
     try:
-        write_secret_json(out, json.dumps(built.profile, indent=1) + "\n")
+        write_private(out, json.dumps(built.profile, indent=1) + "\n")
         capk_out.write_text(json.dumps([built.capk], indent=1) + "\n")
         if ca is None:
             ca_out = out.with_name(out.stem + ".ca.json")
-            write_secret_json(ca_out, json.dumps({"format": "emvkit-ca", "rid": built.capk["rid"],
+            write_private(ca_out, json.dumps({"format": "emvkit-ca", "rid": built.capk["rid"],
                                                   "index": built.capk["index"],
                                                   "key": built.ca.to_dict()}, indent=1) + "\n")
             print(f"CA private key:   {ca_out} (mode 0600)")

@@ -28,8 +28,6 @@ a repr, a log line or an error message.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +35,9 @@ from typing import Any
 
 from emvkit.firmware.crypto.emv import CRYPTOGRAM_VERSIONS
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.jsonfile import parse_json
 from emvkit.terminal.perso.builtin import builtin_names, load_builtin
-from emvkit.terminal.perso.keys import write_secret_json
+from emvkit.terminal.secretfile import read_private, write_private
 
 __all__ = ["FORMAT", "IssuerKey", "IssuerKeys"]
 
@@ -170,21 +169,9 @@ class IssuerKeys:
     def load(cls, path: str | Path) -> IssuerKeys:
         """Read a key file; refuse one that group or others can access."""
         path = Path(path)
-        try:
-            with path.open("rb") as f:
-                mode = os.fstat(f.fileno()).st_mode
-                if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    raise ConfigError(f"{path}: the key file is accessible to other users "
-                                      f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
-                text = f.read().decode("utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the key file ({exc.strerror})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a JSON key file") from None
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: not JSON (line {getattr(exc, 'lineno', '?')})") from None
+        doc = parse_json(read_private(path, "issuer key file"), str(path))
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{path}: not an issuer key file (expected a JSON object)")
         try:
             return cls.from_dict(doc)
         except ConfigError as exc:
@@ -193,7 +180,7 @@ class IssuerKeys:
     def save(self, path: str | Path) -> None:
         """Write the key file with mode 0600."""
         try:
-            write_secret_json(path, json.dumps(self.to_dict(), indent=1) + "\n")
+            write_private(path, json.dumps(self.to_dict(), indent=1) + "\n")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot write the key file ({exc.strerror})") from None
 

@@ -3,7 +3,11 @@
 The profiles under ``terminal/perso/profiles/`` were made by
 :func:`regenerate` and are committed, so every run taps the same cards; the
 CA public keys a terminal needs for them are in ``profiles/capk.json``. Their
-keys are test keys, published with the project, and worthless for payments.
+keys are test keys, published with the project, and worthless for payments:
+they are public test data, read without the private-file check of
+:mod:`emvkit.terminal.secretfile` (a package installed from a wheel may be
+0644). A profile file given by the user that holds ``secrets`` must be private
+(:func:`read_profile`).
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.jsonfile import decode_text, parse_json, read_json, read_user_file
 from emvkit.terminal.perso.cards import DEFAULT_PAN_PREFIX, RIDS, SCHEMES, CardOptions, build_card, luhn_complete
 from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, generate_rsa
+from emvkit.terminal.secretfile import check_private
 
 __all__ = [
     "BUILTIN_DIR", "DEFAULT_CARD", "builtin_names", "capk_path", "load_builtin", "load_profile", "profile_path",
-    "regenerate",
+    "read_profile", "regenerate",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
@@ -40,7 +45,9 @@ def capk_path() -> Path:
 
 
 def load_builtin(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(profile_path(name).read_text())
+    doc = read_json(profile_path(name), "built-in profile")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"built-in profile {name}: not a JSON object (reinstall emvkit)")
     return doc
 
 
@@ -69,9 +76,18 @@ def load_profile(spec: str) -> dict[str, Any]:
     path = Path(spec)
     if not path.is_file():
         raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
-    doc = read_json(path, "profile")
+    return read_profile(path)
+
+
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """A card profile file: a JSON object; refused when it holds ``secrets`` and
+    group or others can access it (:func:`emvkit.terminal.secretfile.check_private`)."""
+    file = read_user_file(path, "profile")
+    doc = parse_json(decode_text(file, "profile"), str(file.path))
     if not isinstance(doc, dict):
-        raise ConfigError(f"{spec}: a profile is a JSON object")
+        raise ConfigError(f"{file.path}: a profile is a JSON object")
+    if "secrets" in doc:
+        check_private(file, "profile")
     return doc
 
 

@@ -7,14 +7,12 @@ Keys are generated with ``cryptography`` and held in CRT form as
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
 
-__all__ = ["ca_public_key", "generate_rsa", "write_secret_json"]
+__all__ = ["ca_public_key", "generate_rsa"]
 
 # EMV allows public exponents 3 and 2^16 + 1 (Book 2 §5.1, §11.2.1).
 EXPONENT = 3
@@ -53,11 +51,3 @@ def ca_public_key(rid: bytes, index: int, key: RSAPrivateKey) -> dict[str, str]:
         "exponent": exponent.hex().upper(),
         "checksum": checksum.hex().upper(),
     }
-
-
-def write_secret_json(path: str | Path, text: str) -> None:
-    """Write a file holding keys: created with mode 0600 (and kept so)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)

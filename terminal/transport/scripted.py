@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from emvkit.terminal.errors import CardRemoved, ConfigError, ScriptMismatch
+from emvkit.terminal.jsonfile import read_text
 from emvkit.terminal.transport.base import BaseTransport
 from emvkit.terminal.transport.trace import load_trace
 
@@ -141,4 +142,4 @@ def from_url(url: str) -> ScriptedTransport:
             (e.command, e.response) for e in trace.exchanges
         ]
         return ScriptedTransport(steps, atr=trace.atr, url=url)
-    return ScriptedTransport(parse_script(path.read_text(), str(path)), url=url)
+    return ScriptedTransport(parse_script(read_text(path, "script"), str(path)), url=url)

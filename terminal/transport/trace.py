@@ -12,7 +12,6 @@ replay can ask for exactly the same.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from emvkit.terminal.errors import ConfigError, TransportError
 from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.secretfile import write_private
 from emvkit.terminal.transport.base import BaseTransport, Transport
 
 __all__ = ["Exchange", "Trace", "TraceTransport", "load_trace"]
@@ -65,11 +65,7 @@ class Trace:
         }
 
     def save(self, path: str | Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # also when overwriting an existing file
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.to_json(), out, indent=1)
-            out.write("\n")
+        write_private(path, json.dumps(self.to_json(), indent=1) + "\n")  # it holds the card's data
 
 
 def _hex(value: object, where: str) -> bytes:

@@ -1,0 +1,149 @@
+"""Bad input at the command line: one line on stderr, exit status 2, never a traceback.
+
+Each case runs ``emvkit`` as a subprocess, as a user would. Files the cases
+need (deeply nested documents, profiles with loose modes) are made in the
+test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from emvkit.terminal.config_files import DEFAULT_CONFIG
+from emvkit.terminal.perso.builtin import load_builtin
+from tests.conftest import venv_tool
+
+DEEP = 100_000  # levels of nesting: far beyond any parser's recursion limit
+
+
+def emvkit(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([venv_tool("emvkit"), *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess[str], command: str, *mentions: str) -> str:
+    """Exit status 2, nothing on stdout, exactly one line on stderr naming the command and ``mentions``."""
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
+    assert run.stdout == "", run.stdout
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith(f"emvkit {command}: error: "), lines[0]
+    for mention in mentions:
+        assert mention in lines[0], lines[0]
+    return lines[0]
+
+
+def private(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+# --- user files: size and nesting limits (defect 2) ----------------------------------------------------
+
+
+def deep_json(tmp: Path) -> Path:
+    return private(tmp / "deep.json", "[" * DEEP + "]" * DEEP)
+
+
+def deep_profile(tmp: Path) -> Path:
+    return private(tmp / "deep-profile.json", '{"secrets": ' + "[" * DEEP + "]" * DEEP + "}")
+
+
+def deep_toml(tmp: Path) -> Path:
+    return private(tmp / "deep.toml", "a = " + "[" * DEEP + "]" * DEEP + "\n")
+
+
+def config_naming(tmp: Path, key: str) -> Path:
+    """The built-in configuration, naming the deep file as its CA keys or its revocation list."""
+    deep_json(tmp)
+    text = DEFAULT_CONFIG.read_text().replace('capk_files = ["builtin"]', f'{key} = ["deep.json"]', 1)
+    assert key in text
+    return private(tmp / "names.toml", text)
+
+
+FILE_CASES: list[tuple[str, Callable[[Path], list[str]], str, str]] = [
+    ("profile", lambda t: ["tap", "--reader", f"emu:{deep_profile(t)}"], "tap", "deeper than"),
+    ("emulate profile", lambda t: ["emulate", "--card", str(deep_profile(t)), "--serial", "pty"], "emulate",
+     "deeper than"),
+    ("--config", lambda t: ["tap", "--config", str(deep_toml(t))], "tap", "deeper than"),
+    ("capk_files", lambda t: ["tap", "--config", str(config_naming(t, "capk_files"))], "tap", "deeper than"),
+    ("revocation_files", lambda t: ["tap", "--config", str(config_naming(t, "revocation_files"))], "tap",
+     "deeper than"),
+    ("scripted trace", lambda t: ["tap", "--reader", f"scripted:{deep_json(t)}"], "tap", "deeper than"),
+    ("--ca", lambda t: ["perso", "--scheme", "visa", "--ca", str(deep_json(t)), "--out", str(t / "o.json")],
+     "perso", "deeper than"),
+    ("--from-profile", lambda t: ["host", "keys", "--from-profile", str(deep_profile(t)), "--out",
+                                  str(t / "k.json")], "host", "deeper than"),
+    ("--keys", lambda t: ["host", "serve", "--port", "0", "--db", str(t / "h.sqlite"), "--keys",
+                          str(deep_json(t))], "host", "deeper than"),
+    ("--config /dev/zero", lambda t: ["tap", "--config", "/dev/zero"], "tap", "larger than"),
+]
+
+
+@pytest.mark.parametrize(("make", "command", "mention"), [c[1:] for c in FILE_CASES],
+                         ids=[c[0] for c in FILE_CASES])
+def test_user_files_are_bounded(tmp_path: Path, make: Callable[[Path], list[str]], command: str,
+                                mention: str) -> None:
+    assert_one_line_error(emvkit(*make(tmp_path)), command, mention)
+
+
+# --- secret files: refused when group or others can access them (defect 10) ----------------------------
+
+
+def loose_profile(tmp: Path) -> Path:
+    return private(tmp / "card.json", json.dumps(load_builtin("visa")), 0o666)
+
+
+def loose_ca(tmp: Path) -> Path:
+    out = tmp / "first.json"
+    run = emvkit("perso", "--scheme", "visa", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    ca = tmp / "first.ca.json"
+    assert ca.stat().st_mode & 0o777 == 0o600
+    ca.chmod(0o644)
+    return ca
+
+
+SECRET_CASES: list[tuple[str, Callable[[Path], tuple[list[str], Path]]]] = [
+    ("tap", lambda t: (["tap", "--reader", f"emu:{loose_profile(t)}"], t / "card.json")),
+    ("emulate", lambda t: (["emulate", "--card", str(loose_profile(t)), "--serial", "pty"], t / "card.json")),
+    ("host keys", lambda t: (["host", "keys", "--from-profile", str(loose_profile(t)), "--out",
+                              str(t / "k.json")], t / "card.json")),
+    ("perso", lambda t: (["perso", "--scheme", "visa", "--ca", str(loose_ca(t)), "--out", str(t / "o.json")],
+                         t / "first.ca.json")),
+]
+
+
+@pytest.mark.parametrize("make", [c[1] for c in SECRET_CASES], ids=[c[0] for c in SECRET_CASES])
+def test_secret_files_others_can_read_are_refused(tmp_path: Path,
+                                                  make: Callable[[Path], tuple[list[str], Path]]) -> None:
+    args, path = make(tmp_path)
+    assert_one_line_error(emvkit(*args), args[0], f"chmod 600 {path}")
+
+
+def test_a_profile_without_secrets_may_be_world_readable(tmp_path: Path) -> None:
+    doc = load_builtin("visa")
+    del doc["secrets"]
+    path = private(tmp_path / "public.json", json.dumps(doc), 0o644)
+    run = emvkit("tap", "--reader", f"emu:{path}", "--host", "none")
+    assert "accessible to other users" not in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_host_keys_out_replaces_a_symlink_and_leaves_its_target(tmp_path: Path) -> None:
+    target = private(tmp_path / "victim.txt", "keep me\n", 0o644)
+    link = tmp_path / "keys.json"
+    link.symlink_to(target)
+    run = emvkit("host", "keys", "--builtin", "--out", str(link))
+    assert run.returncode == 0, run.stderr
+    assert target.read_text() == "keep me\n"
+    assert not link.is_symlink()
+    assert os.stat(link).st_mode & 0o777 == 0o600
