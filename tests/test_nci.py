@@ -246,12 +246,15 @@ def pinned_card(name: str) -> Any:
 
 
 @pytest.mark.parametrize("flavour", [PN7150, PN7160], ids=lambda f: f.name)
-@pytest.mark.parametrize("profile", ["visa", "mastercard", "unionpay", "wearable"])
-def test_a_transaction_through_driver_and_simulator_matches_the_emulator(profile: str, flavour: Flavour) -> None:
+@pytest.mark.parametrize(("profile", "oda"), [("visa", "fDDA"), ("mastercard", "CDA"), ("unionpay", "fDDA"),
+                                              ("wearable", "fDDA")])
+def test_a_transaction_through_driver_and_simulator_matches_the_emulator(profile: str, oda: str,
+                                                                          flavour: Flavour) -> None:
     bench = Bench(pinned_card(profile), flavour, max_data=32, segment=16)  # both ways in several packets
     with BenchTransport(bench) as transport:
         tap = run_transaction(transport, load_config(), TransactionRequest(amount=1234))
-    assert tap.result.outcome.outcome in (Outcome.APPROVED, Outcome.ONLINE_REQUEST), tap.result.error
+    assert tap.result.outcome.outcome is Outcome.APPROVED, tap.result.error
+    assert (tap.result.oda, tap.result.oda_result) == (oda, "successful")
     assert bench.driver.apdus == tap.apdus and bench.driver.rearms == 0 and bench.driver.errors == 0
     emulator = pinned_card(profile)
     for exchange in tap.trace.exchanges:

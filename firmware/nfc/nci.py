@@ -178,6 +178,7 @@ class NciTarget:
         self.faults = 0  # faults since the chip last listened
         self.pkt = bytearray(HEADER + MAX_PAYLOAD)  # the packet being read
         self.pkt_view = memoryview(self.pkt)
+        self.head_view = self.pkt_view[:HEADER]  # an idle poll reads into it without allocating
         self.got = 0  # bytes of it read so far
         self.out = bytearray(HEADER + MAX_PAYLOAD)  # the packet being written
         self.out_view = memoryview(self.out)
@@ -185,6 +186,7 @@ class NciTarget:
         self.apdu_len = 0
         self.apdu_over = False
         self.response = b""  # the R-APDU being sent
+        self.response_view = memoryview(self.response)
         self.sent = 0  # bytes of it sent
         self.state = ST_OFF
         self.expect = -1  # GID << 8 | OID of the response awaited, -1: none
@@ -260,7 +262,7 @@ class NciTarget:
     def _read(self) -> int:
         # 1: a whole packet in self.pkt; 0: none (yet); -1: one shorter than its header says.
         if self.got < HEADER:
-            n = self.bus.readinto(self.pkt_view[self.got:HEADER], 0)
+            n = self.bus.readinto(self.head_view if self.got == 0 else self.pkt_view[self.got:HEADER], 0)
             if n == 0:
                 return -1 if self.got else 0
             self.got += n
@@ -309,7 +311,7 @@ class NciTarget:
         self.out[0] = MT_DATA << 5 if n == left else MT_DATA << 5 | PBF
         self.out[1] = 0
         self.out[2] = n
-        self.out[HEADER:HEADER + n] = memoryview(self.response)[self.sent:self.sent + n]
+        self.out[HEADER:HEADER + n] = self.response_view[self.sent:self.sent + n]
         self._write(HEADER + n)
         self.sent += n
         if self.credits != NO_FLOW_CONTROL:
@@ -509,15 +511,13 @@ class NciTarget:
             self.apdu_len += n
         if more:
             return
-        command = bytes(self.apdu_view()) if not self.apdu_over else b""
+        command = bytes(memoryview(self.apdu)[:self.apdu_len]) if not self.apdu_over else b""
         self.apdu_len = 0
         self.apdu_over = False
         self.response = self._process(command) if command else _WRONG_LENGTH
+        self.response_view = memoryview(self.response)
         self.sent = 0
         self.since = self.ticks_ms()
-
-    def apdu_view(self):
-        return memoryview(self.apdu)[:self.apdu_len]
 
     def _process(self, command: bytes) -> bytes:
         card = self.session
