@@ -23,6 +23,15 @@ terminal, each card's ATC counting up, so the replay window never declines
 one. Building them happens before the clock starts, as does ISO 8583 encoding.
 
     .venv/bin/python bench/host_load.py [--clients 8,32,64] [--seconds 5] [--rate 2000] [--breakdown]
+        [--synchronous full|normal] [--db postgresql://... [--servers N]] [--replay-storm]
+
+The log is a SQLite file (``--synchronous``, FULL by default, as the host's
+default) or, with ``--db postgresql://...``, a PostgreSQL database shared by
+``--servers`` host processes (the terminals spread over them). With
+``--replay-storm`` the bench then sends every ARQC of a fresh set to two host
+processes at once (two processes are started when ``--servers`` is 1; with
+SQLite that is impossible by design: one writer per file) and counts the
+replayed ARQCs that were approved: the answer must be 0.
 
 ``--breakdown`` also times the server's stages in-process (decode, ARQC and
 ARPC, SQLite, encode) to show where a request's time goes. Goal: at least
@@ -177,8 +186,10 @@ def server_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_level(pid: int, port: int, frames: list[list[bytes]], seconds: float, rate: float = 0.0) -> dict[str, float]:
-    """One level: every terminal back to back, or together offering ``rate`` requests/s."""
+def run_level(pids: list[int], ports: list[int], frames: list[list[bytes]], seconds: float,
+              rate: float = 0.0) -> dict[str, float]:
+    """One level: every terminal back to back, or together offering ``rate``
+    requests/s; terminal n talks to the host on ``ports[n % len(ports)]``."""
     samples: list[float] = []
     codes: dict[str, int] = {}
     interval = len(frames) / rate if rate else 0.0
@@ -186,11 +197,12 @@ def run_level(pid: int, port: int, frames: list[list[bytes]], seconds: float, ra
     async def main() -> None:
         now = time.perf_counter()
         start, stop = now + WARMUP_S, now + WARMUP_S + seconds
-        await asyncio.gather(*(terminal(port, f, start, stop, interval, samples, codes) for f in frames))
+        await asyncio.gather(*(terminal(ports[n % len(ports)], f, start, stop, interval, samples, codes)
+                               for n, f in enumerate(frames)))
 
-    cpu0, wall0 = server_cpu_s(pid), time.perf_counter()
+    cpu0, wall0 = sum(server_cpu_s(p) for p in pids), time.perf_counter()
     asyncio.run(main())
-    cpu_share = (server_cpu_s(pid) - cpu0) / (time.perf_counter() - wall0)
+    cpu_share = (sum(server_cpu_s(p) for p in pids) - cpu0) / (time.perf_counter() - wall0)
     samples.sort()
     n = len(samples)
     return {
@@ -213,7 +225,7 @@ def breakdown(keys: IssuerKeys, db: Path, count: int = 6000) -> None:
     rng = random.Random(7)
     frames = build_frames(keys, 8, count / RATE_CEILING, rng)
     messages = [f[2:] for per in frames for f in per][:count]
-    host = IssuerHost(keys, log=AuthLog(db))
+    host = IssuerHost(keys, log=AuthLog(db, synchronous="FULL"))
     stages = {"decode (pyiso8583 + TLV)": 0.0, "authorise (pyemv ARQC + ARPC + rules)": 0.0,
               "log (SQLite insert + commit)": 0.0, "encode (pyiso8583)": 0.0}
     record = host.log.record
@@ -245,6 +257,57 @@ def breakdown(keys: IssuerKeys, db: Path, count: int = 6000) -> None:
           "authorisations/s on one core, before TCP")
 
 
+async def _storm_pair(ports: tuple[int, int], frames: list[bytes], approvals: list[int]) -> None:
+    """Each frame to both hosts at once; how many of the two approved it."""
+    links = [await asyncio.open_connection("127.0.0.1", p) for p in ports]
+
+    async def ask(link: tuple[asyncio.StreamReader, asyncio.StreamWriter], message: bytes) -> str:
+        reader, writer = link
+        writer.write(message)
+        header = await reader.readexactly(2)
+        return response_code(await reader.readexactly(int.from_bytes(header, "big")))
+
+    try:
+        for message in frames:
+            codes = await asyncio.gather(*(ask(link, message) for link in links))
+            approvals.append(codes.count("00"))
+    finally:
+        for _, writer in links:
+            writer.close()
+
+
+def replay_storm(keys: IssuerKeys, ports: list[int], rng: random.Random, pairs: int = 16,
+                 per_pair: int = 250) -> None:
+    frames = build_frames(keys, pairs, per_pair / RATE_CEILING, rng)
+    frames = [f[:per_pair] for f in frames]
+    approvals: list[int] = []
+
+    async def main() -> None:
+        await asyncio.gather(*(_storm_pair((ports[0], ports[1 + n % (len(ports) - 1)]), f, approvals)
+                               for n, f in enumerate(frames)))
+
+    t = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - t
+    print(f"replay storm: {len(approvals):,} ARQCs, each sent to two host processes at once ({pairs} terminal "
+          f"pairs, {elapsed:.1f} s): approved once {approvals.count(1):,}, approved twice (a replay approved) "
+          f"{approvals.count(2):,}, approved by neither {approvals.count(0):,}")
+
+
+def start_servers(count: int, db: str, key_file: Path, secret: Path, synchronous: str) -> list[tuple[Any, int]]:
+    servers = []
+    for _ in range(count):
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE, "host", "serve", "--port", "0", "--db", db,
+                                 "--keys", str(key_file), "--secret", str(secret), "--synchronous", synchronous,
+                                 "--max-connections", "1024"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit("the server did not start")
+        servers.append((proc, int(line.split("listening on tcp://", 1)[1].split()[0].rsplit(":", 1)[1])))
+    return servers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--clients", default="8,32,64", help="concurrent terminals per level (default 8,32,64)")
@@ -252,7 +315,15 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=2000.0,
                         help="offered load of the second pass, requests/s (default 2000; 0 skips it)")
     parser.add_argument("--breakdown", action="store_true", help="also time the server's stages in-process")
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                        help="SQLite durability of the host (default full)")
+    parser.add_argument("--db", help="a postgresql:// URL for the log (default: a SQLite file in a temp folder)")
+    parser.add_argument("--servers", type=int, default=1, help="host processes on the PostgreSQL log (default 1)")
+    parser.add_argument("--replay-storm", action="store_true",
+                        help="then send every ARQC of a fresh set to two host processes at once (PostgreSQL)")
     args = parser.parse_args()
+    if args.db is None and (args.servers != 1 or args.replay_storm):
+        parser.error("--servers and --replay-storm need --db postgresql://... (one writer per SQLite file)")
     levels = [int(n) for n in args.clients.split(",")]
     rng = random.Random(2026)
     keys = issuer_keys(rng)
@@ -264,16 +335,13 @@ def main() -> int:
         work = {n: [build_frames(keys, n, args.seconds, rng) for _ in range(runs)] for n in levels}
         print(f"pre-built {sum(len(f) for w in work.values() for r in w for f in r):,} requests "
               f"in {time.perf_counter() - t:.1f} s (pyemv ARQCs, ISO 8583 encoding)")
-        proc = subprocess.Popen([sys.executable, "-c", _SERVE, "host", "serve", "--port", "0", "--db", str(db),
-                                 "--keys", str(key_file)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        where = args.db or str(db)
+        servers = start_servers(args.servers, where, key_file, Path(tmp) / "host.secret", args.synchronous)
+        pids, ports = [p.pid for p, _ in servers], [port for _, port in servers]
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if "listening on" not in line:
-                print("the server did not start", file=sys.stderr)
-                return 1
-            port = int(line.split("listening on tcp://", 1)[1].split()[0].rsplit(":", 1)[1])
-            print(f"server: pid {proc.pid}, port {port}, WAL database {db.name}, {os.cpu_count()} CPUs\n")
+            kind = (f"PostgreSQL, {args.servers} host process{'es' if args.servers > 1 else ''}" if args.db
+                    else f"SQLite WAL, synchronous={args.synchronous.upper()}")
+            print(f"server: pids {pids}, ports {ports}, log: {kind}, {os.cpu_count()} CPUs\n")
             header = (f"{'terminals':>9} {'requests':>9} {'auth/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
                       f"{'approved':>8} {'server CPU':>10}")
             modes = [("saturation: every terminal sends its next request as soon as it has an answer", 0.0)]
@@ -282,13 +350,18 @@ def main() -> int:
             for title, rate in modes:
                 print(f"{title}\n{header}")
                 for n in levels:
-                    r = run_level(proc.pid, port, work[n].pop(), args.seconds, rate)
+                    r = run_level(pids, ports, work[n].pop(), args.seconds, rate)
                     print(f"{n:>9} {r['requests']:>9,.0f} {r['rate']:>8,.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                           f"{r['max']:>7.2f} {r['approved']:>7.1f}% {r['server_cpu']:>9.0f}%", flush=True)
                 print()
+            if args.replay_storm:
+                if len(servers) == 1:
+                    servers += start_servers(1, where, key_file, Path(tmp) / "host.secret", args.synchronous)
+                replay_storm(keys, [port for _, port in servers], rng)
         finally:
-            proc.terminate()
-            proc.wait(10)
+            for proc, _ in servers:
+                proc.terminate()
+                proc.wait(10)
         if args.breakdown:
             breakdown(keys, Path(tmp) / "breakdown.sqlite")
     print("\ngoal: >= 2,000 authorisations/s with p99 < 20 ms")
