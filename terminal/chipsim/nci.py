@@ -74,7 +74,6 @@ and :meth:`NciChip.rf_response`, :meth:`NciChip.rf_deactivate`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -92,8 +91,6 @@ __all__ = [
     "NciChip",
     "NciSimulator",
 ]
-
-log = logging.getLogger("emvkit.chipsim.nci")
 
 MT_DATA, MT_CMD, MT_RSP, MT_NTF = 0, 1, 2, 3
 PBF = 0x10

@@ -167,3 +167,16 @@ def test_data_on_another_connection_starts_over():
     assert d.state == nci.ST_OFF and d.rearms == 1
     d.poll()
     assert b.writes == [b"\x20\x00\x01\x01"]
+
+
+def test_pn7160_power_up_notification_before_the_reset_answer_is_skipped():
+    # NCI 2.0: a CORE_RESET_NTF with trigger 01 (power-up) may precede the answer to CORE_RESET_CMD.
+    d, b, _, _ = _driver()
+    d.poll()
+    assert b.take() == [_hex("20000101")]
+    b.feed(_hex("600009 01 01 20 04 04 50120001"))
+    b.feed(_hex("40000100"))
+    b.feed(_hex("600009 02 01 20 04 04 50120001"))
+    for _ in range(5):
+        d.poll()
+    assert b.take() == [_hex("2001020000")] and d.version == 0x20 and d.rearms == 0
