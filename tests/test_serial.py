@@ -58,7 +58,7 @@ from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import make_transport, open_transport
 from emvkit.terminal.transport.base import BaseTransport, Transport
 from emvkit.terminal.transport.serial import SerialTransport, from_url
-from tests.conftest import ROOT, serving_line, venv_tool
+from tests.conftest import HANG_S, ROOT, serving_line, venv_tool, within
 
 # The firmware package runs as ``firmware`` under MicroPython (MICROPYPATH holds the repository root)
 # and as ``emvkit.firmware`` on CPython; its modules import each other relatively, so it runs with -m.
@@ -467,6 +467,12 @@ def test_kernel_over_the_firmware_on_a_pty(scheme: str, interpreter: str, blocki
         with serial_link(path, timeout=2) as transport:
             info = transport.device_info()
             assert (info.profile, info.implementation) == (scheme, interpreter)
+            if (interpreter, blocking) == ("micropython", False):
+                # It reads byte by byte until it first finds nothing waiting (a request may have come
+                # before it started reading): only then does the non-blocking stream answer None.
+                within(HANG_S, "the firmware finding its stdin non-blocking").until(
+                    lambda: transport.device_info().fields["reader"] != "bytes")
+                info = transport.device_info()
             assert info.fields["reader"] == reader
             assert (info.mem_free > 0) == (interpreter == "micropython")  # gc.mem_free() or 0
             assert info.max_payload == link.MAX_PAYLOAD
