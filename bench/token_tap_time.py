@@ -26,9 +26,11 @@ card's own processing is not air time and is counted beside it.
 
 The card's time per C-APDU is an ESTIMATE: the instructions the card application executes for that
 C-APDU on the board, counted by ``bench/token_cycles.py``'s probe under ``qemu-system-arm -icount
-shift=0`` (its machinery imported from there: the probe image, one transaction from power-up,
-median of ``--runs``), at 133 MHz with 1.0 cycle per instruction. Not in it: the PN532 driver's own
-work and the host link (UART/I2C/SPI) between MCU and chip, the chip's latency, the reader's.
+shift=0`` (its machinery imported from there: the probe image, one transaction from power-up, median
+of ``--runs``), at 133 MHz with 1.0 cycle per instruction. Not in it: the PN532 driver's own work and
+the host link (UART/I2C/SPI) between MCU and chip, the chip's latency, the reader's. The bit timing's
+constants are those of ``bench/kernel_transaction.py``'s air-time model (which prices a trace from
+its APDU sizes; this bench takes the blocks that were exchanged).
 
 Needs what ``bench/token_cycles.py`` needs (``MPY_DIR`` or ``--mpy-dir``, gcc-arm-none-eabi,
 qemu-system-arm) and nfcpy; without them it says what is missing in one line and exits 0.
@@ -53,6 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.kernel_transaction import BIT_S, BITS_PER_BYTE, FC_HZ, FDT_S, FRAME_BITS  # noqa: E402
 from bench.token_cycles import (  # noqa: E402
     AMOUNT,
     BOARDS,
@@ -82,10 +85,9 @@ from emvkit.terminal.token.build import TokenBuildError, build  # noqa: E402
 from emvkit.terminal.transport.qemu import QemuTransport  # noqa: E402
 from emvkit.terminal.transport.qemu import from_url as qemu_from_url  # noqa: E402
 
-FC = 13.56e6  # Hz, the carrier
-ETU = 128 / FC  # s, one bit at 106 kbit/s
-FDT_PCD_PICC = {1: (9 * 128 + 84) / FC, 0: (9 * 128 + 20) / FC}  # by the last bit the reader sent
-FDT_PICC_PCD = 1172 / FC
+ETU = BIT_S  # s, one bit at 106 kbit/s: 128/fc
+FDT_PCD_PICC = {1: (9 * 128 + 84) / FC_HZ, 0: (9 * 128 + 20) / FC_HZ}  # by the last bit the reader sent
+FDT_PICC_PCD = FDT_S  # 1172/fc
 MHZ = 133
 CPI = 1.0
 BUDGET_MS = 500.0
@@ -98,7 +100,7 @@ TOKEN_IMAGES = ROOT / "build" / "token"
 
 def frame_s(n: int) -> float:
     """A standard frame of ``n`` bytes (CRC_A included): start, 9 bits per byte, end."""
-    return (1 + 9 * n + 1) * ETU
+    return (BITS_PER_BYTE * n + FRAME_BITS) * ETU
 
 
 def last_bit(frame: bytes) -> int:
