@@ -19,7 +19,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +35,7 @@ from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.transport import pcsc
 from emvkit.terminal.transport.pcsc import PcscdNotRunning, PcscOptions, parse_url
+from tests.conftest import HANG_S
 
 READER = "Virtual PCD 00 00"
 SECOND_READER = "Virtual PCD 00 01"
@@ -208,7 +208,7 @@ class Tearing(Powered):
             return self.card.process(command_apdu)
         except CardRemoved:
             self.torn.set()
-            self.pulled.wait(5)
+            self.pulled.wait(HANG_S)
             raise
 
 
@@ -219,12 +219,12 @@ def inserted(pcscd: PrivatePcscd, card: Powered, atr: bytes = contactless_atr())
     thread = threading.Thread(target=bridge.run, name="vpcd-bridge", daemon=True)
     thread.start()
     try:
-        if not card.powered_on.wait(5):
-            raise AssertionError("pcscd did not power the card within 5 s\n" + pcscd.log_path.read_text())
+        if not card.powered_on.wait(HANG_S):
+            raise AssertionError(f"pcscd did not power the card within {HANG_S:g} s\n" + pcscd.log_path.read_text())
         yield bridge
     finally:
         bridge.close()
-        thread.join(3)
+        thread.join(HANG_S)
         assert not thread.is_alive(), "the bridge did not stop"
 
 
@@ -241,7 +241,7 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 20) -> subprocess.
 # "exclusive": reader name to hold exclusively first}. Prints a JSON list, one entry per URL.
 CLIENT = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys
     from emvkit.terminal.errors import TransportError
     from emvkit.terminal.config_files import load_config
     from emvkit.terminal.kernel.context import TransactionRequest
@@ -256,7 +256,7 @@ CLIENT = textwrap.dedent(
         assert rv == 0, s.SCardGetErrorMessage(rv)
     results = []
     for url in args["urls"]:
-        started = time.monotonic()
+        print("opening", url, file=sys.stderr, flush=True)
         try:
             with open_transport(url) as transport:
                 entry = {"url": url, "reader": transport.reader_name, "atr": transport.atr.hex(),
@@ -270,7 +270,6 @@ CLIENT = textwrap.dedent(
                     entry["ppse_sw"] = transport.transmit(bytes.fromhex(args["select"]))[-2:].hex()
         except TransportError as exc:
             entry = {"url": url, "raised": type(exc).__name__, "message": str(exc)}
-        entry["elapsed"] = time.monotonic() - started
         results.append(entry)
     if args.get("exclusive"):
         s.SCardDisconnect(held, s.SCARD_LEAVE_CARD)
@@ -317,19 +316,20 @@ def test_reader_by_index_and_name(pcscd: PrivatePcscd) -> None:
 
 
 def test_waiting_for_a_card_is_bounded(pcscd: PrivatePcscd) -> None:
+    # Both return (run_client bounds the process as a hang detector); how each ended tells that one
+    # looked once and the other waited: that a wait sees a card arrive is the next test.
     now, waited = run_client(pcscd, "pcsc:", "pcsc:?timeout=0.7")
-    assert now["raised"] == "NoCardPresent" and now["elapsed"] < 0.5, now
-    assert waited["raised"] == "NoCardPresent" and "within 0.7 s" in waited["message"]
-    assert 0.65 <= waited["elapsed"] < 1.5, waited
+    assert now["raised"] == "NoCardPresent" and "add ?timeout=SECONDS" in now["message"], now
+    assert waited["raised"] == "NoCardPresent" and "within 0.7 s" in waited["message"], waited
 
 
 def test_card_arriving_while_the_transport_waits(pcscd: PrivatePcscd) -> None:
-    client = subprocess.Popen(client_args("pcsc:?timeout=8"), env=client_env(pcscd), stdout=subprocess.PIPE,
-                              text=True)
+    client = subprocess.Popen(client_args(f"pcsc:?timeout={HANG_S:g}"), env=client_env(pcscd),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        assert client.stderr is not None and client.stderr.readline().startswith("opening")
         with inserted(pcscd, Powered(open_card("visa"))):
-            out, _ = client.communicate(timeout=10)
+            out, _ = client.communicate(timeout=HANG_S)
         (result,) = json.loads(out)
         assert result["ppse_sw"] == "9000", result
     finally:
@@ -351,19 +351,19 @@ def test_card_removed_mid_transaction_is_try_again(pcscd: PrivatePcscd) -> None:
     thread.start()
     client: subprocess.Popen[str] | None = None
     try:
-        assert card.powered_on.wait(5), pcscd.log_path.read_text()
+        assert card.powered_on.wait(HANG_S), pcscd.log_path.read_text()
         client = subprocess.Popen(client_args("pcsc:", transaction=True), env=client_env(pcscd),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert card.torn.wait(10), "the fourth command never reached the card"
+        assert card.torn.wait(HANG_S), "the fourth command never reached the card"
         bridge.close()  # pull the card while its answer is pending
         card.pulled.set()
-        out, err = client.communicate(timeout=15)
+        out, err = client.communicate(timeout=HANG_S)
         assert client.returncode == 0, err
         (result,) = json.loads(out)
     finally:
         card.pulled.set()
         bridge.close()
-        thread.join(3)
+        thread.join(HANG_S)
         if client is not None and client.poll() is None:
             client.kill()
             client.wait()
@@ -399,7 +399,7 @@ def test_watch_two_taps(pcscd: PrivatePcscd) -> None:
             first = json.loads(watch.stdout.readline())
         with inserted(pcscd, Powered(open_card("mastercard"))):
             second = json.loads(watch.stdout.readline())
-            assert watch.wait(10) == 0
+            assert watch.wait(HANG_S) == 0
     finally:
         if watch.poll() is None:
             watch.kill()
@@ -409,16 +409,19 @@ def test_watch_two_taps(pcscd: PrivatePcscd) -> None:
     assert "*" in first["pan"] and "*" in second["pan"]
 
 
-def test_watch_stops_cleanly_on_ctrl_c(pcscd: PrivatePcscd) -> None:
-    watch = subprocess.Popen([sys.executable, "-c", RUN_CLI, "watch"], env=client_env(pcscd),
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_watch_stops_cleanly_on_ctrl_c(pcscd: PrivatePcscd, inherited: str) -> None:
+    # "ignored": started as a job with `&` from a script, which starts programs with SIGINT ignored.
+    ignore = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if inherited == "ignored" else ""
+    watch = subprocess.Popen([sys.executable, "-c", ignore + RUN_CLI, "watch"], env=client_env(pcscd),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # The prompt comes once the handlers are in place; the signal may come before the wait for a card
+        # begins or during it, the same either way.
         assert watch.stderr is not None and "Present card" in watch.stderr.readline()
-        time.sleep(0.3)  # now inside the wait for a card
-        started = time.monotonic()
         watch.send_signal(signal.SIGINT)
-        out, err = watch.communicate(timeout=5)
-        assert watch.returncode == 0 and time.monotonic() - started < 1.0
+        out, err = watch.communicate(timeout=HANG_S)  # waits in slices of 0.2 s: a hang otherwise
+        assert watch.returncode == 0
         assert "Traceback" not in err and "stopped after 0 transaction(s)" in err
         assert out == ""
     finally:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     amount = format_amount(order.request(config).amount, order.currency_in(config))  # bad arguments fail now
     authoriser = make_authoriser(args.host, url)  # one issuer for every tap: its replay window spans them
     done = 0
-    with _sigterm_interrupts():
+    with _signals_interrupt():
         try:
             for tap, reader_name in watch(url, config, order, authoriser, args.count, lambda m: _say(args, m)):
                 done += 1
@@ -91,8 +91,9 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Let SIGTERM stop the loop as Ctrl-C does (main thread only); restore the old handler after."""
+def _signals_interrupt() -> Iterator[None]:
+    """Let SIGINT and SIGTERM stop the loop (main thread only), SIGINT even when the process started
+    with it ignored (a job started with `&` from a script); restore the old handlers after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -100,9 +101,10 @@ def _sigterm_interrupts() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
