@@ -47,7 +47,7 @@ import json
 import os
 
 from .crc import crc32
-from .payapp.state import CardState
+from .payapp.state import CardState, StateError
 
 try:
     from micropython import const
@@ -214,16 +214,6 @@ class SlotFile:
 
 # --- the card's store ---
 
-# name -> (lowest, highest) of each integer field of CardState.
-_LIMITS = {
-    "atc": (0, 0xFFFF),
-    "last_online_atc": (0, 0xFFFF),
-    "consecutive_offline": (0, 0xFFFFFFFF),
-    "offline_amount": (0, 999999999999),  # n 12 (9F02)
-    "pin_try_counter": (0, 0xFF),
-}
-_MAX_LOG_RECORD = const(255)  # a READ RECORD answer
-
 
 def encode_state(state: CardState) -> bytes:
     # Compact JSON with sorted keys: the same bytes on every interpreter
@@ -241,25 +231,10 @@ def decode_state(payload, where: str = "card state") -> CardState:
         raise StoreError("%s: not JSON" % where)
     if not isinstance(doc, dict):
         raise StoreError("%s: not a JSON object" % where)
-    for name in doc:
-        if name not in _LIMITS and name != "log":
-            raise StoreError("%s: unknown field %r" % (where, name))
-    for name in _LIMITS:
-        value = doc.get(name)
-        low, high = _LIMITS[name]
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise StoreError("%s: %s must be an integer %d..%d, not %r" % (where, name, low, high, value))
-    log = doc.get("log")
-    if not isinstance(log, list):
-        raise StoreError("%s: log must be a list of hex strings" % where)
-    for i, entry in enumerate(log):
-        try:
-            ok = isinstance(entry, str) and 0 < len(bytes.fromhex(entry)) <= _MAX_LOG_RECORD
-        except ValueError:
-            ok = False
-        if not ok:
-            raise StoreError("%s: log[%d] must be a hex string of 1..%d bytes" % (where, i, _MAX_LOG_RECORD))
-    return CardState.from_dict(doc)
+    try:
+        return CardState.from_dict(doc, where, complete=True)
+    except StateError as exc:
+        raise StoreError(str(exc))
 
 
 class CardStore:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emvkit.terminal.config_files import DEFAULT_CONFIG
+from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import load_builtin
 from tests.conftest import venv_tool
 
@@ -147,3 +148,30 @@ def test_host_keys_out_replaces_a_symlink_and_leaves_its_target(tmp_path: Path) 
     assert target.read_text() == "keep me\n"
     assert not link.is_symlink()
     assert os.stat(link).st_mode & 0o777 == 0o600
+
+
+# --- the profile's state block (defect 3) --------------------------------------------------------------
+
+
+STATE_CASES = [({"atc": "abc"}, "state.atc must be an integer"), ({"atc": 1.5}, "state.atc must be an integer"),
+               ({"log": ["not hex"]}, "state.log[0] must be a hex string")]
+
+
+def profile_with_state(tmp: Path, state: object) -> Path:
+    doc = load_builtin("visa")
+    doc["state"] = state
+    return private(tmp / "card.json", json.dumps(doc))
+
+
+@pytest.mark.parametrize(("state", "mention"), STATE_CASES, ids=[m for _, m in STATE_CASES])
+def test_a_bad_state_block_is_one_line(tmp_path: Path, state: dict[str, object], mention: str) -> None:
+    path = profile_with_state(tmp_path, state)
+    assert_one_line_error(emvkit("tap", "--reader", f"emu:{path}"), "tap", mention)
+    assert_one_line_error(emvkit("emulate", "--card", str(path), "--serial", "pty"), "emulate", mention)
+
+
+def test_token_provisioning_refuses_a_bad_state_block(tmp_path: Path) -> None:
+    from emvkit.terminal.token.provision import load_personalisation
+
+    with pytest.raises(ConfigError, match=r"not a card profile a token takes: state\.atc must be an integer"):
+        load_personalisation(profile_with_state(tmp_path, {"atc": "abc"}))

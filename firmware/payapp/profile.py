@@ -10,6 +10,7 @@
 from .. import tlv
 from ..crypto.emv import CRYPTOGRAM_VERSIONS
 from ..crypto.rsa import RSAPrivateKey
+from .state import CardState, StateError
 
 FORMAT = "emvkit-card"
 SCHEMES = ("visa", "mastercard", "unionpay")
@@ -206,4 +207,8 @@ class Profile:
         secrets = doc.get("secrets")
         self.secrets = None if secrets is None else Secrets(secrets)
         state = doc.get("state", {})
-        self.initial_state = state if isinstance(state, dict) else {}
+        try:
+            CardState.from_dict(state, "state")  # every field checked here, once
+        except StateError as exc:
+            raise ProfileError(str(exc))
+        self.initial_state = state

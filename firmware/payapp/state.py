@@ -16,6 +16,28 @@ _FIELDS = (
 )
 
 
+# name -> (lowest, highest) of each integer field.
+LIMITS = {
+    "atc": (0, 0xFFFF),  # n 2 bytes
+    "last_online_atc": (0, 0xFFFF),
+    "consecutive_offline": (0, 0xFFFFFFFF),
+    "offline_amount": (0, 999999999999),  # n 12, as Amount, Authorised (9F02)
+    "pin_try_counter": (0, 0xFF),  # b 1 byte
+}
+MAX_LOG_RECORD = 255  # a log record is one READ RECORD answer
+
+
+class StateError(ValueError):
+    # A state document (a profile's "state" block, a stored state) that is
+    # not a CardState; the message names the field.
+    pass
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else text[:20] + "..."
+
+
 class CardState:
     def __init__(self, atc: int = 0, last_online_atc: int = 0, consecutive_offline: int = 0,
                  offline_amount: int = 0, pin_try_counter: int = 3, log: "list | None" = None) -> None:
@@ -34,12 +56,40 @@ class CardState:
         return out
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "CardState":
+    def from_dict(cls, doc, where: str = "state", complete: bool = False) -> "CardState":
+        # Every field checked (StateError naming it); an absent field keeps
+        # its default unless `complete` (a stored state has every field).
+        if not isinstance(doc, dict):
+            raise StateError("%s: expected an object, not %s" % (where, _shown(doc)))
+        for name in doc:
+            if name not in _FIELDS:
+                raise StateError("%s: unknown field %s" % (where, _shown(name)))
         state = cls()
-        for name in _FIELDS:
-            if name in doc:
-                setattr(state, name, doc[name])
-        state.log = [bytes.fromhex(r) for r in doc.get("log", [])]
+        for name in LIMITS:
+            if name not in doc and not complete:
+                continue
+            value = doc.get(name)
+            low, high = LIMITS[name]
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise StateError("%s.%s must be an integer %d..%d, not %s" % (where, name, low, high, _shown(value)))
+            setattr(state, name, value)
+        if "log" in doc or complete:
+            log = doc.get("log")
+            if not isinstance(log, list):
+                raise StateError("%s.log must be a list of hex strings, not %s" % (where, _shown(log)))
+            records = []
+            for i, entry in enumerate(log):
+                record = None
+                if isinstance(entry, str):
+                    try:
+                        record = bytes.fromhex(entry)
+                    except ValueError:
+                        pass
+                if record is None or not 0 < len(record) <= MAX_LOG_RECORD:
+                    raise StateError("%s.log[%d] must be a hex string of 1..%d bytes, not %s"
+                                     % (where, i, MAX_LOG_RECORD, _shown(entry)))
+                records.append(record)
+            state.log = records
         return state
 
 

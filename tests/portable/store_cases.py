@@ -8,13 +8,13 @@ try:
     from emvkit.firmware.payapp.card import Card
     from emvkit.firmware.payapp.profile import Profile
     from emvkit.firmware.payapp.rng import CountingRandom
-    from emvkit.firmware.payapp.state import CardState
+    from emvkit.firmware.payapp.state import CardState, StateError
 except ImportError:
     from firmware import crc, store, tlv
     from firmware.payapp.card import Card
     from firmware.payapp.profile import Profile
     from firmware.payapp.rng import CountingRandom
-    from firmware.payapp.state import CardState
+    from firmware.payapp.state import CardState, StateError
 
 import json
 import os
@@ -589,7 +589,43 @@ def test_encoding_is_compact_sorted_json():
 def test_limits_cover_every_field_of_the_state():
     fields = sorted(CardState().to_dict())
     assert "log" in fields
-    assert sorted(store._LIMITS) == [f for f in fields if f != "log"]
+    from_state = CardState.from_dict(CardState().to_dict(), complete=True)
+    assert sorted(from_state.to_dict()) == fields
+
+
+def test_a_profiles_state_block_is_checked_field_by_field():
+    good = CardState.from_dict({"atc": 5, "pin_try_counter": 0, "log": ["0102"]})
+    assert good.atc == 5 and good.pin_try_counter == 0 and good.log == [b"\x01\x02"]
+    assert CardState.from_dict({}).to_dict() == CardState().to_dict()
+    cases = [
+        ({"atc": "abc"}, "state.atc must be an integer 0..65535"),
+        ({"atc": 1.5}, "state.atc must be an integer"),
+        ({"atc": True}, "state.atc must be an integer"),
+        ({"atc": 0x10000}, "state.atc must be an integer 0..65535"),
+        ({"offline_amount": 10 ** 12}, "state.offline_amount must be an integer 0..999999999999"),
+        ({"pin_try_counter": -1}, "state.pin_try_counter"),
+        ({"log": "ab"}, "state.log must be a list"),
+        ({"log": ["zz"]}, "state.log[0] must be a hex string"),
+        ({"log": ["01", 1.5]}, "state.log[1] must be a hex string"),
+        ({"log": [""]}, "state.log[0]"),
+        ({"atcc": 1}, "state: unknown field 'atcc'"),
+        ([1], "state: expected an object"),
+        (1.5, "state: expected an object"),
+    ]
+    for doc, words in cases:
+        exc = _raises(lambda d=doc: CardState.from_dict(d), StateError)
+        assert words in str(exc), (doc, str(exc))
+    exc = _raises(lambda: CardState.from_dict({"atc": "x" * 10000}), StateError)
+    assert len(str(exc)) < 200  # a huge value is not quoted whole
+
+
+def test_a_profile_with_a_bad_state_block_is_refused():
+    for state in ({"atc": "abc"}, {"log": ["zz"]}, {"atc": 1.5}, 7):
+        with open(_PROFILES + "visa.json") as f:
+            doc = json.load(f)
+        doc["state"] = state
+        exc = _raises(lambda d=doc: Profile(d), ValueError)
+        assert str(exc).startswith("state"), str(exc)
 
 
 def test_nonsense_with_a_good_crc_is_one_clear_error():
