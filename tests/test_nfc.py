@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import Tap, run_transaction
 from emvkit.terminal.transport import make_transport, open_transport
 from emvkit.terminal.transport.nfc import NfcTransport
+from tests.conftest import HANG_S, within
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 PPSE_FCI = bytes.fromhex("6F23840E325041592E5359532E4444463031A511BF0C0E610C4F07A0000000031010870101")
@@ -456,12 +456,11 @@ class Listening:
         self.port = port
         self.url = f"nfc:udp:127.0.0.1:{port}"
 
-    def stop(self, within: float = 1.5) -> float:
-        started = time.monotonic()
-        self.stop_event.set()
-        self.thread.join(within)
+    def stop(self) -> None:
+        with within(HANG_S, "the listener stopping"):
+            self.stop_event.set()
+            self.thread.join(HANG_S)
         assert not self.thread.is_alive(), "listener did not stop"
-        return time.monotonic() - started
 
 
 @pytest.fixture
@@ -476,14 +475,14 @@ def serve() -> Iterator[Callable[..., Listening]]:
         thread.start()
         serving = Listening(listener, thread, stop, port)
         running.append(serving)
-        assert listener.wait_listening(5)
+        assert listener.wait_listening(HANG_S)
         return serving
 
     yield start
     for serving in running:
         serving.stop_event.set()
     for serving in running:
-        serving.thread.join(3)
+        serving.thread.join(HANG_S)
         assert not serving.thread.is_alive()
 
 
@@ -504,7 +503,6 @@ def test_visa_transaction_over_nfc_udp(serve: Callable[..., Listening]) -> None:
     assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
     assert (result.result.oda, result.result.oda_result) == ("fDDA", "successful")
     assert result.apdus == 7
-    assert result.elapsed_ms < 500
     assert serving.listener.activations == 1 and serving.listener.commands == 7
 
 
@@ -530,27 +528,25 @@ def test_mastercard_cda_with_chained_responses(serve: Callable[..., Listening],
 
 def test_card_torn_away_mid_transaction_is_try_again(serve: Callable[..., Listening]) -> None:
     serving = serve(FaultyCard(open_card("visa"), FaultPlan(tear_after=3)))
-    started = time.monotonic()
     with open_transport(serving.url) as transport:
         result = run_transaction(transport, load_config(), TransactionRequest(amount=1234))
         assert result.result.outcome.outcome is Outcome.TRY_AGAIN
         assert "card removed" in result.result.error
         assert result.apdus == 4
+        listener_commands = serving.listener.commands
         with pytest.raises(CardRemoved):
-            transport.transmit(SELECT_PPSE)  # at once: the card is known to be gone
+            transport.transmit(SELECT_PPSE)  # the card is known to be gone: nothing goes on the air
+        assert serving.listener.commands == listener_commands
         assert not transport.card_present()
-    assert time.monotonic() - started < 3
 
 
 def test_listener_stopping_under_an_open_session(serve: Callable[..., Listening]) -> None:
     serving = serve(open_card("visa"))
     with open_transport(f"{serving.url}?timeout=2") as transport:
         assert transport.transmit(SELECT_PPSE)[-2:] == SW_OK
-        assert serving.stop() < 1.5  # stops while the reader still holds the card
-        started = time.monotonic()
-        with pytest.raises(CardRemoved):
+        serving.stop()  # stops while the reader still holds the card
+        with within(HANG_S, "the reader seeing the card gone"), pytest.raises(CardRemoved):
             transport.transmit(SELECT_PPSE)
-        assert time.monotonic() - started < 2
 
 
 class CountingCard:
@@ -576,29 +572,36 @@ def test_power_on_at_each_activation_and_a_failing_card_answers_6f00(serve: Call
         with open_transport(serving.url) as transport:
             assert transport.transmit(SELECT_PPSE) == PPSE_FCI + SW_OK
             assert transport.transmit(bytes.fromhex("80EE000000")) == b"\x6f\x00"
-    deadline = time.monotonic() + 2
-    while card.events.count("power_off") < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    within(HANG_S, "the second power_off").until(lambda: card.events.count("power_off") >= 2)
     assert card.events == ["power_on", "power_off"] * 2
     assert serving.listener.activations == 2
 
 
-def test_back_to_back_taps_are_answered_at_once(serve: Callable[..., Listening]) -> None:
+def test_back_to_back_taps_are_answered_at_once(serve: Callable[..., Listening],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    polls: list[object] = []
+    sense = nfc.clf.ContactlessFrontend.sense
+
+    def counted(self: nfc.clf.ContactlessFrontend, *targets: Any, **options: Any) -> Any:
+        found = sense(self, *targets, **options)
+        polls.append(found)
+        return found
+
+    monkeypatch.setattr(nfc.clf.ContactlessFrontend, "sense", counted)
     serving = serve(CountingCard())
     for _ in range(8):
-        started = time.monotonic()
         with open_transport(serving.url) as transport:
-            assert time.monotonic() - started < 0.5  # a lost poll costs nfcpy's udp driver 1 s
             assert transport.transmit(SELECT_PPSE)[-2:] == SW_OK
+    # The listener listens again as soon as a session ends: every tap found the card at its first poll
+    # (an unanswered poll costs nfcpy's udp driver a second and shows here as a None).
+    assert len(polls) == 8 and all(found is not None for found in polls), polls
     assert serving.listener.activations == 8
-    assert serving.stop() < 1.0
+    serving.stop()
 
 
 def test_no_card_in_the_field_times_out() -> None:
-    started = time.monotonic()
-    with pytest.raises(TransportError, match="no ISO-DEP card presented"):
+    with within(HANG_S, "polling an empty field"), pytest.raises(TransportError, match="no ISO-DEP card presented"):
         open_transport(f"nfc:udp:127.0.0.1:{free_udp_port()}?timeout=0.2")
-    assert time.monotonic() - started < 2.5  # nfcpy's udp poll waits 1 s for an answer
 
 
 def test_no_reader() -> None:
@@ -669,14 +672,12 @@ def test_emulate_cli_serves_a_tap_and_stops_on_sigterm() -> None:
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None and "emulating visa on nfc" in proc.stderr.readline()
-        deadline = time.monotonic() + 5
-        while not udp_port_bound(port) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        within(HANG_S, "the emulator binding its udp port").until(lambda: udp_port_bound(port))
         result = tap(f"nfc:udp:127.0.0.1:{port}")
         assert result.result.outcome.outcome is Outcome.APPROVED, result.result.error
         assert result.result.oda_result == "successful" and result.apdus == 7
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(3) == 0
+        assert proc.wait(HANG_S) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
