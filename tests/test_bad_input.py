@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emvkit.terminal.config_files import DEFAULT_CONFIG
+from emvkit.terminal.emulator.faults import FaultPlan
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import load_builtin
 from tests.conftest import venv_tool
@@ -175,3 +176,31 @@ def test_token_provisioning_refuses_a_bad_state_block(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"not a card profile a token takes: state\.atc must be an integer"):
         load_personalisation(profile_with_state(tmp_path, {"atc": "abc"}))
+
+
+# --- fault injection values (defect 4) -----------------------------------------------------------------
+
+
+FAULTS = [("latency=-1", "latency"), ("latency=nan", "latency"), ("latency=inf", "latency"),
+          ("latency=1e9", "latency"), ("latency=10001", "latency"), ("sw=A8:FFFFF", "sw"), ("sw=A8:69", "sw"),
+          ("sw=1A8:6985", "sw"), ("sw=A8", "sw"), ("tear=-1", "tear"), ("tear=1e3", "tear"), ("corrupt=9", "corrupt"),
+          ("corrupt=zz", "corrupt")]
+
+
+@pytest.mark.parametrize(("query", "mention"), FAULTS, ids=[q for q, _ in FAULTS])
+def test_fault_values_out_of_range_are_refused(query: str, mention: str) -> None:
+    with pytest.raises(ConfigError, match=f"fault {mention}="):
+        FaultPlan.from_query(query)
+
+
+@pytest.mark.parametrize("query", ["latency=-1", "latency=nan", "sw=A8:FFFFF", "latency=1e9"])
+def test_fault_values_at_the_command_line(query: str) -> None:
+    assert_one_line_error(emvkit("tap", "--reader", f"emu:visa?{query}", "--host", "none"), "tap",
+                          query.split("=")[0])
+
+
+def test_fault_values_in_range_are_kept() -> None:
+    plan = FaultPlan.from_query("tear=0&sw=a8:6985,B2:6A83&corrupt=9F4B&latency=10000")
+    assert plan.tear_after == 0 and plan.corrupt_tag == 0x9F4B and plan.latency_ms == 10000.0
+    assert plan.force_sw == {0xA8: 0x6985, 0xB2: 0x6A83}
+    assert FaultPlan.from_query("latency=0.5").latency_ms == 0.5

@@ -8,13 +8,14 @@ A :class:`FaultPlan` says what goes wrong; :class:`FaultyCard` wraps any card
 - ``force_sw={INS: SW}``: answer that instruction with a bare status word;
 - ``corrupt_tag=T``: flip the last byte of data object T wherever a response
   carries it (a record, a certificate, a signature);
-- ``latency_ms``: sleep before each answer.
+- ``latency_ms``: sleep before each answer (0 to :data:`MAX_LATENCY_MS`, 10 s).
 
 In URLs: ``emu:visa?tear=3&sw=A8:6985&corrupt=90&latency=2``.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +24,7 @@ from urllib.parse import parse_qsl
 from emvkit.firmware import tlv
 from emvkit.terminal.errors import CardRemoved, ConfigError
 
-__all__ = ["CardLike", "FaultPlan", "FaultyCard"]
+__all__ = ["MAX_LATENCY_MS", "CardLike", "FaultPlan", "FaultyCard"]
 
 
 class CardLike(Protocol):
@@ -43,24 +44,49 @@ class FaultPlan:
 
     @classmethod
     def from_query(cls, query: str) -> FaultPlan:
+        """The plan a URL query asks for; ``ConfigError`` naming the fault for any value out of range."""
         plan = cls()
         for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-            try:
-                if key == "tear":
-                    plan.tear_after = int(value)
-                elif key == "sw":
-                    for item in value.split(","):
-                        ins, sw = item.split(":")
-                        plan.force_sw[int(ins, 16)] = int(sw, 16)
-                elif key == "corrupt":
-                    plan.corrupt_tag = int(value, 16)
-                elif key == "latency":
-                    plan.latency_ms = float(value)
-                else:
-                    raise ConfigError(f"unknown fault {key!r} (tear, sw, corrupt, latency)")
-            except ValueError as exc:
-                raise ConfigError(f"fault {key}={value!r}: {exc}") from exc
+            if key == "tear":
+                plan.tear_after = _count(key, value)
+            elif key == "sw":
+                for item in value.split(","):
+                    ins, _, sw = item.partition(":")
+                    plan.force_sw[_hex(key, value, ins, 2)] = _hex(key, value, sw, 4)
+            elif key == "corrupt":
+                if len(value) not in (2, 4, 6):
+                    raise ConfigError(f"fault corrupt={value!r}: a tag is 2, 4 or 6 hex digits, such as 9F4B")
+                plan.corrupt_tag = _hex(key, value, value, len(value))
+            elif key == "latency":
+                plan.latency_ms = _milliseconds(key, value)
+            else:
+                raise ConfigError(f"unknown fault {key!r} (tear, sw, corrupt, latency)")
         return plan
+
+
+# The longest latency=: far beyond any reader's wait for an answer, short enough that a run ends.
+MAX_LATENCY_MS = 10_000
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+
+
+def _count(key: str, value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 6:
+        raise ConfigError(f"fault {key}={value!r}: a number of commands, 0..999999")
+    return int(value)
+
+
+def _hex(key: str, value: str, digits: str, size: int) -> int:
+    if len(digits) != size or not all(c in "0123456789abcdefABCDEF" for c in digits):
+        raise ConfigError(f"fault {key}={value!r}: expected INS:SW, 2 and 4 hex digits, such as A8:6985"
+                          if key == "sw" else f"fault {key}={value!r}: not {size} hex digits")
+    return int(digits, 16)
+
+
+def _milliseconds(key: str, value: str) -> float:
+    ms = float(value) if _DECIMAL.fullmatch(value) else -1.0
+    if not 0 <= ms <= MAX_LATENCY_MS:
+        raise ConfigError(f"fault {key}={value!r}: milliseconds, a decimal number 0..{MAX_LATENCY_MS}")
+    return ms
 
 
 def _corrupt(data: bytes, tag: int) -> bytes:
