@@ -1,6 +1,8 @@
 """Reading the terminal's configuration files: the TOML file, and the CA key
 and revocation files it names (relative to the TOML file; ``builtin`` is the
-built-in test cards' CA keys).
+built-in test cards' CA keys), merged with the CA keys the user imported and
+those shipped with emvkit (:mod:`emvkit.terminal.capk`: the configuration's
+keys first, then imported, then built-in production, then built-in test keys).
 
 The kernel parses what is read here
 (:func:`emvkit.terminal.kernel.config.config_from_toml`,
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from emvkit.terminal.capk import add_known_keys
 from emvkit.terminal.jsonfile import read_json, read_toml
 from emvkit.terminal.kernel.capk import CapkStore, RevocationList
 from emvkit.terminal.kernel.config import TerminalConfig, config_from_toml
@@ -27,9 +30,11 @@ __all__ = ["DEFAULT_CONFIG", "load_capks", "load_config", "load_revocations"]
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "kernel" / "default_terminal.toml"
 
 
-def load_config(path: str | Path | None = None) -> TerminalConfig:
+def load_config(path: str | Path | None = None, *, known_keys: bool = False) -> TerminalConfig:
     """Load a terminal configuration file (the built-in default when None),
-    with the CA keys and revocations of the files it names."""
+    with the CA keys and revocations of the files it names and, with
+    ``known_keys``, the imported and built-in CA keys where the
+    configuration has no key of the same RID and index."""
     source = Path(path) if path is not None else DEFAULT_CONFIG
     doc = read_toml(source, "terminal configuration")
     config = config_from_toml(doc, "built-in config" if path is None else str(source))
@@ -39,6 +44,8 @@ def load_config(path: str | Path | None = None) -> TerminalConfig:
     for name in config.revocation_files:
         for rid, index, serial in load_revocations(source.parent / name):
             config.revocations.add(rid, index, serial)
+    if known_keys:
+        add_known_keys(config.capks)
     return config
 
 

@@ -34,8 +34,10 @@ def venv_tool(name: str) -> str:
 @pytest.fixture(autouse=True)
 def _private_state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh $XDG_STATE_HOME per test: `emvkit emulate --profile NAME` keeps the card's state there,
-    never in the user's own directory, and no two tests share a card's counters (or its lock)."""
+    never in the user's own directory, and no two tests share a card's counters (or its lock). The same for
+    $XDG_DATA_HOME, where `emvkit capk import` keeps the CA public keys tap, watch and info use."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
 
 
 class within:  # a clause: `with within(60, "watch stopping"):`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from emvkit.terminal.cli.args import add_transaction_options, order_of
@@ -21,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "card and show each step, offline data authentication, the CVM, the TVR bit by bit, the cryptogram "
         "and the outcome. Without --reader: the card on the first PC/SC reader if one is connected, otherwise "
         "the built-in emulated Visa card (emu:visa). Online Requests go to the built-in issuer host simulator "
-        "unless --host says otherwise.",
+        "unless --host says otherwise; on a real reader (pcsc:, nfc:, serial:) the default is --host none: the "
+        "transaction stops at the Online Request and the card gets no second GENERATE AC.",
     )
     parser.add_argument("--reader", metavar="URL",
                         help="card to tap: pcsc: (first reader with a card), pcsc:NAME, emu:visa, emu:card.json, "
@@ -33,13 +35,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(func=run)
 
 
+# Readers where the card is a real one: going online to the built-in issuer host (which declines a card it does not
+# know) and sending a second GENERATE AC changes its state, so the default there is to stop at the Online Request.
+REAL_READERS = ("pcsc", "nfc", "serial")
+
+
+def host_for(url: str, host: str | None) -> tuple[str | None, str]:
+    """The ``--host`` to use on this reader, and a line saying why when it is the real-reader default."""
+    scheme = url.partition(":")[0]
+    if host is None and scheme in REAL_READERS:
+        return "none", (f"{scheme}: is a real card: stopping at an Online Request (--host none, no second "
+                        "GENERATE AC); --host builtin goes online to the built-in issuer host")
+    return host, ""
+
+
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, known_keys=True)
     url, note = (args.reader, "") if args.reader else default_reader()
-    session = TapSession.prepare(url, config, order_of(args), args.host)
+    host, safety = host_for(url, args.host)
+    session = TapSession.prepare(url, config, order_of(args), host)
     transport = open_transport(url)
     if note and not args.json:
         print(note + "\n")
+    if safety:
+        print(safety, file=sys.stderr)
     with transport:
         tap = session.run(transport)
     if args.trace:

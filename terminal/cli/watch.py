@@ -25,6 +25,7 @@ from types import FrameType
 
 from emvkit.terminal.cli.args import BadArgument, add_transaction_options, order_of
 from emvkit.terminal.cli.report import report, to_json
+from emvkit.terminal.cli.tap import host_for
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount
 from emvkit.terminal.session import Tap, make_authoriser, watch
@@ -39,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Wait for a card, run one contactless transaction, print the outcome, wait for the card to be "
         "removed, and repeat until interrupted (Ctrl-C or SIGTERM: status 0) or --count transactions are done. "
         "The reader is a PC/SC reader by default (pcsc:, pcsc:0, pcsc:NAME); with emu: or mpy: cards, which are "
-        "always present, --count is required.",
+        "always present, --count is required. On a real reader (pcsc:, nfc:, serial:) Online Requests stop the "
+        "transaction unless --host says where to go (--host builtin: the built-in issuer host).",
     )
     parser.add_argument("--reader", metavar="URL", default=DEFAULT_READER,
                         help=f"reader to watch: pcsc:, pcsc:0, pcsc:NAME, or emu:/mpy: with --count "
@@ -58,10 +60,13 @@ def run(args: argparse.Namespace) -> int:
     if scheme != "pcsc" and args.count is None:
         raise BadArgument(f"--reader {url}: a {scheme}: card is always present, so watch would never stop; "
                           "give --count N")
-    config = load_config(args.config)
+    config = load_config(args.config, known_keys=True)
     order = order_of(args)
     amount = format_amount(order.request(config).amount, order.currency_in(config))  # bad arguments fail now
-    authoriser = make_authoriser(args.host, url)  # one issuer for every tap: its replay window spans them
+    host, safety = host_for(url, args.host)  # real readers: --host none unless asked
+    authoriser = make_authoriser(host, url)  # one issuer for every tap: its replay window spans them
+    if safety:
+        print(safety, file=sys.stderr)
     done = 0
     with _signals_interrupt():
         try:

@@ -29,6 +29,15 @@ signed them and their 3-byte Certificate Serial Number (Book 2 §5.3 step 10,
 
     [{"rid": "A000000003", "index": "92", "serial": "00A1B2"}]
 
+Two text layouts are also parsed (``emvkit capk import`` reads them; see
+``docs/capk.md``), one key per line, ``#`` comments and blank lines ignored, hex
+with or without ``:`` separators:
+
+- the ``.keys`` layout, :func:`parse_keys_text`: ``RID INDEX EXPIRY rsa
+  EXPONENT MODULUS sha1 CHECK-VALUE`` (EXPIRY YYMMDD, ``000000`` for none);
+- one key per line hex, :func:`parse_hex_lines`: ``RID INDEX EXPONENT MODULUS
+  [CHECK-VALUE]``.
+
 Hex may contain spaces. Every malformed file raises :class:`ConfigError`
 naming the file, the entry (``capk.json[2].modulus``) and what is wrong. Loading
 a bad key is a configuration error; what a *card* gets wrong is an
@@ -44,7 +53,7 @@ from datetime import date
 
 from emvkit.terminal.errors import ConfigError
 
-__all__ = ["CaPublicKey", "CapkStore", "RevocationList"]
+__all__ = ["CaPublicKey", "CapkStore", "RevocationList", "parse_hex_lines", "parse_keys_text"]
 
 MAX_MODULUS = 248  # N_CA <= 248 bytes, 1984 bits (Book 2 §5.1, §6.1)
 EXPONENTS = (b"\x03", b"\x01\x00\x01")  # 3 and 2^16 + 1 (Book 2 Annex B2.1)
@@ -130,25 +139,15 @@ class CapkStore:
         for i, entry in enumerate(_entries(doc, where)):
             at = f"{where}[{i}]"
             _check_fields(entry, _CAPK_FIELDS, at)
-            modulus = _hex(entry, "modulus", at)
-            if len(modulus) > MAX_MODULUS or modulus[0] == 0:
-                raise ConfigError(f"{at}.modulus: {len(modulus)} bytes; a CA modulus is 1 to "
-                                  f"{MAX_MODULUS} bytes and does not start with 00")
-            exponent = _hex(entry, "exponent", at)
-            if exponent not in EXPONENTS:
-                raise ConfigError(f"{at}.exponent: {exponent.hex().upper()}; EMV allows 03 or 010001")
-            key = CaPublicKey(
+            key = _checked_key(
+                at,
                 rid=_hex(entry, "rid", at, 5),
                 index=_hex(entry, "index", at, 1)[0],
-                modulus=modulus,
-                exponent=exponent,
+                modulus=_hex(entry, "modulus", at),
+                exponent=_hex(entry, "exponent", at),
                 checksum=_hex(entry, "checksum", at, 20) if "checksum" in entry else None,
                 expiry=_date(entry, "expiry", at) if "expiry" in entry else None,
             )
-            if not key.checksum_ok:
-                raise ConfigError(f"{at}.checksum: does not match the key; "
-                                  f"SHA-1(RID || index || modulus || exponent) is "
-                                  f"{key.compute_checksum().hex().upper()}")
             try:
                 store.add(key)
             except ConfigError as exc:
@@ -186,6 +185,80 @@ class RevocationList:
             _check_fields(entry, _REVOCATION_FIELDS, at)
             out.add(_hex(entry, "rid", at, 5), _hex(entry, "index", at, 1)[0], _hex(entry, "serial", at, 3))
         return out
+
+
+def _checked_key(at: str, rid: bytes, index: int, modulus: bytes, exponent: bytes, checksum: bytes | None,
+                 expiry: date | None) -> CaPublicKey:
+    """A key whose modulus, exponent and check value (when given) are what Book 2 allows."""
+    if len(modulus) > MAX_MODULUS or modulus[0] == 0:
+        raise ConfigError(f"{at}.modulus: {len(modulus)} bytes; a CA modulus is 1 to "
+                          f"{MAX_MODULUS} bytes and does not start with 00")
+    if exponent not in EXPONENTS:
+        raise ConfigError(f"{at}.exponent: {exponent.hex().upper()}; EMV allows 03 or 010001")
+    key = CaPublicKey(rid=rid, index=index, modulus=modulus, exponent=exponent, checksum=checksum, expiry=expiry)
+    if not key.checksum_ok:
+        raise ConfigError(f"{at}.checksum: does not match the key; "
+                          f"SHA-1(RID || index || modulus || exponent) is "
+                          f"{key.compute_checksum().hex().upper()}")
+    return key
+
+
+# --- the text layouts: one key per line ---
+
+def _lines(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number from 1, whitespace-separated fields) of each line that is not blank or a comment."""
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split("#", 1)[0].split()
+        if fields:
+            yield number, fields
+
+
+def _text_hex(text: str, at: str, name: str, size: int | None = None) -> bytes:
+    return _hex({name: text.replace(":", "")}, name, at, size)
+
+
+def parse_keys_text(text: str, where: str = "CA key file") -> list[CaPublicKey]:
+    """The ``.keys`` layout: ``RID INDEX EXPIRY rsa EXPONENT MODULUS sha1 CHECK-VALUE`` per line.
+
+    EXPIRY is YYMMDD (``000000``: none); the check value is required and verified.
+    """
+    keys = []
+    for number, fields in _lines(text):
+        at = f"{where}:{number}"
+        if len(fields) != 8 or fields[3].lower() != "rsa" or fields[6].lower() != "sha1":
+            raise ConfigError(f"{at}: expected RID INDEX EXPIRY rsa EXPONENT MODULUS sha1 CHECK-VALUE "
+                              f"(8 fields), got {len(fields)} field(s)")
+        keys.append(_checked_key(
+            at, rid=_text_hex(fields[0], at, "rid", 5), index=_text_hex(fields[1], at, "index", 1)[0],
+            modulus=_text_hex(fields[5], at, "modulus"), exponent=_text_hex(fields[4], at, "exponent"),
+            checksum=_text_hex(fields[7], at, "checksum", 20), expiry=_yymmdd(fields[2], f"{at}.expiry")))
+    return keys
+
+
+def parse_hex_lines(text: str, where: str = "CA key file") -> list[CaPublicKey]:
+    """One key per line hex: ``RID INDEX EXPONENT MODULUS [CHECK-VALUE]``; a check value given is verified."""
+    keys = []
+    for number, fields in _lines(text):
+        at = f"{where}:{number}"
+        if len(fields) not in (4, 5):
+            raise ConfigError(f"{at}: expected RID INDEX EXPONENT MODULUS [CHECK-VALUE] (4 or 5 fields), "
+                              f"got {len(fields)}")
+        keys.append(_checked_key(
+            at, rid=_text_hex(fields[0], at, "rid", 5), index=_text_hex(fields[1], at, "index", 1)[0],
+            modulus=_text_hex(fields[3], at, "modulus"), exponent=_text_hex(fields[2], at, "exponent"),
+            checksum=_text_hex(fields[4], at, "checksum", 20) if len(fields) == 5 else None, expiry=None))
+    return keys
+
+
+def _yymmdd(text: str, at: str) -> date | None:
+    if text == "000000":
+        return None
+    if len(text) == 6 and text.isdigit():
+        try:
+            return date(2000 + int(text[:2]), int(text[2:4]), int(text[4:]))
+        except ValueError:
+            pass
+    raise ConfigError(f"{at}: expected a date YYMMDD (000000 for none), got {text!r}")
 
 
 # --- JSON field parsing: every fault is a ConfigError naming entry and field ---
