@@ -7,24 +7,35 @@ saved as JSON (``{"format": "emvkit-trace", "version": 1, "atr": hex,
 files hold card data, so they are written with mode 0600. ``meta`` records
 what the transaction was asked for (amount, date, unpredictable number), so a
 replay can ask for exactly the same.
+
+The same trace is also written and read as a packet capture for Wireshark
+(:mod:`emvkit.terminal.pcap`): the format follows the file's extension
+(:data:`TRACE_FORMATS`: ``.json``, ``.pcap``, ``.pcapng``) in
+:meth:`Trace.save`, :func:`read_trace_file` and :func:`open_trace_sink`, the
+trace file opened before the card is touched and written at the end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emvkit.terminal.errors import ConfigError, TransportError
-from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.jsonfile import parse_json, read_json, read_user_file
 from emvkit.terminal.secretfile import write_private
 from emvkit.terminal.transport.base import BaseTransport, Transport
 
-__all__ = ["Exchange", "Trace", "TraceTransport", "load_trace"]
+__all__ = [
+    "TRACE_FORMATS", "Exchange", "Trace", "TraceSink", "TraceTransport", "encode_trace", "load_trace",
+    "open_trace_sink", "read_trace_file", "trace_format",
+]
 
 FORMAT = "emvkit-trace"
+TRACE_FORMATS = (".json", ".pcap", ".pcapng")
 
 
 @dataclass
@@ -65,7 +76,75 @@ class Trace:
         }
 
     def save(self, path: str | Path) -> None:
-        write_private(path, json.dumps(self.to_json(), indent=1) + "\n")  # it holds the card's data
+        """Write the trace (mode 0600: it holds the card's data) in the format of the path's extension."""
+        write_private(path, encode_trace(self, trace_format(path)))
+
+
+def trace_format(path: str | Path) -> str:
+    """The trace format a file name asks for: ``.json``, ``.pcap`` or ``.pcapng``; a ConfigError otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TRACE_FORMATS:
+        raise ConfigError(f"{path}: a trace file name ends in {', '.join(TRACE_FORMATS)}, not {suffix or 'nothing'}")
+    return suffix
+
+
+def encode_trace(trace: Trace, fmt: str) -> bytes:
+    """The bytes of a trace file in ``fmt`` (one of :data:`TRACE_FORMATS`)."""
+    from emvkit.terminal import pcap  # it builds on this module
+
+    if fmt == ".pcapng":
+        return pcap.to_pcapng(trace)
+    if fmt == ".pcap":
+        return pcap.to_pcap(trace)
+    return (json.dumps(trace.to_json(), indent=1) + "\n").encode()
+
+
+def read_trace_file(path: str | Path) -> Trace:
+    """A trace from a file in the format of its extension; every fault is one ConfigError line."""
+    from emvkit.terminal import pcap
+
+    fmt = trace_format(path)
+    data = read_user_file(path, "trace").data
+    if fmt == ".pcapng":
+        return pcap.from_pcapng(data, str(path))
+    if fmt == ".pcap":
+        return pcap.from_pcap(data, str(path))
+    return trace_from_json(parse_json(data, str(path)), str(path))
+
+
+class TraceSink:
+    """A trace file opened before the card is touched (:func:`open_trace_sink`), written once at the end."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.format = fmt
+
+    def write(self, trace: Trace) -> None:
+        """Write the whole trace (replacing the placeholder atomically, mode 0600)."""
+        try:
+            write_private(self.path, encode_trace(trace, self.format))
+        except OSError as exc:
+            raise ConfigError(f"cannot write trace {self.path}: {exc.strerror or exc}") from None
+
+
+def open_trace_sink(path: str | Path) -> TraceSink:
+    """Check and create a trace file now, before any card is touched: the format from its extension, its
+    directory there, the file created (or truncated, as a later save would replace it) with mode 0600.
+    A symbolic link at ``path`` is refused. ConfigError, one line, when any of that fails."""
+    target = Path(path)
+    fmt = trace_format(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(target, flags, 0o600)
+    except OSError as exc:
+        if not target.parent.is_dir():
+            raise ConfigError(f"cannot write trace {target}: no directory {target.parent}") from None
+        raise ConfigError(f"cannot write trace {target}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return TraceSink(target, fmt)
 
 
 def _hex(value: object, where: str) -> bytes:
@@ -75,6 +154,18 @@ def _hex(value: object, where: str) -> bytes:
         return bytes.fromhex(value)
     except ValueError as exc:
         raise ConfigError(f"{where}: not hex: {value[:40]!r}") from exc
+
+
+def _seconds(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(f"{where}: expected a number of seconds")
+    return float(value)
+
+
+def _error(value: object, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text or null")
+    return value
 
 
 def trace_from_json(doc: object, where: str = "trace") -> Trace:
@@ -95,15 +186,16 @@ def trace_from_json(doc: object, where: str = "trace") -> Trace:
             Exchange(
                 command=_hex(item.get("command"), f"{where}: exchange {i} command"),
                 response=None if response is None else _hex(response, f"{where}: exchange {i} response"),
-                t_start=float(item.get("t_start", 0.0)),
-                t_end=float(item.get("t_end", 0.0)),
-                error=item.get("error"),
+                t_start=_seconds(item.get("t_start", 0.0), f"{where}: exchange {i} t_start"),
+                t_end=_seconds(item.get("t_end", 0.0), f"{where}: exchange {i} t_end"),
+                error=_error(item.get("error"), f"{where}: exchange {i} error"),
             )
         )
     return trace
 
 
 def load_trace(path: str | Path) -> Trace:
+    """A JSON trace (what ``scripted:`` replays)."""
     return trace_from_json(read_json(path, "trace"), str(path))
 
 
