@@ -275,15 +275,19 @@ class TapSession:
     def save_trace(self, tap: Tap, path: str | Path, reader: str) -> None:
         """Write the tap's trace (mode 0600) with what it was asked for, so that
         ``scripted:PATH`` replays it; ``reader`` is the reader as the user named it."""
+        self.record_order(tap.trace, reader)
+        tap.trace.save(path)
+
+    def record_order(self, trace: Trace, reader: str) -> None:
+        """Put in the trace's ``meta`` what the tap was asked for, so that ``scripted:`` replays it."""
         date, when, _ = self.request.terminal_values()
-        tap.trace.meta = {
+        trace.meta = {
             "amount": self.order.amount, "other_amount": self.order.other_amount,
             "currency": self.order.currency, "type": self.order.type,
             "date": date.isoformat(), "time": when.isoformat(),
             "random": bytes(self.recording.drawn if self.recording else b"").hex().upper(),
             "reader": reader, "host": self.host,
         }
-        tap.trace.save(path)
 
 
 # --- a terminal's loop ----------------------------------------------------------------------------

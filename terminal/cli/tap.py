@@ -10,8 +10,9 @@ from pathlib import Path
 from emvkit.terminal.cli.args import add_transaction_options, order_of
 from emvkit.terminal.cli.report import report, to_json
 from emvkit.terminal.config_files import load_config
-from emvkit.terminal.session import TapSession, default_reader
+from emvkit.terminal.session import Tap, TapSession, default_reader
 from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.trace import Trace, TraceTransport, open_trace_sink
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "PC/SC reader, waiting up to 15 s for the card, else emu:visa)")
     add_transaction_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
+    parser.add_argument("--trace", type=Path, metavar="FILE",
+                        help="write every exchange to FILE (mode 0600), the format from its extension: .json, "
+                        ".pcap or .pcapng (Wireshark); checked and created before the card is touched")
     parser.set_defaults(func=run)
 
 
@@ -54,15 +57,22 @@ def run(args: argparse.Namespace) -> int:
     url, note = (args.reader, "") if args.reader else default_reader()
     host, safety = host_for(url, args.host)
     session = TapSession.prepare(url, config, order_of(args), host)
-    transport = open_transport(url)
-    if note and not args.json:
-        print(note + "\n")
-    if safety:
-        print(safety, file=sys.stderr)
-    with transport:
-        tap = session.run(transport)
-    if args.trace:
-        session.save_trace(tap, args.trace, reader=args.reader or "default")
+    sink = open_trace_sink(args.trace) if args.trace else None  # before the card is touched
+    recorder: TraceTransport | None = None
+    tap: Tap | None = None
+    try:
+        recorder = TraceTransport(open_transport(url))
+        if note and not args.json:
+            print(note + "\n")
+        if safety:
+            print(safety, file=sys.stderr)
+        with recorder:
+            tap = session.run(recorder)
+    finally:
+        if sink is not None:  # written whatever happened: what the card did is in it
+            trace = tap.trace if tap is not None else recorder.trace if recorder is not None else Trace()
+            session.record_order(trace, reader=args.reader or "default")
+            sink.write(trace)
     if args.json:
         print(json.dumps(to_json(tap, url, args.reveal, session.amount), indent=2))
     else:

@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from emvkit.terminal.cli.args import BadArgument, add_transaction_options, order_of
@@ -29,6 +30,7 @@ from emvkit.terminal.cli.tap import host_for
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount
 from emvkit.terminal.session import Tap, make_authoriser, watch
+from emvkit.terminal.transport.trace import TraceSink, open_trace_sink
 
 DEFAULT_READER = "pcsc:"
 
@@ -49,6 +51,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--count", type=int, metavar="N", help="stop after N transactions")
     add_transaction_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object per line, one per transaction")
+    parser.add_argument("--trace", type=Path, metavar="DIR",
+                        help="write each tap's exchanges to DIR/tap-YYYYMMDD-HHMMSS-NNNN.json (when watch started, "
+                        "the tap's number; mode 0600), each file created before its card is touched")
+    parser.add_argument("--trace-format", choices=("json", "pcap", "pcapng"), default="json",
+                        help="format of the --trace files (pcap and pcapng open in Wireshark; default json)")
     parser.set_defaults(func=run)
 
 
@@ -67,15 +74,49 @@ def run(args: argparse.Namespace) -> int:
     authoriser = make_authoriser(host, url)  # one issuer for every tap: its replay window spans them
     if safety:
         print(safety, file=sys.stderr)
+    traces = _TraceFiles(args.trace, args.trace_format, url) if args.trace else None
     done = 0
     with _signals_interrupt():
         try:
-            for tap, reader_name in watch(url, config, order, authoriser, args.count, lambda m: _say(args, m)):
+            taps = watch(url, config, order, authoriser, args.count, lambda m: _say(args, m))
+            while True:
+                sink = traces.next(done + 1) if traces else None  # before the card is touched
+                got: tuple[Tap, str] | None = None
+                try:
+                    got = next(taps, None)
+                finally:
+                    if traces and sink:
+                        traces.done(sink, got[0] if got else None, done + 1)
+                if got is None:
+                    break
+                tap, reader_name = got
                 done += 1
                 _print_tap(args, tap, url, reader_name, amount, done)
         except KeyboardInterrupt:
             _say(args, f"\nstopped after {done} transaction(s)")
     return 0
+
+
+class _TraceFiles:
+    """One trace file per tap in a directory: ``tap-YYYYMMDD-HHMMSS-NNNN.EXT`` (when watch started, the tap's
+    number), each created before its card is touched and written whatever the transaction's end."""
+
+    def __init__(self, directory: Path, fmt: str, url: str) -> None:
+        if not directory.is_dir():
+            raise BadArgument(f"--trace {directory}: not a directory (watch writes one trace file per tap in it)")
+        self.directory, self.suffix, self.url = directory, f".{fmt}", url
+        self.started = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+    def next(self, number: int) -> TraceSink:
+        return open_trace_sink(self.directory / f"tap-{self.started}-{number:04d}{self.suffix}")
+
+    def done(self, sink: TraceSink, tap: Tap | None, number: int) -> None:
+        """Write the tap's trace; no tap: the loop ended or failed before a card answered, no file is left."""
+        if tap is None:
+            sink.path.unlink(missing_ok=True)
+            return
+        tap.trace.meta = {"reader": self.url, "tap": number}
+        sink.write(tap.trace)
 
 
 def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, amount: str, number: int) -> None:
