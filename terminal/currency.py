@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from emvkit.terminal.errors import EmvkitError
 
-__all__ = ["Currency", "format_amount", "lookup", "parse_amount"]
+__all__ = ["MAX_AMOUNT_DIGITS", "Currency", "CurrencyError", "format_amount", "lookup", "parse_amount"]
 
 # alpha code: (numeric code, exponent)
 _TABLE = {
@@ -34,7 +32,7 @@ def lookup(text: str) -> Currency:
     key = text.strip().upper()
     if key in _TABLE:
         return Currency(key, *_TABLE[key])
-    if key.isdigit():
+    if key.isascii() and key.isdigit():
         number = int(key)
         for code, (n, exponent) in _TABLE.items():
             if n == number:
@@ -44,18 +42,29 @@ def lookup(text: str) -> Currency:
     raise CurrencyError(f"unknown currency {text!r} (use a code such as EUR or a number such as 978)")
 
 
+# EMV amounts are n 12 (Amount, Authorised 9F02; Amount, Other 9F03): at most 12 digits in minor units.
+MAX_AMOUNT_DIGITS = 12
+
+
 def parse_amount(text: str, currency: Currency) -> int:
-    """'12.34' in minor units of the currency (1234 for EUR)."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise CurrencyError(f"amount {text!r} is not a number") from exc
-    minor = value * (10 ** currency.exponent)
-    if value < 0 or minor != minor.to_integral_value():
-        raise CurrencyError(f"amount {text!r} has more than {currency.exponent} decimals or is negative")
-    if minor >= 10**12:
-        raise CurrencyError(f"amount {text!r} does not fit 12 digits")
-    return int(minor)
+    """'12.34' in minor units of the currency (1234 for EUR).
+
+    The one amount syntax of the CLI: ASCII digits, then optionally a point and
+    at most the currency's exponent of decimals (none for JPY); no sign, space,
+    exponent or other digits; at most 12 digits in minor units (n 12).
+    """
+    whole, point, frac = text.partition(".")
+    ok = whole.isascii() and whole.isdigit() and (not point or (frac.isascii() and frac.isdigit()))
+    if not ok:
+        decimals = f"[.{'d' * currency.exponent}]" if currency.exponent else ""
+        raise CurrencyError(f"amount {text!r} is not an amount such as 12.34: ASCII digits d{decimals}")
+    if len(frac) > currency.exponent:
+        raise CurrencyError(f"amount {text!r} has more than {currency.exponent} decimals for {currency.code}"
+                            if currency.exponent else f"amount {text!r}: {currency.code} amounts have no decimals")
+    minor = (whole.lstrip("0") + frac.ljust(currency.exponent, "0")).lstrip("0")
+    if len(minor) > MAX_AMOUNT_DIGITS:
+        raise CurrencyError(f"amount {text!r} does not fit {MAX_AMOUNT_DIGITS} digits in minor units")
+    return int(minor or "0")
 
 
 def format_amount(minor: int, currency: Currency) -> str:

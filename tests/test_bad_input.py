@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from emvkit.terminal.config_files import DEFAULT_CONFIG
+from emvkit.terminal.currency import CurrencyError, lookup, parse_amount
 from emvkit.terminal.emulator.faults import FaultPlan
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import load_builtin
@@ -204,3 +205,34 @@ def test_fault_values_in_range_are_kept() -> None:
     assert plan.tear_after == 0 and plan.corrupt_tag == 0x9F4B and plan.latency_ms == 10000.0
     assert plan.force_sw == {0xA8: 0x6985, 0xB2: 0x6A83}
     assert FaultPlan.from_query("latency=0.5").latency_ms == 0.5
+
+
+# --- amounts (defect 5) --------------------------------------------------------------------------------
+
+
+EUR, JPY = lookup("EUR"), lookup("JPY")
+BAD_AMOUNTS = ["NaN", "nan", "Infinity", "1e3", " 1", "1 ", "\uff11\uff12", "\u0661", "+1", "-1", "1.234", "1.",
+               ".5", "1,00", "0x10", "1_000", "", "1000000000000", "9999999999.999"]
+
+
+@pytest.mark.parametrize("text", BAD_AMOUNTS, ids=[repr(t) for t in BAD_AMOUNTS])
+def test_amounts_are_ascii_digits_with_the_currencys_decimals(text: str) -> None:
+    with pytest.raises(CurrencyError, match="amount"):
+        parse_amount(text, EUR)
+
+
+def test_amounts_in_minor_units() -> None:
+    assert parse_amount("12.34", EUR) == 1234
+    assert parse_amount("12.3", EUR) == 1230
+    assert parse_amount("12", EUR) == 1200
+    assert parse_amount("0", EUR) == 0
+    assert parse_amount("0009999999999.99", EUR) == 999_999_999_999
+    assert parse_amount("1500", JPY) == 1500
+    with pytest.raises(CurrencyError, match="no decimals"):
+        parse_amount("15.00", JPY)
+
+
+@pytest.mark.parametrize("text", ["NaN", "1e3", " 1", "\uff11\uff12"], ids=["NaN", "1e3", "space", "full-width"])
+def test_bad_amounts_at_the_command_line(text: str) -> None:
+    assert_one_line_error(emvkit("tap", "--reader", "emu:visa", "--amount", text), "tap", "amount")
+    assert_one_line_error(emvkit("tap", "--reader", "emu:visa", "--other-amount", text), "tap", "amount")
