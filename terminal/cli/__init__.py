@@ -19,7 +19,7 @@ from emvkit.terminal import __version__
 from emvkit.terminal.errors import EmvkitError
 
 # Sub-command modules, in the order ``emvkit --help`` lists them.
-COMMANDS = ["tap", "watch", "trace", "readers", "decode", "perso", "emulate", "host", "crypto", "capk", "token"]
+COMMANDS = ["tap", "watch", "info", "trace", "readers", "decode", "perso", "emulate", "host", "crypto", "capk", "token"]
 
 
 def build_parser() -> argparse.ArgumentParser:
