@@ -79,7 +79,7 @@ def timeline_page(trace: Trace, tl: Timeline, title: str, reveal: bool) -> str:
                    f'<text class="tick" x="{x(total) + 4:.1f}" y="{y + 17}">{total:.1f} ms</text></g>')
     bx = x(BUDGET_MS)
     svg.append(f'<line id="budget-line" class="budget" x1="{bx:.1f}" y1="{_TOP - 10}" x2="{bx:.1f}" '
-               f'y2="{height - 10}"/><text class="budget-label" x="{bx + 4:.1f}" y="{height - 12}">'
+               f'y2="{height - 10}"/><text class="budget-label" x="{bx - 4:.1f}" y="{height - 12}" text-anchor="end">'
                f'{BUDGET_MS:.0f} ms budget</text>')
     svg.append("</svg>")
     summary = "; ".join(f"{k} kbit/s {tl.estimated_ms[k]:.1f} ms" for k in BIT_RATES)
