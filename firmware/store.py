@@ -84,9 +84,15 @@ class StoreError(ValueError):
 # --- records ---
 
 def encode_record(seq: int, payload) -> bytes:
+    head, tail = _record_ends(seq, payload)
+    return head + bytes(payload) + tail
+
+
+def _record_ends(seq: int, payload) -> tuple:
+    # (header, CRC) of a record: SlotFile.write writes them around the
+    # payload, so that no copy of a large payload is made on a small heap.
     head = MAGIC + bytes((VERSION,)) + seq.to_bytes(4, "big") + len(payload).to_bytes(4, "big")
-    crc = crc32(payload, crc32(head))
-    return head + bytes(payload) + crc.to_bytes(4, "big")
+    return head, crc32(payload, crc32(head)).to_bytes(4, "big")
 
 
 def _parse_header(head, slot_size: int):
@@ -152,7 +158,7 @@ class SlotFile:
         if seq >= _SEQ_MAX:
             raise StoreError("%s: sequence number exhausted" % self.path)
         target = 1 - slot  # fresh store: (1, -1) -> slot 0, seq 0
-        record = encode_record(seq + 1, payload)
+        head, tail = _record_ends(seq + 1, payload)
         self._newest = None  # unknown until this write is through
         try:
             f = self.opener(self.path, "r+b")
@@ -162,7 +168,9 @@ class SlotFile:
             f = self.opener(self.path, "w+b")
         try:
             f.seek(target * self.slot_size)
-            f.write(record)
+            f.write(head)
+            f.write(payload)
+            f.write(tail)
             f.flush()
             fileno = getattr(f, "fileno", None)
             if _fsync is not None and fileno is not None:

@@ -21,6 +21,8 @@
 
 import struct
 
+from .block import xor_block
+
 # FIPS 46-3 tables, bit 1 = most significant bit.
 _PC1 = (57, 49, 41, 33, 25, 17, 9, 1, 58, 50, 42, 34, 26, 18,
         10, 2, 59, 51, 43, 35, 27, 19, 11, 3, 60, 52, 44, 36,
@@ -334,13 +336,6 @@ def _crypt(ks: tuple, block: bytes) -> bytes:
     ll ^= w
     rl ^= w << 4
     return _pack(">HHHH", rh, rl, lh, ll)
-
-
-def xor_block(a: bytes, b: bytes) -> bytes:
-    # XOR of two 8-byte blocks, in 16-bit quarters (no heap integers on 32-bit ports).
-    a0, a1, a2, a3 = _unpack(">HHHH", a)
-    b0, b1, b2, b3 = _unpack(">HHHH", b)
-    return _pack(">HHHH", a0 ^ b0, a1 ^ b1, a2 ^ b2, a3 ^ b3)
 
 
 class _BlockCipher:

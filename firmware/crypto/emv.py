@@ -10,7 +10,7 @@
 # bytes; every primitive goes through firmware.crypto.provider.
 
 from . import provider
-from .des import xor_block
+from .block import xor_block
 
 _DIGITS = "0123456789"
 

@@ -20,6 +20,9 @@
 # accelerator. SHA-1: the backend's sha1 where it has one, else hashlib.sha1,
 # else the pure one.
 #
+# The pure DES is imported the first time it is used (its tables take 7 KB
+# of heap on a 32-bit port, which an image with a native DES never needs).
+#
 # Keys: 8 bytes = single DES, 16 = double-length TDEA (K1 K2 K1, the EMV
 # key size), 24 = three-key TDEA. Cached contexts hold key material in
 # memory; clear_cache() drops them.
@@ -27,8 +30,8 @@
 import os
 import sys
 
-from . import des as _des
 from . import sha1 as _sha1
+from .block import xor_block
 
 
 def _import_hashlib():
@@ -187,7 +190,9 @@ def _cipher(key: bytes):  # -> object with encrypt_block / decrypt_block
         if len(key) not in (8, 16, 24):
             raise ValueError("DES/TDEA key must be 8, 16 or 24 bytes")
         if _pure_des:
-            c = _des.DES3(key)
+            from . import des  # the pure DES, on first use
+
+            c = des.DES3(key)
         elif _native is not None:
             c = _BackendDES(key)
         else:
@@ -235,7 +240,7 @@ def des_cbc_encrypt(key: bytes, data: bytes, iv: bytes = bytes(8)) -> bytes:
     chain = bytes(iv)
     out = []
     for i in range(0, len(data), 8):
-        chain = c.encrypt_block(_des.xor_block(chain, data[i:i + 8]))
+        chain = c.encrypt_block(xor_block(chain, data[i:i + 8]))
         out.append(chain)
     return b"".join(out)
 
