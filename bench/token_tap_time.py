@@ -28,9 +28,9 @@ The card's time per C-APDU is an ESTIMATE: the instructions the card application
 C-APDU on the board, counted by ``bench/token_cycles.py``'s probe under ``qemu-system-arm -icount
 shift=0`` (its machinery imported from there: the probe image, one transaction from power-up, median
 of ``--runs``), at 133 MHz with 1.0 cycle per instruction. Not in it: the PN532 driver's own work and
-the host link (UART/I2C/SPI) between MCU and chip, the chip's latency, the reader's. The bit timing's
-constants are those of ``bench/kernel_transaction.py``'s air-time model (which prices a trace from
-its APDU sizes; this bench takes the blocks that were exchanged).
+the host link (UART/I2C/SPI) between MCU and chip, the chip's latency, the reader's. The frame and
+frame-delay timing is :mod:`emvkit.terminal.timeline`'s (``emvkit trace show``'s air model, which
+derives the blocks from the APDU sizes; this bench prices the blocks that were exchanged).
 
 Needs what ``bench/token_cycles.py`` needs (``MPY_DIR`` or ``--mpy-dir``, gcc-arm-none-eabi,
 qemu-system-arm) and nfcpy; without them it says what is missing in one line and exits 0.
@@ -55,7 +55,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.kernel_transaction import BIT_S, BITS_PER_BYTE, FC_HZ, FDT_S, FRAME_BITS  # noqa: E402
 from bench.token_cycles import (  # noqa: E402
     AMOUNT,
     BOARDS,
@@ -81,13 +80,12 @@ from emvkit.terminal.errors import EmvkitError  # noqa: E402
 from emvkit.terminal.iso14443 import EDC_LENGTH, PCB_CHAINING, S_WTX, Ats, block_kind, crc_a  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
 from emvkit.terminal.session import run_transaction  # noqa: E402
+from emvkit.terminal.timeline import FDT_PCD_PICC, FDT_PICC_PCD, etu_s, frame_s  # noqa: E402
 from emvkit.terminal.token.build import TokenBuildError, build  # noqa: E402
 from emvkit.terminal.transport.qemu import QemuTransport  # noqa: E402
 from emvkit.terminal.transport.qemu import from_url as qemu_from_url  # noqa: E402
 
-ETU = BIT_S  # s, one bit at 106 kbit/s: 128/fc
-FDT_PCD_PICC = {1: (9 * 128 + 84) / FC_HZ, 0: (9 * 128 + 20) / FC_HZ}  # by the last bit the reader sent
-FDT_PICC_PCD = FDT_S  # 1172/fc
+ETU = etu_s(106)  # s, one bit at 106 kbit/s: 128/fc
 MHZ = 133
 CPI = 1.0
 BUDGET_MS = 500.0
@@ -96,11 +94,6 @@ TOKEN_IMAGES = ROOT / "build" / "token"
 
 
 # --- the air time --------------------------------------------------------------------------------
-
-
-def frame_s(n: int) -> float:
-    """A standard frame of ``n`` bytes (CRC_A included): start, 9 bits per byte, end."""
-    return (BITS_PER_BYTE * n + FRAME_BITS) * ETU
 
 
 def last_bit(frame: bytes) -> int:
@@ -112,13 +105,13 @@ def exchange_s(command: bytes, response: bytes, crc: bool = True) -> float:
     """One frame from the reader and the card's answer, with both frame delay times."""
     sent = command + (crc_a(command) if crc else b"")
     got = len(response) + (EDC_LENGTH if crc else 0)
-    return frame_s(len(sent)) + FDT_PCD_PICC[last_bit(sent)] + frame_s(got) + FDT_PICC_PCD
+    return frame_s(len(sent), 106) + FDT_PCD_PICC[last_bit(sent)] + frame_s(got, 106) + FDT_PICC_PCD
 
 
 def activation_s(uid: bytes, ats: bytes, rats: bytes) -> float:
     """REQA/ATQA, ANTICOLLISION/UID CLn, SELECT/SAK, RATS/ATS (ISO/IEC 14443-3 §6.3, -4 §5)."""
     bcc = bytes((uid[0] ^ uid[1] ^ uid[2] ^ uid[3],))
-    reqa = 9 * ETU + FDT_PCD_PICC[0] + frame_s(2) + FDT_PICC_PCD  # 26 as a short frame (7 bits); ATQA
+    reqa = 9 * ETU + FDT_PCD_PICC[0] + frame_s(2, 106) + FDT_PICC_PCD  # 26 as a short frame (7 bits); ATQA
     anticollision = exchange_s(b"\x93\x20", uid + bcc, crc=False)
     select = exchange_s(b"\x93\x70" + uid + bcc, b"\x20")
     return reqa + anticollision + select + exchange_s(rats, ats)
