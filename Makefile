@@ -9,7 +9,7 @@ TOKEN_DEBS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 MPY_DIR ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup debs token-debs venv demo test lint typecheck typecheck-firmware wheel-check pytest test-fast token-test bench clean
+.PHONY: all setup debs token-debs venv demo test lint typecheck typecheck-firmware wheel-check pytest test-fast token-test bench fuzz clean
 
 all: test
 
@@ -124,6 +124,19 @@ bench: setup $(BENCH_VENV)/.installed
 	$(PY) bench/crypto_timing.py
 	$(PY) bench/host_load.py
 	MPY_DIR="$(if $(MPY_DIR),$(abspath $(MPY_DIR)))" $(PY) bench/token_cycles.py
+
+# Coverage-guided fuzzing (atheris, from the dev extra) of the targets in tests/fuzz/targets.py, which
+# `make test` runs as bounded property tests (tests/test_fuzz.py): FUZZ_SECONDS each, seeded with the
+# corpus of real inputs in tests/fuzz/corpus/<target>/; new inputs and crashes go to build/fuzz/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := tlv dol apdu card kernel link iso8583
+fuzz: setup
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/$$t; echo "=== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(PY) -m tests.fuzz.$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/$$t/ build/fuzz/$$t tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "crashes in:$$failed (inputs in build/fuzz/<target>/crash-*)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build *.egg-info
