@@ -18,11 +18,14 @@ with its duration):
    ``MPY_LIB_DIR`` a folder with only a README.md (the manifest tool wants
    one; the image requires nothing from micropython-lib) and
    ``USER_C_MODULES=firmware/native`` (:func:`native_modules`: the module
-   ``_emvnative``, the card's RSA and DES in C) for a board with ``native``;
+   ``_emvnative``, the card's RSA and DES in C) for a board with ``native``,
+   and ``MICROPY_HEAP_SIZE=BYTES`` when ``heap`` is given (the QEMU port's
+   GC heap; its default is 140 KB);
 3. ``check`` (ARMv6-M boards): ``objdump -d`` shows no 32-bit Thumb-2
    instruction besides the six ARMv6-M has (BL, MRS, MSR, DMB, DSB, ISB).
 
-make does not track compiler flags, so each board has its own build folder;
+make does not track compiler flags, so each board has its own build folder
+(``OUT/BOARD``, or ``OUT/BOARD-heapBYTES`` for an image with another heap size);
 a second build of a board recompiles nothing and only re-freezes (about 1 s).
 """
 
@@ -44,6 +47,7 @@ from emvkit.terminal.token.boards import TokenBoard, board
 
 __all__ = [
     "ARMV6M_WIDE",
+    "BadHeapSize",
     "BuildFailed",
     "BuildResult",
     "NoSourceTree",
@@ -62,6 +66,7 @@ __all__ = [
 CROSS = "arm-none-eabi-"
 TOOLCHAIN_HINT = "install gcc-arm-none-eabi libnewlib-arm-none-eabi, e.g. make token-debs"
 ARMV6M_WIDE = frozenset({"bl", "mrs", "msr", "dmb", "dsb", "isb"})  # the 32-bit encodings ARMv6-M has
+MIN_HEAP = 16 * 1024  # bytes: less does not hold the firmware's modules
 _TAIL = 20  # lines of make output kept for an error
 _QUOTE = 200  # characters of it in the error's message
 # objdump -d: "   1a2c:\tf000 f87a \tbl\t1b24 <f>" (a 32-bit Thumb instruction is two halfwords)
@@ -79,6 +84,10 @@ class NoSourceTree(TokenBuildError):
 
 class NoToolchain(TokenBuildError):
     """The ARM cross-compiler (or newlib) is not installed."""
+
+
+class BadHeapSize(TokenBuildError):
+    """A GC heap size the image cannot have."""
 
 
 class NotBuildable(TokenBuildError):
@@ -157,21 +166,26 @@ def build(
     extra_manifest: Path | None = None,
     jobs: int | None = None,
     progress: Callable[[Progress], None] | None = None,
+    heap: int | None = None,
 ) -> BuildResult:
     """Build ``board_name``'s image from ``source`` into ``out/BOARD``.
 
     ``profile``: a card profile (JSON) frozen into the image. ``extra_manifest``:
     a manifest included after the firmware's (e.g. a boot script for tests).
+    ``heap``: the GC heap in bytes (a multiple of 1024, at least 16 KB), built
+    into ``out/BOARD-heapBYTES``; None keeps the port's own size.
     """
     target = board(board_name) if isinstance(board_name, str) else board_name
     if not target.in_ci:
         raise NotBuildable(f"{target.name} is written for, not built here: the {target.port} port needs its SDK")
+    if heap is not None and (heap < MIN_HEAP or heap % 1024):
+        raise BadHeapSize(f"heap {heap} bytes: give a multiple of 1024 of at least {MIN_HEAP}")
     source = source.resolve()
     check_source(source, target)
     check_toolchain()
     report = progress or (lambda _p: None)
     jobs = jobs or os.cpu_count() or 1
-    work = (out / target.name).resolve()
+    work = (out / (target.name if heap is None else f"{target.name}-heap{heap}")).resolve()
     build_dir = work / "build"
     lib_dir = out.resolve() / "mpy-lib"
     lib_dir.mkdir(parents=True, exist_ok=True)
@@ -194,6 +208,8 @@ def build(
     native = native_modules() if target.native else None
     if native is not None:
         args.append(f"USER_C_MODULES={native}")
+    if heap is not None:
+        args.append(f"MICROPY_HEAP_SIZE={heap}")
     seconds["image"] = _make("image", args, env, report)
     elf = build_dir / "firmware.elf"
     if target.armv6m_only:
