@@ -18,6 +18,7 @@ import pytest
 from emvkit.terminal.config_files import DEFAULT_CONFIG
 from emvkit.terminal.currency import CurrencyError, lookup, parse_amount
 from emvkit.terminal.emulator.faults import FaultPlan
+from emvkit.terminal.endpoints import parse_host_port, parse_tcp_url, parse_udp_path
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import load_builtin
 from tests.conftest import venv_tool
@@ -236,3 +237,98 @@ def test_amounts_in_minor_units() -> None:
 def test_bad_amounts_at_the_command_line(text: str) -> None:
     assert_one_line_error(emvkit("tap", "--reader", "emu:visa", "--amount", text), "tap", "amount")
     assert_one_line_error(emvkit("tap", "--reader", "emu:visa", "--other-amount", text), "tap", "amount")
+
+
+# --- hosts and ports (defect 5) and banners after validation (defect 6) ----------------------------------
+
+
+def test_host_and_port_forms() -> None:
+    assert parse_host_port("8583", "--x") == ("127.0.0.1", 8583)
+    assert parse_host_port("example.org:1", "--x") == ("example.org", 1)
+    assert parse_host_port("[::1]:65535", "--x") == ("::1", 65535)
+    assert parse_host_port("0", "--x", listen=True) == ("127.0.0.1", 0)
+    assert parse_host_port(":80", "--x") == ("127.0.0.1", 80)
+    assert parse_tcp_url("tcp://[::1]", "--host", 8583) == ("::1", 8583)
+    assert parse_tcp_url("tcp://10.0.0.1:9/", "--host", 8583) == ("10.0.0.1", 9)
+    assert parse_udp_path("udp:127.0.0.1:50000", "--nfc", 54321) == ("127.0.0.1", 50000)
+    assert parse_udp_path("udp", "--nfc", 54321) == ("localhost", 54321)
+
+
+BAD_ENDPOINTS = ["99999", "65536", "0", "-1", "\uff18\uff10", "1e3", " 80", "host:", "[::1", "[::1]:",
+                 "[nonsense]:80", "a b:80", "::1:80"]
+
+
+@pytest.mark.parametrize("text", BAD_ENDPOINTS, ids=[repr(t) for t in BAD_ENDPOINTS])
+def test_bad_host_ports_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="--x: "):
+        parse_host_port(text, "--x")
+
+
+@pytest.mark.parametrize("url", ["tcp://[::1", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:0", "http://h:1",
+                                 "tcp://h:1/path", "tcp://user@h:1"])
+def test_bad_tcp_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="--host: "):
+        parse_tcp_url(url, "--host", 8583)
+
+
+ENDPOINT_CASES = [
+    (["tap", "--reader", "emu:visa", "--host", "tcp://[::1"], "tap", "IPv6"),
+    (["tap", "--reader", "emu:visa", "--host", "tcp://127.0.0.1:99999"], "tap", "99999"),
+    (["tap", "--reader", "nfc:udp:127.0.0.1:99999"], "tap", "99999"),
+    (["emulate", "--profile", "visa", "--nfc", "udp:127.0.0.1:99999"], "emulate", "99999"),
+    (["emulate", "--profile", "visa", "--vpcd", "127.0.0.1:99999"], "emulate", "99999"),
+    (["emulate", "--profile", "visa", "--tcp", "99999"], "emulate", "99999"),
+    (["emulate", "--profile", "visa", "--tcp", "abc"], "emulate", "--tcp"),
+    (["emulate", "--profile", "visa", "--tcp", "192.0.2.1:5555"], "emulate", "192.0.2.1"),
+    (["emulate", "--profile", "visa", "--serial", "/no/such/tty"], "emulate", "/no/such/tty"),
+    (["emulate", "--profile", "visa", "--nfc", "no-such-device"], "emulate", "no-such-device"),
+    (["host", "serve", "--port", "99999"], "host", "--port"),
+]
+
+
+@pytest.mark.parametrize(("args", "command", "mention"), ENDPOINT_CASES,
+                         ids=[" ".join(a) for a, _, _ in ENDPOINT_CASES])
+def test_bad_endpoints_are_one_line_before_any_banner(tmp_path: Path, args: list[str], command: str,
+                                                      mention: str) -> None:
+    if args[:2] == ["host", "serve"]:
+        args = [*args, "--db", str(tmp_path / "h.sqlite")]
+    assert_one_line_error(emvkit(*args), command, mention)
+
+
+# --- perso date fields: strict YYMM / MMYY with a real month (defect 5) ----------------------------------
+
+
+PERSO_DATES = [("--issuer-cert-expiry", "9999"), ("--issuer-cert-expiry", "0030"), ("--icc-cert-expiry", "1330"),
+               ("--expiry", "3000"), ("--expiry", "3013"), ("--expiry", "\uff13\uff10\uff11\uff12"),
+               ("--expiry", "301"), ("--icc-cert-expiry", " 1230"), ("--pan", "\uff14" * 16), ("--psn", "\uff10\uff11")]
+
+
+@pytest.mark.parametrize(("option", "value"), PERSO_DATES, ids=[f"{o} {v!r}" for o, v in PERSO_DATES])
+def test_perso_fields_are_strict(tmp_path: Path, option: str, value: str) -> None:
+    out = tmp_path / "card.json"
+    assert_one_line_error(emvkit("perso", "--scheme", "visa", option, value, "--out", str(out)), "perso")
+    assert not out.exists()
+
+
+HOST_RULES = [("--max-amount", "1" * 28), ("--max-amount", "1000000000000"), ("--max-amount", "-1"),
+              ("--velocity", "3/1e999"), ("--velocity", "3/nan"), ("--velocity", "3/inf"), ("--velocity", "0/60")]
+
+
+@pytest.mark.parametrize(("option", "value"), HOST_RULES, ids=[f"{o} {v}" for o, v in HOST_RULES])
+def test_host_rule_options_are_checked(tmp_path: Path, option: str, value: str) -> None:
+    run = emvkit("host", "serve", "--port", "0", "--db", str(tmp_path / "h.sqlite"), f"{option}={value}")
+    assert_one_line_error(run, "host", option)
+
+
+def test_an_unknown_option_shows_the_sub_commands_usage() -> None:
+    run = emvkit("tap", "--bogus")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("usage: emvkit tap ")
+    assert run.stderr.splitlines()[-1] == "emvkit tap: error: unrecognized arguments: --bogus"
+
+
+def test_watch_without_pcscd_is_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(tmp_path / "no-pcscd.comm"))
+    run = subprocess.run([venv_tool("emvkit"), "watch", "--reader", "pcsc:"], capture_output=True, text=True,
+                         timeout=60, env=env, stdin=subprocess.DEVNULL)
+    assert_one_line_error(run, "watch", "pcscd is not running")

@@ -607,7 +607,7 @@ def test_no_card_in_the_field_times_out() -> None:
 def test_no_reader() -> None:
     with pytest.raises(TransportError, match=r"no NFC reader at usb:ffff:ffff"):
         open_transport("nfc:usb:ffff:ffff")
-    with pytest.raises(TransportError, match="bad nfcpy device path"):
+    with pytest.raises(ConfigError, match="port 'port' is not a number"):
         open_transport("nfc:udp:127.0.0.1:port")
 
 

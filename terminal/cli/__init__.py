@@ -40,9 +40,21 @@ def _name(args: argparse.Namespace) -> str:
     return name
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)sub-command ``args`` chose (``emvkit host serve``: serve's)."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs and subs[0].dest != argparse.SUPPRESS else None
+        if not subs or chosen not in subs[0].choices:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # the sub-command's usage, not the top level's
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         status: int = args.func(args)
     except (EmvkitError, TLVError) as exc:

@@ -11,6 +11,7 @@ from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.state import StateFile, default_state_path
 from emvkit.terminal.emulator.vpcd import DEFAULT_VPCD_PORT
+from emvkit.terminal.endpoints import parse_host_port
 from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.perso.builtin import builtin_names
 
@@ -63,16 +64,21 @@ def run(args: argparse.Namespace) -> int:
             card.verify_cdcvm()
         atr = contactless_atr(card.profile.atr_historical)
         module = importlib.import_module(f"emvkit.terminal.emulator.{SERVERS[name]}")
-        host, port = _host_port(target) if name == "vpcd" else ("", 0)  # a bad target fails before the banner
+        # nfcpy sets INFO on import; its warnings repeat our own errors: its messages only with -v
+        logging.getLogger("nfc").setLevel(level if args.verbose else logging.CRITICAL)
         kept = f"state {state.shown}" if state is not None else "state in memory"
-        print(f"emulating {card.profile.id} on {name} {target} ({kept}); stop with Ctrl-C", file=sys.stderr,
-              flush=True)
+
+        def banner() -> None:  # once the target is open: a bad one is the only line
+            print(f"emulating {card.profile.id} on {name} {target} ({kept}); stop with Ctrl-C", file=sys.stderr,
+                  flush=True)
+
         if name == "vpcd":
-            status: int = module.serve_forever(card, host, port, atr)
+            host, port = parse_host_port(target, "--vpcd")
+            status: int = module.serve_forever(card, host, port, atr, ready=banner)
         elif name == "tcp":
-            status = module.serve_tcp_forever(card, target, atr)
+            status = module.serve_tcp_forever(card, target, atr, ready=banner)
         else:
-            status = module.serve_forever(card, target, atr)
+            status = module.serve_forever(card, target, atr, ready=banner)
         return status
     finally:
         if state is not None:
@@ -88,8 +94,3 @@ def _state_file(option: str | None, spec: str) -> StateFile | None:
     return StateFile(default_state_path(spec), make_dir=True)
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise BadArgument(f"--vpcd: expected HOST:PORT, got {text!r}")
-    return host or "127.0.0.1", int(port)

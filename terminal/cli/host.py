@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.currency import MAX_AMOUNT_DIGITS
+from emvkit.terminal.endpoints import check_port
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.authlog import SYNCHRONOUS, AuthLog, LogEntry, is_postgres, scrub
 from emvkit.terminal.host.keys import IssuerKeys
@@ -137,15 +139,15 @@ def _velocity(text: str | None) -> tuple[int | None, float]:
         n, window = int(count), float(seconds)
     except ValueError:
         n, window = 0, 0.0
-    if not sep or n < 1 or window <= 0:
-        raise BadArgument(f"--velocity: expected N/SECONDS such as 3/60, got {text!r}")
+    if not sep or n < 1 or not 0 < window <= 366 * 86400 or not (count + seconds).isascii():
+        raise BadArgument(f"--velocity: expected N/SECONDS such as 3/60 (SECONDS at most a year), got {text!r}")
     return n, window
 
 
 def rules_from_args(args: argparse.Namespace) -> Rules:
     count, window = _velocity(args.velocity)
-    if args.max_amount is not None and args.max_amount < 0:
-        raise BadArgument("--max-amount must not be negative")
+    if args.max_amount is not None and not 0 <= args.max_amount <= 10**MAX_AMOUNT_DIGITS - 1:
+        raise BadArgument(f"--max-amount: minor units, 0..{10**MAX_AMOUNT_DIGITS - 1} (the EMV amount is n 12)")
     if not 0 <= args.atc_window <= 0xFFFF:
         raise BadArgument("--atc-window must be 0..65535")
     blocked = load_blocked(args.blocked) if args.blocked else frozenset()
@@ -160,8 +162,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    if not 0 <= args.port <= 65535:
-        raise BadArgument("--port must be 0..65535")
+    check_port(args.port, "--port", listen=True)
     limits = _limits(args)
     rules = rules_from_args(args)
     keys = IssuerKeys.load(args.keys) if args.keys else IssuerKeys.builtin()

@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     amount = format_amount(order.request(config).amount, order.currency_in(config))  # bad arguments fail now
     host, safety = host_for(url, args.host)  # real readers: --host none unless asked
     authoriser = make_authoriser(host, url)  # one issuer for every tap: its replay window spans them
-    if safety:
+    if scheme == "pcsc":
+        _check_pcscd(url)
+    if safety:  # the first line, once every argument and the reader's service are known good
         print(safety, file=sys.stderr)
     traces = _TraceFiles(args.trace, args.trace_format, url) if args.trace else None
     done = 0
@@ -128,6 +130,14 @@ def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, a
     print(f"=== tap {number} at {when} on {reader_name} ===")
     print(report(tap, url, args.reveal, amount, args.type))
     print(flush=True)
+
+
+def _check_pcscd(url: str) -> None:
+    """A bad ``pcsc:`` URL or no pcscd is an error now, before any prompt."""
+    from emvkit.terminal.transport import pcsc
+
+    pcsc.parse_url(url)
+    pcsc.list_readers()
 
 
 def _say(args: argparse.Namespace, message: str) -> None:

@@ -55,6 +55,7 @@ from urllib.parse import parse_qsl
 
 from emvkit.terminal.emulator.isodep import Command, IsoDepCard, IsoDepConfig, Reply, State
 from emvkit.terminal.emulator.serving import Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.endpoints import parse_udp_path
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS, contactless_atr
 from emvkit.terminal.iso14443 import RATS, historical_bytes_from_atr
@@ -68,6 +69,7 @@ except ModuleNotFoundError as exc:  # nfcpy is the optional extra emvkit[nfc]
 __all__ = ["DEFAULT_TARGET", "SEL_RES", "SENS_RES", "Card", "NfcListener", "parse_target", "serve_forever"]
 
 DEFAULT_TARGET = "udp:127.0.0.1:54321"
+_NFCPY_UDP_PORT = 54321  # nfcpy's udp driver without a port
 SENS_RES = b"\x04\x00"  # ATQA 0x0004 in the order nfcpy sends it (least significant byte first)
 SEL_RES = b"\x20"  # SAK: UID complete, ISO/IEC 14443-4 compliant
 _POLL = (b"\x26", b"\x52")  # SENS_REQ (REQA) and ALL_REQ (WUPA): the reader starts over
@@ -91,6 +93,8 @@ def parse_target(target: str) -> tuple[str, dict[str, Any]]:
     path, _, query = target.partition("?")
     if not path:
         raise ConfigError(f"{target!r}: expected an nfcpy device path such as udp:127.0.0.1:54321")
+    if path.startswith("udp"):
+        parse_udp_path(path, "--nfc", _NFCPY_UDP_PORT)  # a bad host or port fails here, before anything runs
     settings: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         try:
@@ -142,12 +146,18 @@ class NfcListener(Stoppable):
         self._stop: threading.Event | None = None
         self._listening = threading.Event()
         self._clf: Any = None
+        self._opened: Any = None  # the device opened by open(), before run()
 
     # --- control -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Make :meth:`run` return soon, for good."""
         self._closing.set()
+
+    def open(self) -> None:
+        """Open the device now (``run`` opens it otherwise): a missing device or a taken port fails here."""
+        if self._opened is None:
+            self._opened = self._open()
 
     def wait_listening(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until the device listens (for udp: the port is bound)."""
@@ -172,7 +182,7 @@ class NfcListener(Stoppable):
     def run(self, stop: threading.Event | None = None) -> None:
         """Listen and serve sessions until ``stop`` is set or :meth:`close` is called."""
         self._stop = stop
-        clf = self._open()
+        clf, self._opened = self._opened or self._open(), None
         self._clf = clf
         release: Callable[[], None] | None = None
         log.info("listening as an ISO-DEP card (UID %s) on %s", self.uid.hex().upper(), self.path)
@@ -353,11 +363,7 @@ def _keep_udp_socket(device: Any) -> Callable[[], None]:
 
 def _check_udp_port_free(path: str) -> None:
     """nfcpy's udp listen binds 0.0.0.0:PORT and silently gives up when it is taken: say so instead."""
-    parts = path.split(":")
-    try:
-        port = int(parts[2]) if len(parts) > 2 and parts[2] else 54321
-    except ValueError as exc:
-        raise ConfigError(f"{path!r}: the port is not a number") from exc
+    _, port = parse_udp_path(path, "--nfc", _NFCPY_UDP_PORT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.bind(("0.0.0.0", port))
@@ -367,10 +373,16 @@ def _check_udp_port_free(path: str) -> None:
             raise TransportError(f"cannot listen on udp port {port}: {exc}") from exc
 
 
-def serve_forever(card: Card, target: str = DEFAULT_TARGET, atr: bytes = contactless_atr()) -> int:
+def serve_forever(card: Card, target: str = DEFAULT_TARGET, atr: bytes = contactless_atr(),
+                  ready: Callable[[], None] | None = None) -> int:
     """Run an :class:`NfcListener` in the foreground until SIGINT or SIGTERM; return exit status 0.
 
-    Signal handlers are installed only when called from the main thread, and
-    the previous handlers are restored on return.
+    ``ready`` is called once the device is open. Signal handlers are installed
+    only when called from the main thread, and the previous handlers are
+    restored on return.
     """
-    return run_until_signalled(NfcListener(card, target, atr).run)
+    listener = NfcListener(card, target, atr)
+    listener.open()
+    if ready is not None:
+        ready()
+    return run_until_signalled(listener.run)

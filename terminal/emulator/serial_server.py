@@ -40,7 +40,8 @@ from typing import Any, Protocol
 
 from emvkit.firmware.devlink import DevLink
 from emvkit.terminal.emulator.serving import Stoppable, call_hook, run_until_signalled
-from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.endpoints import parse_host_port
+from emvkit.terminal.errors import TransportError
 from emvkit.terminal.iso7816 import contactless_atr
 
 __all__ = [
@@ -471,11 +472,7 @@ class TcpLinkServer(LinkServer):
 
 def parse_tcp_target(text: str) -> tuple[str, int]:
     """``PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``; the host defaults to 127.0.0.1."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"--tcp: expected [HOST:]PORT, got {text!r}")
-    return host or "127.0.0.1", int(port)
+    return parse_host_port(text, "--tcp", listen=True)
 
 
 def _run_until_signal(server: LinkServer) -> int:
@@ -490,18 +487,27 @@ def _run_until_signal(server: LinkServer) -> int:
         server.close()
 
 
-def serve_forever(card: Card, target: str, atr: bytes = contactless_atr()) -> int:
-    """Serve ``card`` on a new pty (``target`` "pty") or a serial device / pyserial URL, until a signal."""
+def serve_forever(card: Card, target: str, atr: bytes = contactless_atr(),
+                  ready: Callable[[], None] | None = None) -> int:
+    """Serve ``card`` on a new pty (``target`` "pty") or a serial device / pyserial URL, until a signal.
+
+    ``ready`` is called once the port is open, before the "serving on" line."""
     server: LinkServer = PtyLinkServer(card, atr) if target == "pty" else PortLinkServer(card, target, atr)
     server.open()
+    if ready is not None:
+        ready()
     print(f"serving on {server.name}", file=sys.stderr, flush=True)
     return _run_until_signal(server)
 
 
-def serve_tcp_forever(card: Card, target: str, atr: bytes = contactless_atr()) -> int:
-    """Serve ``card`` on TCP ``[HOST:]PORT`` (host 127.0.0.1 by default), until a signal."""
+def serve_tcp_forever(card: Card, target: str, atr: bytes = contactless_atr(),
+                      ready: Callable[[], None] | None = None) -> int:
+    """Serve ``card`` on TCP ``[HOST:]PORT`` (host 127.0.0.1 by default), until a signal;
+    ``ready`` as for :func:`serve_forever`."""
     host, port = parse_tcp_target(target)
     server = TcpLinkServer(card, host, port, atr)
     server.open()
+    if ready is not None:
+        ready()
     print(f"serving on {server.name}", file=sys.stderr, flush=True)
     return _run_until_signal(server)

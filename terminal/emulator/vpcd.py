@@ -31,6 +31,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from emvkit.terminal.emulator.serving import Stoppable, answer, call_hook, run_until_signalled
@@ -232,10 +233,16 @@ def serve_forever(
     host: str = "127.0.0.1",
     port: int = DEFAULT_VPCD_PORT,
     atr: bytes = contactless_atr(),
+    ready: Callable[[], None] | None = None,
 ) -> int:
     """Run a :class:`VpcdBridge` in the foreground until SIGINT or SIGTERM; return exit status 0.
+
+    ``ready`` is called before the bridge starts (it then waits for vpcd as long as it takes).
 
     Signal handlers are installed only when called from the main thread, and
     the previous handlers are restored on return.
     """
-    return run_until_signalled(VpcdBridge(card, host, port, atr).run)
+    bridge = VpcdBridge(card, host, port, atr)
+    if ready is not None:
+        ready()
+    return run_until_signalled(bridge.run)

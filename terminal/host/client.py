@@ -28,9 +28,9 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from urllib.parse import urlsplit
 
-from emvkit.terminal.errors import ConfigError, TransportError
+from emvkit.terminal.endpoints import parse_tcp_url
+from emvkit.terminal.errors import TransportError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.iso8583 import (
     MAX_MESSAGE,
@@ -50,14 +50,7 @@ DEFAULT_PORT = 8583
 
 def parse_url(url: str) -> tuple[str, int]:
     """(host, port) of ``tcp://HOST[:PORT]``."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ConfigError(f"{url}: the port must be a number 0..65535") from None
-    if parts.scheme != "tcp" or not parts.hostname or parts.path not in ("", "/"):
-        raise ConfigError(f"{url}: an issuer host address looks like tcp://127.0.0.1:{DEFAULT_PORT}")
-    return parts.hostname, port
+    return parse_tcp_url(url, "--host", DEFAULT_PORT)
 
 
 class TcpAuthoriser:

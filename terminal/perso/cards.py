@@ -8,6 +8,7 @@ first, then the certificates, then data that changes per transaction.
 
 from __future__ import annotations
 
+import datetime
 import secrets as _secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,8 +147,9 @@ class _Scheme:
         if self.base == "mastercard":
             return []
         # CTQ (C-3 Annex A): online PIN required above the CVM limit (unless
-        # the wearable's consumer-device CVM was performed), go online if ODA fails.
-        ctq = "A000"
+        # the wearable's consumer-device CVM was performed), go online if ODA
+        # fails; byte 2 b7: the card supports Issuer Update Processing.
+        ctq = "A040"
         # Form Factor Indicator: version 1, consumer device (wearable) or card.
         ffi = "22400000" if self.name == "wearable" else "20000000"
         return [["57", _track2(pan, expiry)], ["5F34", psn], ["9F6C", ctq], ["9F6E", ffi]]
@@ -199,20 +201,34 @@ def _check(options: CardOptions) -> str:
     if options.scheme not in SCHEMES:
         raise ConfigError(f"scheme must be one of {', '.join(SCHEMES)}")
     pan = options.pan or random_pan(options.scheme, options.random)
-    if not pan.isdigit() or not 12 <= len(pan) <= 19:
+    if not _ascii_digits(pan) or not 12 <= len(pan) <= 19:
         raise ConfigError("PAN: 12 to 19 digits")
     if luhn_complete(pan[:-1]) != pan:
         raise ConfigError(f"PAN: the check digit should be {luhn_complete(pan[:-1])[-1]} (ISO/IEC 7812 Luhn)")
-    for name, value, size in (("expiry", options.expiry, 4), ("effective date", options.effective, 6),
-                              ("issuer certificate expiry", options.issuer_cert_expiry, 4),
-                              ("ICC certificate expiry", options.icc_cert_expiry, 4)):
-        if not value.isdigit() or len(value) != size:
-            raise ConfigError(f"{name}: {size} digits")
-    if not 1 <= int(options.expiry[2:]) <= 12:
-        raise ConfigError("expiry: YYMM with a month 01..12")
-    if not options.psn.isdigit() or len(options.psn) != 2:
+    # Dates as EMV writes them: YYMM(DD) (Book 3 Annex A, 5F24 and 5F25), MMYY in the issuer and ICC public
+    # key certificates (Book 2 §5.3, §6.4).
+    _date("expiry", options.expiry, "YYMM")
+    _date("effective date", options.effective, "YYMMDD")
+    _date("issuer certificate expiry", options.issuer_cert_expiry, "MMYY")
+    _date("ICC certificate expiry", options.icc_cert_expiry, "MMYY")
+    if not _ascii_digits(options.psn) or len(options.psn) != 2:
         raise ConfigError("PSN: 2 digits")
     return pan
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _date(name: str, value: str, form: str) -> None:
+    """``value`` is a real date in ``form`` (YYMM, MMYY or YYMMDD, years 2000-2099): ConfigError otherwise."""
+    if not _ascii_digits(value) or len(value) != len(form):
+        raise ConfigError(f"{name}: {form}, {len(form)} digits, not {value!r}")
+    fields = {form[i:i + 2]: int(value[i:i + 2]) for i in range(0, len(form), 2)}
+    try:
+        datetime.date(2000 + fields["YY"], fields["MM"], fields.get("DD", 1))
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a date {form} (a month 01..12)") from None
 
 
 def build_card(options: CardOptions) -> BuiltCard:
@@ -252,6 +268,10 @@ def build_card(options: CardOptions) -> BuiltCard:
     option = emvcrypto.CRYPTOGRAM_VERSIONS[apps[0]["cryptogram_version"]][2]
     imk_ac = emvcrypto.adjust_parity(options.random(16))
     icc_mk_ac = emvcrypto.derive_icc_mk(imk_ac, pan, options.psn, option)
+    # The issuer's master key for secure messaging integrity (script MACs,
+    # EMV Book 2 §9.2), derived to the card's as the AC key is.
+    imk_smi = emvcrypto.adjust_parity(options.random(16))
+    icc_mk_smi = emvcrypto.derive_icc_mk(imk_smi, pan, options.psn, option)
     profile = {
         "format": "emvkit-card",
         "version": 1,
@@ -263,6 +283,8 @@ def build_card(options: CardOptions) -> BuiltCard:
             "psn": options.psn,
             "imk_ac": _h(imk_ac),
             "icc_mk_ac": _h(icc_mk_ac),
+            "imk_smi": _h(imk_smi),
+            "icc_mk_smi": _h(icc_mk_smi),
             "derivation": option,
             "icc_rsa": icc.to_dict(),
         },

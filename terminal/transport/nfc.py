@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from emvkit.terminal.endpoints import parse_udp_path
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
 from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.iso14443 import PCB_S_DESELECT, RATS, Ats
@@ -227,6 +228,8 @@ def from_url(url: str) -> NfcTransport:
     path, _, query = rest.partition("?")
     if not path:
         raise ConfigError(f"{url!r}: expected nfc:<nfcpy device path>, e.g. nfc:usb or nfc:udp:127.0.0.1:54321")
+    if path.startswith("udp"):
+        parse_udp_path(path, url, 54321)  # nfcpy's udp driver's default port
     timeout = DEFAULT_TIMEOUT
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key != "timeout":
