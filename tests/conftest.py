@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-def serving_line(proc: subprocess.Popen[bytes], timeout: float = 15) -> tuple[str, str]:
+def serving_line(proc: subprocess.Popen[bytes], timeout: float = HANG_S) -> tuple[str, str]:
     """(banner, address): ``emvkit emulate``'s first stderr line and the address of its "serving on" line,
     read unbuffered; AssertionError when none comes within ``timeout`` seconds."""
     assert proc.stderr is not None

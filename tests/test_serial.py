@@ -83,7 +83,7 @@ def micropython_env() -> dict[str, str]:
     return dict(os.environ, MICROPYPATH=f".frozen:{ROOT}")
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 3.0) -> int:
+def stop_process(proc: subprocess.Popen[Any], timeout: float = HANG_S) -> int:
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -119,7 +119,7 @@ def firmware_on_pty(
         if slave_open:
             os.close(slave)
         if proc.poll() is None:
-            stop_process(proc, 3.0)
+            stop_process(proc)
         assert proc.stderr is not None
         proc.stderr.close()
 
@@ -773,7 +773,7 @@ def emulate(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     proc = subprocess.Popen([venv_tool("emvkit"), "emulate", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        yield serving_line(proc, timeout=10)[1], proc
+        yield serving_line(proc)[1], proc
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -788,7 +788,7 @@ def test_emulate_cli_on_a_pty_taps_and_stops_on_sigterm() -> None:
         with serial_link(path, timeout=1) as transport:
             assert_approved(tap(transport), "visa")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(5) == 0
+        assert proc.wait(HANG_S) == 0
 
 
 def test_emulate_cli_on_tcp_serves_socket_urls_and_stops_on_sigterm() -> None:
@@ -796,4 +796,4 @@ def test_emulate_cli_on_tcp_serves_socket_urls_and_stops_on_sigterm() -> None:
         with serial_link(f"socket://{address}", timeout=1) as transport:
             assert_approved(tap(transport), "mastercard")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(5) == 0
+        assert proc.wait(HANG_S) == 0
