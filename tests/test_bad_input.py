@@ -332,3 +332,11 @@ def test_watch_without_pcscd_is_one_line(tmp_path: Path) -> None:
     run = subprocess.run([venv_tool("emvkit"), "watch", "--reader", "pcsc:"], capture_output=True, text=True,
                          timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert_one_line_error(run, "watch", "pcscd is not running")
+
+
+def test_token_provisioning_refuses_a_profile_others_can_read(tmp_path: Path) -> None:
+    from emvkit.terminal.token.provision import load_personalisation
+
+    path = loose_profile(tmp_path)
+    with pytest.raises(ConfigError, match=f"run: chmod 600 {path}"):
+        load_personalisation(path)

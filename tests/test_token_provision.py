@@ -220,6 +220,7 @@ def test_a_bad_profile_is_one_line_and_nothing_is_sent(
 ) -> None:
     bad = tmp_path / "bad.json"
     spoil(bad, cards["b"].read_text())
+    bad.chmod(0o600)  # a profile with secrets must be private
     secrets = json.loads(cards["b"].read_text())["secrets"]
     with token_firmware(tmp_path / "store") as port:
         assert provision(capsys, port, cards["a"])[0] == 0

@@ -79,15 +79,15 @@ def load_profile(spec: str) -> dict[str, Any]:
     return read_profile(path)
 
 
-def read_profile(path: str | Path) -> dict[str, Any]:
+def read_profile(path: str | Path, what: str = "profile") -> dict[str, Any]:
     """A card profile file: a JSON object; refused when it holds ``secrets`` and
     group or others can access it (:func:`emvkit.terminal.secretfile.check_private`)."""
-    file = read_user_file(path, "profile")
-    doc = parse_json(decode_text(file, "profile"), str(file.path))
+    file = read_user_file(path, what)
+    doc = parse_json(decode_text(file, what), str(file.path))
     if not isinstance(doc, dict):
-        raise ConfigError(f"{file.path}: a profile is a JSON object")
+        raise ConfigError(f"{file.path}: a {what} is a JSON object")
     if "secrets" in doc:
-        check_private(file, "profile")
+        check_private(file, what)
     return doc
 
 

@@ -26,7 +26,7 @@ from emvkit.firmware.crc import crc32
 from emvkit.firmware.devlink import ProvisionError
 from emvkit.firmware.main import card_from_profile
 from emvkit.terminal.errors import ConfigError, EmvkitError, TransportError
-from emvkit.terminal.jsonfile import read_json
+from emvkit.terminal.perso.builtin import read_profile
 from emvkit.terminal.tlvdump import mask_pan
 from emvkit.terminal.transport.serial import SerialTransport, TokenRefused
 
@@ -71,9 +71,7 @@ class Personalisation:
 
 def load_personalisation(path: Path, limit: int = link.PROVISION_MAX) -> Personalisation:
     """Read and check a card profile; ``ConfigError`` (one line, no secret) if a token would refuse it."""
-    doc = read_json(path, "card profile")
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: not a card profile a token takes: not a JSON object")
+    doc = read_profile(path, "card profile")  # a JSON object; private when it holds secrets
     try:
         card = card_from_profile(doc)
     except ProvisionError as exc:
