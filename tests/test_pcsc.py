@@ -418,7 +418,13 @@ def test_watch_stops_cleanly_on_ctrl_c(pcscd: PrivatePcscd, inherited: str) -> N
     try:
         # The prompt comes once the handlers are in place; the signal may come before the wait for a card
         # begins or during it, the same either way.
-        assert watch.stderr is not None and "Present card" in watch.stderr.readline()
+        assert watch.stderr is not None
+        lines = []
+        for line in watch.stderr:  # a line about --host none, then the prompt
+            lines.append(line)
+            if "Present card" in line:
+                break
+        assert lines and "Present card" in lines[-1], lines
         watch.send_signal(signal.SIGINT)
         out, err = watch.communicate(timeout=HANG_S)  # waits in slices of 0.2 s: a hang otherwise
         assert watch.returncode == 0
