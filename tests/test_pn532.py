@@ -97,13 +97,13 @@ def test_target_commands_before_activation_say_not_in_context() -> None:
 def test_tg_init_as_target_is_answered_on_activation_and_aborted_by_ack() -> None:
     wire = configured()
     assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS)) == ACK
-    armed = wire.chip.wait_armed(0)
+    armed = wire.chip.wait_listening(0)
     assert armed is not None and armed.uid == b"\x08\x01\x02\x03"
     assert wire.send(TG_GET_DATA) == b""  # busy: not taken
     assert wire.send(ACK) == b""  # aborted
-    assert wire.chip.wait_armed(0) is None and not wire.chip.rf_activated(b"\xe0\x80")
+    assert wire.chip.wait_listening(0) is None and not wire.chip.rf_activate(b"\xe0\x80")
     assert wire.send(frame(0xD4, b"\x8c" + INIT_PARAMS)) == ACK
-    assert wire.chip.rf_activated(b"\xe0\x80")
+    assert wire.chip.rf_activate(b"\xe0\x80")
     assert bytes(wire.out[-len(frame(0xD5, b"\x8d\x08\xe0\x80")):]) == frame(0xD5, b"\x8d\x08\xe0\x80")
 
 
@@ -239,7 +239,7 @@ def test_driver_recovers_from_frames_damaged_on_the_wire(chain: Callable[[Any], 
 def test_garbage_and_error_frames_from_the_chip_end_in_a_rearm(chain: Callable[[Any], Chain]) -> None:
     c = chain(open_card("visa"))
     assert tap(c.url).result.outcome.outcome is Outcome.APPROVED
-    armed = c.link.chip.wait_armed(5)
+    armed = c.link.chip.wait_listening(5)
     assert armed is not None
     rearms = c.driver.rearms
     c.link.inject(b"\x00\x00\xff\x03\xfd\xd5\x8d\x08\x99\x00")  # a TgInitAsTarget answer with a bad DCS: NACKed

@@ -36,7 +36,8 @@ driver's mistakes:
   arms it again with TgInitAsTarget.
 * GetFirmwareVersion (02): IC 32, version 1.6, support 07.
 
-The RF side (:class:`Pn532Simulator`) is emvkit's Type 4A card engine on
+The RF side (:class:`Pn532Simulator`, on :mod:`emvkit.terminal.chipsim.rf`,
+which the NCI simulator shares) is emvkit's Type 4A card engine on
 nfcpy: :class:`emvkit.terminal.emulator.nfc_listener.NfcListener` (udp
 listening, sessions) and :class:`emvkit.terminal.emulator.isodep.IsoDepCard`
 (RATS/ATS, I-blocks with chaining, R(ACK)/R(NAK), S(DESELECT)), imported,
@@ -88,14 +89,11 @@ import logging
 import os
 import select
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from emvkit.terminal.emulator.isodep import IsoDepCard
-from emvkit.terminal.emulator.nfc_listener import NfcListener
+from emvkit.terminal.chipsim.rf import ChipRf, RfSimulator
 from emvkit.terminal.errors import CardRemoved
-from emvkit.terminal.iso14443 import FRAME_SIZES
 
 __all__ = [
     "ACK",
@@ -215,7 +213,7 @@ class _Frames:
 class Pn532Chip:
     """The PN532's host interface and target state; ``send`` takes every byte the chip puts on its host link.
 
-    :meth:`receive` is called with the host's bytes; the RF side calls :meth:`rf_activated`,
+    :meth:`receive` is called with the host's bytes; the RF side calls :meth:`rf_activate`,
     :meth:`rf_command` and :meth:`rf_released`. Thread-safe: the host link and the RF side run in
     their own threads.
     """
@@ -415,13 +413,13 @@ class Pn532Chip:
 
     # --- the RF side ---
 
-    def wait_armed(self, timeout: float) -> Armed | None:
+    def wait_listening(self, timeout: float) -> Armed | None:
         """The TgInitAsTarget parameters once the chip is armed and not yet activated (None after ``timeout``)."""
         with self._lock:
             self._lock.wait_for(lambda: self.armed is not None and self.busy == TG_INIT_AS_TARGET, timeout)
             return self.armed if self.busy == TG_INIT_AS_TARGET else None
 
-    def rf_activated(self, rats: bytes) -> bool:
+    def rf_activate(self, rats: bytes) -> bool:
         """A reader sent RATS and got the ATS: answer TgInitAsTarget. False when the chip is no longer armed."""
         with self._lock:
             if self.armed is None or self.busy != TG_INIT_AS_TARGET:
@@ -464,46 +462,6 @@ class Pn532Chip:
                 self.released = True  # said at the next TgGetData or TgSetData
             self.armed = None
             self._lock.notify_all()
-
-
-class _ChipCard:
-    """The card the RF engine sees: every C-APDU goes through the chip to its host."""
-
-    def __init__(self, chip: Pn532Chip) -> None:
-        self.chip = chip
-
-    def process(self, command_apdu: bytes) -> bytes:
-        return self.chip.rf_command(command_apdu)
-
-    def power_off(self) -> None:
-        self.chip.rf_released()
-
-
-class _ChipListener(NfcListener):
-    """NfcListener that listens only while the chip is armed, with the chip's UID and ATS, and reports RATS."""
-
-    def __init__(self, chip: Pn532Chip, target: str, fsci: int, fwi: int, **kwargs: Any) -> None:
-        super().__init__(_ChipCard(chip), target, **kwargs)
-        self.chip = chip
-        self.fsci = fsci
-        self.fwi = fwi
-
-    def _local_target(self) -> Any:
-        armed = None
-        while armed is None and not self._stopping():
-            armed = self.chip.wait_armed(self.poll_interval)
-        if armed is not None:
-            self.uid = armed.uid
-            self.config = dataclasses.replace(self.config, fsci=self.fsci, fwi=self.fwi,
-                                              historical=armed.historical[:15])
-        return super()._local_target()
-
-    def _activated(self, engine: IsoDepCard | None = None) -> bool:
-        fsdi = FRAME_SIZES.index(engine.fsd) if engine is not None and engine.fsd in FRAME_SIZES else 8
-        cid = engine.cid if engine is not None else 0
-        if not self.chip.rf_activated(bytes((0xE0, fsdi << 4 | cid))):
-            log.info("activated, but the chip is no longer armed")
-        return super()._activated(engine)
 
 
 class MemoryLink:
@@ -769,37 +727,10 @@ class PtyLink:
         os.close(self.fd)
 
 
-class Pn532Simulator:
+class Pn532Simulator(RfSimulator):
     """The chip's RF side on nfcpy (``udp:HOST:PORT``), in a thread, for the chip of a link."""
 
     def __init__(self, chip: Pn532Chip, target: str, *, fsci: int = 8, fwi: int = 14,
                  idle_timeout: float = 10.0) -> None:
-        self.chip = chip
-        self.listener = _ChipListener(chip, target, fsci, fwi, idle_timeout=idle_timeout)
-        self._thread = threading.Thread(target=self._run, name="pn532-rf", daemon=True)
-        self.error: BaseException | None = None
+        super().__init__(ChipRf(chip, target, fsci, fwi, idle_timeout=idle_timeout), name="pn532-rf")
 
-    def _run(self) -> None:
-        try:
-            self.listener.run()
-        except BaseException as exc:  # reported by running/error, never lost
-            self.error = exc
-            log.error("PN532 RF side stopped: %s", exc)
-
-    def start(self, timeout: float = 5.0) -> None:
-        """Start the RF side; returns once nfcpy has opened the udp device (it binds the port when armed)."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.listener._listening.wait(0.01):
-            if self.error is not None or not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the PN532 simulator did not start: {self.error}")
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def close(self) -> None:
-        self.listener.close()
-        self.chip.rf_released()
-        if self._thread.is_alive():
-            self._thread.join(3.0)
