@@ -15,6 +15,7 @@ except ImportError:
 
 from .. import tlv
 from ..crypto import provider
+from ..crypto import secure_messaging as sm
 from ..iso7816 import (
     INS_GENERATE_AC,
     INS_GET_DATA,
@@ -41,7 +42,23 @@ from .profile import Application, Profile, ProfileError
 from .state import CardState, MemoryStore
 from .sw import SwError
 
-# CLA each instruction takes (Book 3 Table 13): 00 interindustry, 80 EMV.
+# Instructions the iso7816 module does not name (Book 3 §6.5).
+_INS_EXTERNAL_AUTHENTICATE = const(0x82)
+_INS_APPLICATION_BLOCK = const(0x1E)
+_INS_APPLICATION_UNBLOCK = const(0x18)
+_INS_PUT_DATA = const(0xDA)
+_SW_WARNING_SELECTED_FILE_INVALIDATED = const(0x6283)
+_SW_ISSUER_AUTHENTICATION_FAILED = const(0x6300)
+_SW_INCORRECT_SM_DATA = const(0x6988)
+
+# The card's offline counters as PUT DATA names them (P1 P2): the schemes'
+# own counter data objects are not public, so these are emvkit's, in the
+# private class (docs/card-application.md).
+TAG_CONSECUTIVE_OFFLINE = const(0xDF50)  # binary, 1..4 bytes
+TAG_OFFLINE_AMOUNT = const(0xDF51)  # n 12 (6 bytes BCD), as 9F02
+
+# CLA each instruction takes (Book 3 Table 13): 00 interindustry, 80 EMV,
+# 84 EMV with secure messaging, 04 interindustry with secure messaging.
 _CLA = {
     INS_SELECT: 0x00,
     INS_READ_RECORD: 0x00,
@@ -49,6 +66,10 @@ _CLA = {
     INS_GET_PROCESSING_OPTIONS: 0x80,
     INS_GENERATE_AC: 0x80,
     INS_GET_DATA: 0x80,
+    _INS_EXTERNAL_AUTHENTICATE: 0x00,
+    _INS_APPLICATION_BLOCK: 0x84,
+    _INS_APPLICATION_UNBLOCK: 0x84,
+    _INS_PUT_DATA: 0x04,
 }
 
 # The card's transaction state: one value, changed only at the transitions
@@ -65,8 +86,12 @@ _ALLOWED = {
     IDLE: (INS_SELECT, INS_GET_DATA),
     SELECTED: (INS_SELECT, INS_GET_DATA, INS_GET_PROCESSING_OPTIONS, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE),
     INITIATED: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, INS_GENERATE_AC),
-    ONLINE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, INS_GENERATE_AC),
-    DONE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE),
+    # The issuer's script commands come while the card waits for the
+    # second GENERATE AC (template 71) or after the end (72, qVSDC/qPBOC).
+    ONLINE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, INS_GENERATE_AC,
+             _INS_APPLICATION_BLOCK, _INS_APPLICATION_UNBLOCK, _INS_PUT_DATA),
+    DONE: (INS_SELECT, INS_GET_DATA, INS_READ_RECORD, INS_INTERNAL_AUTHENTICATE, _INS_EXTERNAL_AUTHENTICATE,
+           _INS_APPLICATION_BLOCK, _INS_APPLICATION_UNBLOCK, _INS_PUT_DATA),
 }
 
 _DYNAMIC_NUMBER_LEN = const(8)
@@ -81,7 +106,7 @@ def _p1p2_valid(ins: int, p1: int, p2: int) -> bool:
         return p2 & 0x07 == 0x04 and p2 >> 3 != 0 and p1 != 0  # SFI in P2, record number in P1
     if ins == INS_GENERATE_AC:
         return p2 == 0 and not p1 & 0x2F and p1 & 0xC0 != 0xC0  # type AAC/TC/ARQC, CDA bit
-    if ins == INS_GET_DATA:
+    if ins in (INS_GET_DATA, _INS_PUT_DATA):
         return True  # P1 P2 is the tag
     return p1 == 0 and p2 == 0  # GPO, INTERNAL AUTHENTICATE
 
@@ -111,6 +136,8 @@ class Transaction:
         self.arqc = b""
         self.atc = b""
         self.card_auth_data = None  # type: bytes | None  # 9F69 of this transaction
+        self.issuer_auth = None  # type: bool | None  # EXTERNAL AUTHENTICATE's verdict
+        self.scripts = False  # a script command arrived in this transaction
 
 
 class Card:
@@ -130,7 +157,12 @@ class Card:
             INS_GENERATE_AC: self._generate_ac,
             INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
             INS_GET_DATA: self._get_data,
+            _INS_EXTERNAL_AUTHENTICATE: self._external_authenticate,
+            _INS_APPLICATION_BLOCK: self._application_block,
+            _INS_APPLICATION_UNBLOCK: self._application_unblock,
+            _INS_PUT_DATA: self._put_data,
         }
+        self._sw = b"\x90\x00"  # a handler's warning status word (SELECT of a blocked application)
         self.app = None  # type: Application | None
         self.tx = Transaction()
         self.state = IDLE
@@ -170,7 +202,7 @@ class Card:
     def process(self, command_apdu: bytes) -> bytes:
         try:
             cla, ins, p1, p2, data = parse_command(bytes(command_apdu))
-            if cla not in (0x00, 0x80):
+            if cla not in (0x00, 0x80, 0x04, 0x84):
                 raise SwError(SW_CLA_NOT_SUPPORTED)
             handler = self._handlers.get(ins)
             if handler is None:
@@ -181,7 +213,9 @@ class Card:
                 raise SwError(SW_WRONG_P1P2)
             if ins not in _ALLOWED[self.state]:
                 raise SwError(SW_CONDITIONS_NOT_SATISFIED)
-            return handler(p1, p2, data) + b"\x90\x00"
+            body = handler(p1, p2, data)
+            sw, self._sw = self._sw, b"\x90\x00"
+            return body + sw
         except SwError as exc:
             return sw_bytes(exc.sw)
         except (ValueError, KeyError, IndexError):
@@ -205,6 +239,11 @@ class Card:
             raise SwError(SW_FILE_NOT_FOUND)
         self.app = matches[0]
         self.state = SELECTED
+        if self.store.load().blocked:
+            # A blocked application still answers SELECT with its FCI,
+            # with "selected file invalidated" (Book 1 §12.3.1); GPO then
+            # answers 6985.
+            self._sw = sw_bytes(_SW_WARNING_SELECTED_FILE_INVALIDATED)
         return self._application_fci(self.app)
 
     def _ppse_fci(self) -> bytes:
@@ -243,6 +282,8 @@ class Card:
         if len(nodes) != 1 or nodes[0].tag != 0x83:
             raise SwError(SW_WRONG_DATA)
         pdol_data = nodes[0].value
+        if self.store.load().blocked:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
         if len(pdol_data) != tlv.dol_length(app.pdol):
             raise SwError(SW_WRONG_LENGTH)
         tx = self.tx
@@ -298,11 +339,14 @@ class Card:
                 ac.cvr_bit(cvr, "new_card")
             if fdda:
                 ac.cvr_bit(cvr, "dda_performed")
+        ac.script_cvr(cvr, state)
         iad = ac.issuer_application_data(app, cvr)
         cryptogram = ac.generate_ac(
             app, self.secrets.icc_mk_ac, tx.atc,
             ac.cryptogram_data(app, tx.terminal, app.aip, tx.atc, iad), tx.terminal.get(0x9F37, bytes(4)),
         )
+        if cid == ac.CID_ARQC:
+            tx.arqc = cryptogram  # EXTERNAL AUTHENTICATE and script MACs refer to it
         card_auth_data = bytes((app.fdda_version,)) + self.rng(4) + bytes(ctq)
         tx.card_auth_data = card_auth_data
         body = tlv.encode_tlv(0x82, app.aip) + tlv.encode_tlv(0x94, app.afl)
@@ -386,6 +430,7 @@ class Card:
         cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
         if cda and cid != ac.CID_AAC and app.scheme == "mastercard":
             ac.cvr_bit(cvr, "cda_first_genac")
+        ac.script_cvr(cvr, state)
         cvr.set_ac_types(cid)
         # A TC or AAC ends the transaction; an ARQC waits for the second GENERATE AC.
         self.state = ONLINE if cid == ac.CID_ARQC else DONE
@@ -419,7 +464,7 @@ class Card:
                 ac.cvr_bit(cvr, "issuer_auth_performed")
                 if not auth_ok:
                     ac.cvr_bit(cvr, "issuer_auth_failed")
-        approved = arc in (b"00", b"\x00\x00") and auth_ok is not False
+        approved = arc in (b"00", b"\x00\x00") and auth_ok is not False and not self.store.load().blocked
         cid = ac.CID_TC if requested == ac.CID_TC and approved else ac.CID_AAC
         cvr.set_ac_types(ac.CID_ARQC, cid, second_requested=True)
         if cda and cid == ac.CID_TC and app.scheme == "mastercard":
@@ -461,6 +506,102 @@ class Card:
         dynamic = dda.dda_dynamic_data(self.rng(_DYNAMIC_NUMBER_LEN))
         return tlv.encode_tlv(0x80, dda.sign_dynamic_data(self.secrets.icc_key, dynamic, data))
 
+    # --- EXTERNAL AUTHENTICATE (§6.5.4): issuer authentication after a
+    # qVSDC/qPBOC ARQC, the card still in the field (docs/card-application.md) ---
+
+    def _external_authenticate(self, p1: int, p2: int, data: bytes) -> bytes:
+        app = self._selected_app()
+        tx = self.tx
+        if not tx.quick or not tx.arqc or tx.issuer_auth is not None:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)  # once, after an ARQC in the GPO response
+        split = 4 if app.cryptogram_version == "visa_cvn18" else 8
+        if not split + 2 <= len(data) <= 16:
+            raise SwError(SW_WRONG_LENGTH)
+        arpc, response = data[:split], data[split:]
+        try:
+            expected = ac.expected_arpc(app, self.secrets.icc_mk_ac, tx.atc, tx.arqc, response,
+                                        tx.terminal.get(0x9F37, bytes(4)))
+        except ValueError:
+            expected = None
+        tx.issuer_auth = expected == arpc
+        if not tx.issuer_auth:
+            raise SwError(_SW_ISSUER_AUTHENTICATION_FAILED)
+        approved, reset = ac.issuer_approves(app, response)
+        if approved:
+            state = self.store.load()
+            state.last_online_atc = int.from_bytes(tx.atc, "big")
+            if reset:
+                state.consecutive_offline = 0
+                state.offline_amount = 0
+            self.store.save(state)
+        return b""
+
+    # --- issuer script commands with secure messaging (§6.5.1, §6.5.2,
+    # Book 2 §9.2): APPLICATION BLOCK, APPLICATION UNBLOCK, PUT DATA ---
+
+    def _script_data(self, cla: int, ins: int, p1: int, p2: int, data: bytes) -> bytes:
+        # The command's plain data once its MAC verifies; 6988 when it does
+        # not. The script record (CVR) counts every command that verifies.
+        app = self._selected_app()
+        tx = self.tx
+        mk = self.secrets.icc_mk_smi
+        if mk is None or not tx.arqc:
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)  # no key, or no online transaction to bind to
+        state = self.store.load()
+        if not tx.scripts:
+            tx.scripts = True
+            state.script_failed = 0
+            if app.scheme != "mastercard":
+                state.script_commands = 0  # Visa/UnionPay count per online transaction
+        if len(data) < sm.MAC_LENGTH:
+            state.script_failed = 1
+            self.store.save(state)
+            raise SwError(SW_WRONG_LENGTH)
+        body, mac = data[:-sm.MAC_LENGTH], data[-sm.MAC_LENGTH:]
+        key = sm.mac_session_key(app.cryptogram_version, mk, tx.atc, tx.arqc)
+        if sm.command_mac(key, bytes((cla, ins, p1, p2, len(data))), tx.atc, tx.arqc, body) != mac:
+            state.script_failed = 1
+            self.store.save(state)
+            raise SwError(_SW_INCORRECT_SM_DATA)
+        state.script_commands = (state.script_commands + 1) & 0x0F
+        self.store.save(state)
+        return body
+
+    def _application_block(self, p1: int, p2: int, data: bytes) -> bytes:
+        if self._script_data(0x84, _INS_APPLICATION_BLOCK, p1, p2, data):
+            raise SwError(SW_WRONG_LENGTH)
+        state = self.store.load()
+        state.blocked = 1
+        self.store.save(state)
+        return b""
+
+    def _application_unblock(self, p1: int, p2: int, data: bytes) -> bytes:
+        if self._script_data(0x84, _INS_APPLICATION_UNBLOCK, p1, p2, data):
+            raise SwError(SW_WRONG_LENGTH)
+        state = self.store.load()
+        state.blocked = 0
+        self.store.save(state)
+        return b""
+
+    def _put_data(self, p1: int, p2: int, data: bytes) -> bytes:
+        value = self._script_data(0x04, _INS_PUT_DATA, p1, p2, data)
+        tag = (p1 << 8) | p2
+        state = self.store.load()
+        if tag == TAG_CONSECUTIVE_OFFLINE and 1 <= len(value) <= 4:
+            state.consecutive_offline = int.from_bytes(value, "big")
+        elif tag == TAG_OFFLINE_AMOUNT and len(value) == 6 and value.hex().isdigit():
+            state.offline_amount = int(value.hex())
+        elif tag in (TAG_CONSECUTIVE_OFFLINE, TAG_OFFLINE_AMOUNT):
+            state.script_failed = 1
+            self.store.save(state)
+            raise SwError(SW_WRONG_DATA)
+        else:
+            state.script_failed = 1
+            self.store.save(state)
+            raise SwError(SW_DATA_NOT_FOUND)
+        self.store.save(state)
+        return b""
+
     # --- GET DATA (§6.5.7) ---
 
     def _get_data(self, p1: int, p2: int, data: bytes) -> bytes:
@@ -473,6 +614,10 @@ class Card:
             value = state.last_online_atc.to_bytes(2, "big")
         elif tag == 0x9F17:
             value = bytes((state.pin_try_counter,))
+        elif tag == TAG_CONSECUTIVE_OFFLINE:
+            value = state.consecutive_offline.to_bytes(4, "big")
+        elif tag == TAG_OFFLINE_AMOUNT:
+            value = bytes.fromhex("%012d" % state.offline_amount)
         elif tag == 0x9F4F and app is not None and app.log_format:
             value = app.log_format
         else:

@@ -38,9 +38,11 @@ class Cvr:
 # Named CVR bits: (byte index, mask) per layout.
 VISA_CVR = {
     "unable_to_go_online": (0, 0x01),
+    "issuer_auth_failed": (0, 0x08),
     "issuer_auth_failed_last_online": (1, 0x08),
     "exceeded_velocity": (1, 0x20),
     "new_card": (1, 0x10),
+    "script_failed_last_online": (2, 0x08),
     "dda_performed": (2, 0x02),
     "cdcvm_performed": (2, 0x01),
 }
@@ -54,6 +56,8 @@ MC_CVR = {
     "lower_cumulative_offline_exceeded": (4, 0x20),
     "upper_cumulative_offline_exceeded": (4, 0x10),
     "issuer_auth_failed": (4, 0x04),
+    "script_received": (4, 0x02),
+    "script_failed": (4, 0x01),
     "cdcvm_performed": (5, 0x04),
 }
 
@@ -62,6 +66,32 @@ def cvr_bit(cvr: Cvr, name: str) -> None:
     table = MC_CVR if cvr.scheme == "mastercard" else VISA_CVR
     byte, mask = table[name]
     cvr.set(byte, mask)
+
+
+def script_cvr(cvr: Cvr, state) -> None:
+    # The issuer script bits of the CVR from the card's script record:
+    # Visa/UnionPay byte 4 b8-b5 the number of script commands processed in
+    # the last online transaction, b4 script processing failed then;
+    # Mastercard byte 3 b8-b5 the script counter (mod 16), byte 5 b1
+    # script failed.
+    cvr.set(2, (state.script_commands & 0x0F) << 4)  # the same byte in both layouts
+    if state.script_failed:
+        cvr_bit(cvr, "script_failed" if cvr.scheme == "mastercard" else "script_failed_last_online")
+
+
+def issuer_approves(app, response: bytes) -> tuple:
+    # What the Issuer Authentication Data (91) after its ARPC says:
+    # (approved, reset the offline counters). Method 1 carries the ARC:
+    # "00" approves and resets. Method 2 (Visa CVN 18) carries the CSU:
+    # byte 2 b8 "issuer approves", b2-b1 10 "reset the velocity-checking
+    # counters" (VIS, the host's coding in terminal/host/issuer.py).
+    if app.cryptogram_version == "visa_cvn18":
+        if len(response) < 4:
+            return False, False
+        approved = bool(response[1] & 0x80)
+        return approved, approved and response[1] & 0x03 == 0x02
+    approved = response in (b"00", b"\x00\x00")
+    return approved, approved
 
 
 def issuer_application_data(app, cvr: Cvr, counters: bytes = b"") -> bytes:

@@ -183,6 +183,12 @@ class Secrets:
         self.icc_mk_ac = _hex(doc.get("icc_mk_ac"), "secrets.icc_mk_ac")
         if len(self.icc_mk_ac) != 16:
             raise ProfileError("secrets.icc_mk_ac: 16 bytes")
+        # ICC master key for secure messaging integrity (issuer script MACs,
+        # Book 2 §9.2); without it the card takes no script command.
+        smi = doc.get("icc_mk_smi")
+        self.icc_mk_smi = None if smi is None else _hex(smi, "secrets.icc_mk_smi")
+        if self.icc_mk_smi is not None and len(self.icc_mk_smi) != 16:
+            raise ProfileError("secrets.icc_mk_smi: 16 bytes")
         rsa = doc.get("icc_rsa")
         self.icc_key = None
         if rsa is not None:

@@ -12,6 +12,9 @@ _FIELDS = (
     "consecutive_offline",  # transactions approved offline since the last online one
     "offline_amount",  # cumulative offline amount since the last online one (minor units)
     "pin_try_counter",  # PIN Try Counter (9F17)
+    "script_commands",  # issuer script commands with secure messaging processed (CVR; 4 bits)
+    "script_failed",  # 1: an issuer script command failed in the last online transaction (CVR)
+    "blocked",  # 1: the application is blocked (APPLICATION BLOCK; Book 3 §6.5.1)
     "log",  # list of log records (bytes), newest first
 )
 
@@ -23,7 +26,13 @@ LIMITS = {
     "consecutive_offline": (0, 0xFFFFFFFF),
     "offline_amount": (0, 999999999999),  # n 12, as Amount, Authorised (9F02)
     "pin_try_counter": (0, 0xFF),  # b 1 byte
+    "script_commands": (0, 15),
+    "script_failed": (0, 1),
+    "blocked": (0, 1),
 }
+# Fields added after stored states existed: absent from a stored state,
+# they keep their default.
+_ADDED = ("script_commands", "script_failed", "blocked")
 MAX_LOG_RECORD = 255  # a log record is one READ RECORD answer
 
 
@@ -40,12 +49,16 @@ def _shown(value) -> str:
 
 class CardState:
     def __init__(self, atc: int = 0, last_online_atc: int = 0, consecutive_offline: int = 0,
-                 offline_amount: int = 0, pin_try_counter: int = 3, log: "list | None" = None) -> None:
+                 offline_amount: int = 0, pin_try_counter: int = 3, log: "list | None" = None,
+                 script_commands: int = 0, script_failed: int = 0, blocked: int = 0) -> None:
         self.atc = atc
         self.last_online_atc = last_online_atc
         self.consecutive_offline = consecutive_offline
         self.offline_amount = offline_amount
         self.pin_try_counter = pin_try_counter
+        self.script_commands = script_commands
+        self.script_failed = script_failed
+        self.blocked = blocked
         self.log = log if log is not None else []
 
     def to_dict(self) -> dict:
@@ -66,7 +79,7 @@ class CardState:
                 raise StateError("%s: unknown field %s" % (where, _shown(name)))
         state = cls()
         for name in LIMITS:
-            if name not in doc and not complete:
+            if name not in doc and (not complete or name in _ADDED):
                 continue
             value = doc.get(name)
             low, high = LIMITS[name]

@@ -31,9 +31,22 @@ each request it
    approves online transaction, b2-b1 = 10 reset the velocity-checking
    counters), 00 when declined; bytes 3 and 4 = 00.
 
+8. attaches the issuer scripts its rules name for the card
+   (:class:`~emvkit.terminal.host.rules.ScriptRule`) whenever the ARQC
+   verified, when the issuer key has an IMK-SMI: each script a template 71
+   or 72 holding its Issuer Script Identifier (9F18, the script's number in
+   the answer) and its commands (86), each command MACed under the card's
+   MAC session key (EMV Book 2 §9.2, :mod:`emvkit.firmware.crypto.secure_messaging`:
+   Visa's session key for Visa, the EMV common session key with R = ARQC
+   for Mastercard and UnionPay):
+
+   - ``reset-counters`` (72): PUT DATA (04 DA) of the card's consecutive
+     offline counter (DF50) to 00 and cumulative offline amount (DF51) to 0;
+   - ``block`` (71): APPLICATION BLOCK (84 1E);
+   - ``unblock`` (72): APPLICATION UNBLOCK (84 18).
+
 Reversals (0400/0420, :mod:`emvkit.terminal.host.reversal`) mark an approval
-reversed (:meth:`IssuerHost.apply_reversal`). Issuer scripts (templates 71/72)
-are not produced. Every request leaves one row in the
+reversed (:meth:`IssuerHost.apply_reversal`). Every request leaves one row in the
 :class:`~emvkit.terminal.host.authlog.AuthLog`; the response codes are tabled in :mod:`emvkit.terminal.host.rules`.
 """
 
@@ -52,6 +65,9 @@ from pyemv import ac as pyemv_ac
 from pyemv import cvn as pyemv_cvn
 from pyemv import kd as pyemv_kd
 
+from emvkit.firmware import tlv
+from emvkit.firmware.crypto import emv as emvcrypto
+from emvkit.firmware.crypto import secure_messaging as sm
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
 from emvkit.terminal.host.authlog import AuthLog, CardHistory, LogEntry
@@ -98,6 +114,17 @@ PROPRIETARY_AUTH_DATA = bytes(2)
 
 _CACHE_MAX = 4096
 
+# The card's offline counters as its PUT DATA names them (firmware/payapp/card.py).
+TAG_CONSECUTIVE_OFFLINE = 0xDF50
+TAG_OFFLINE_AMOUNT = 0xDF51
+# Script action -> (template, [(CLA, INS, P1, P2, data)]).
+_SCRIPTS: dict[str, tuple[int, list[tuple[int, int, int, int, bytes]]]] = {
+    "reset-counters": (0x72, [(0x04, 0xDA, TAG_CONSECUTIVE_OFFLINE >> 8, TAG_CONSECUTIVE_OFFLINE & 0xFF, b"\x00"),
+                              (0x04, 0xDA, TAG_OFFLINE_AMOUNT >> 8, TAG_OFFLINE_AMOUNT & 0xFF, bytes(6))]),
+    "block": (0x71, [(0x84, 0x1E, 0x00, 0x00, b"")]),
+    "unblock": (0x72, [(0x84, 0x18, 0x00, 0x00, b"")]),
+}
+
 
 class _Card:
     """One card's cryptography, built once per (key, PAN, PSN) and cached:
@@ -109,6 +136,9 @@ class _Card:
         self.icc_mk: bytes = derive(key.imk_ac, pan, psn)
         cls = {"visa_cvn10": pyemv_cvn.VisaCVN10, "visa_cvn18": pyemv_cvn.VisaCVN18,
                "mc_cvn16": pyemv_cvn.MasterCardCVN16, "mc_cvn17": pyemv_cvn.MasterCardCVN17}.get(self.version)
+        self.icc_mk_smi: bytes | None = None
+        if key.imk_smi is not None:
+            self.icc_mk_smi = emvcrypto.derive_icc_mk(key.imk_smi, pan, psn, key.derivation)
         self.scheme: Any = None
         if cls is not None:
             self.scheme = cls(iss_mk_ac=key.imk_ac, iss_mk_smi=key.imk_ac, iss_mk_smc=key.imk_ac, pan=pan, psn=psn)
@@ -144,6 +174,21 @@ class _Card:
         if v == "upi":
             return bytes(pyemv_ac.generate_arpc_1(self._upi_session_key(atc), arqc, arc)) + arc
         return bytes(self.scheme.generate_arpc(arqc, arc)) + arc
+
+    def issuer_scripts(self, actions: list[str], atc: bytes, arqc: bytes) -> bytes:
+        """The 71/72 templates of ``actions`` for the transaction with this ATC
+        and ARQC, each command MACed (EMV Book 2 §9.2); empty without an IMK-SMI."""
+        if not actions or self.icc_mk_smi is None:
+            return b""
+        key = sm.mac_session_key(self.version, self.icc_mk_smi, atc, arqc)
+        out = b""
+        for number, action in enumerate(actions, 1):
+            template, commands = _SCRIPTS[action]
+            body = tlv.encode_tlv(0x9F18, number.to_bytes(4, "big"))
+            for cla, ins, p1, p2, data in commands:
+                body += tlv.encode_tlv(0x86, sm.script_command(key, cla, ins, p1, p2, atc, arqc, data))
+            out += tlv.encode_tlv(template, body)
+        return out
 
     def _upi_session_key(self, atc: bytes) -> bytes:
         return bytes(pyemv_kd.derive_common_sk(self.icc_mk, atc + bytes(6)))
@@ -301,7 +346,11 @@ class IssuerHost:
             history.approvals.append(now)
         arc = code.encode("ascii")
         iad = card.issuer_authentication_data(arqc, atc_bytes, arc, decision is None)
-        return _response(code, "" if decision is None else decision.reason, iad)
+        actions = self.rules.script_actions(hashes)
+        scripts = card.issuer_scripts(actions, atc_bytes, arqc)
+        if actions and not scripts:
+            log.warning("no IMK-SMI for card %s: scripts %s not sent", entry.get("pan_masked"), ", ".join(actions))
+        return _response(code, "" if decision is None else decision.reason, iad, scripts)
 
     def _reverse(self, reversal: Reversal, now: float, entry: dict[str, Any]) -> AuthorisationResponse:
         original = reversal.original
@@ -407,8 +456,9 @@ def _check_atc(history: CardHistory, atc: int, window: int) -> None:
         history.spent_atcs = {a for a in history.spent_atcs if a >= floor}
 
 
-def _response(code: str, reason: str, iad: bytes | None = None) -> AuthorisationResponse:
+def _response(code: str, reason: str, iad: bytes | None = None, scripts: bytes = b"") -> AuthorisationResponse:
     return AuthorisationResponse(
         approved=code == APPROVED, response_code=code, arc=code.encode("ascii"),
-        issuer_authentication_data=iad, reason=reason, icc_data={0x91: iad} if iad else {},
+        issuer_authentication_data=iad, issuer_scripts=scripts, reason=reason,
+        icc_data={0x91: iad} if iad else {},
     )

@@ -55,6 +55,7 @@ class IssuerKey:
     imk_ac: bytes = field(repr=False)  # 16-byte double-length TDEA key
     derivation: str = "A"  # ICC MK derivation option, EMV Book 2 Annex A1.4
     dki: int = 1  # Derivation Key Index
+    imk_smi: bytes | None = field(default=None, repr=False)  # secure messaging integrity (script MACs)
 
     def __post_init__(self) -> None:
         if not self.bin_prefix.isdigit() or not 1 <= len(self.bin_prefix) <= 19:
@@ -70,6 +71,8 @@ class IssuerKey:
             raise ConfigError(f"issuer key {self.bin_prefix}: derivation must be A or B")
         if not 0 <= self.dki <= 0xFF:
             raise ConfigError(f"issuer key {self.bin_prefix}: dki must be 0..255")
+        if self.imk_smi is not None and len(self.imk_smi) != 16:
+            raise ConfigError(f"issuer key {self.bin_prefix}: imk_smi must be 16 bytes (32 hex digits)")
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], where: str = "key") -> IssuerKey:
@@ -92,13 +95,23 @@ class IssuerKey:
         dki = doc.get("dki", 1)
         if not isinstance(dki, int) or isinstance(dki, bool):
             raise ConfigError(f"{where}.dki: expected an integer")
+        smi_hex = doc.get("imk_smi")
+        smi = None
+        if smi_hex is not None:
+            try:
+                smi = bytes.fromhex(smi_hex) if isinstance(smi_hex, str) else None
+            except ValueError:
+                smi = None
+            if smi is None:
+                raise ConfigError(f"{where}.imk_smi: expected a hex string")
         return cls(bin_prefix=str(prefix), scheme=str(scheme), cryptogram_version=version, imk_ac=imk,
-                   derivation=str(doc.get("derivation", default_option)).upper(), dki=dki)
+                   derivation=str(doc.get("derivation", default_option)).upper(), dki=dki, imk_smi=smi)
 
     def to_dict(self) -> dict[str, Any]:
         return {"bin_prefix": self.bin_prefix, "scheme": self.scheme,
                 "cryptogram_version": self.cryptogram_version, "imk_ac": self.imk_ac.hex().upper(),
-                "derivation": self.derivation, "dki": self.dki}
+                "derivation": self.derivation, "dki": self.dki,
+                **({"imk_smi": self.imk_smi.hex().upper()} if self.imk_smi is not None else {})}
 
 
 class IssuerKeys:
@@ -206,4 +219,5 @@ def _key_from_profile(doc: Mapping[str, Any], index: int) -> IssuerKey:
                                            else "A")
     return IssuerKey.from_dict({"bin_prefix": secrets["pan"], "scheme": scheme, "cryptogram_version": version,
                                 "imk_ac": secrets["imk_ac"], "derivation": option,
-                                "dki": apps[0].get("dki", 1)}, where)
+                                "dki": apps[0].get("dki", 1),
+                                **({"imk_smi": secrets["imk_smi"]} if "imk_smi" in secrets else {})}, where)

@@ -25,6 +25,14 @@ amount/currency consistency, blocked PAN, amount limit, velocity. Blocked
 PANs are held as their keyed hash (HMAC-SHA-256 under the host secret,
 :mod:`emvkit.terminal.host.secret`; ``emvkit host secret hash`` prints it),
 never as the PAN or an unkeyed hash.
+
+Issuer scripts (:class:`ScriptRule`): the rules can also attach issuer
+scripts to the answer for a card (by keyed PAN hash) or for every card:
+``reset-counters`` (PUT DATA of the card's offline counters to zero, template
+72), ``block`` (APPLICATION BLOCK, template 71: the card blocks itself before
+the final GENERATE AC) and ``unblock`` (APPLICATION UNBLOCK, template 72).
+They go with every answer whose ARQC verified, approved or declined; the
+host builds and MACs them (:mod:`emvkit.terminal.host.issuer`).
 """
 
 from __future__ import annotations
@@ -48,11 +56,13 @@ __all__ = [
     "NO_SUCH_ISSUER",
     "RESPONSE_CODES",
     "RESTRICTED_CARD",
+    "SCRIPT_ACTIONS",
     "SECURITY_VIOLATION",
     "SYSTEM_MALFUNCTION",
     "UNABLE_TO_LOCATE",
     "Decision",
     "Rules",
+    "ScriptRule",
     "load_blocked",
 ]
 
@@ -85,6 +95,38 @@ RESPONSE_CODES: Final = {
 }
 
 
+# Script action -> what it does, for help texts.
+SCRIPT_ACTIONS: Final = {
+    "reset-counters": "reset the card's offline counters (PUT DATA, template 72)",
+    "block": "block the application (APPLICATION BLOCK, template 71)",
+    "unblock": "unblock the application (APPLICATION UNBLOCK, template 72)",
+}
+
+
+@dataclass(frozen=True)
+class ScriptRule:
+    """Attach the script ``action`` to the answers for ``target``: a keyed PAN
+    hash (64 hex digits, ``emvkit host secret hash``) or ``all``."""
+
+    action: str
+    target: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.action not in SCRIPT_ACTIONS:
+            raise ConfigError(f"unknown script action {self.action!r} (one of {', '.join(SCRIPT_ACTIONS)})")
+        if self.target != "all":
+            _check_hash(self.target)
+
+    @classmethod
+    def parse(cls, text: str) -> ScriptRule:
+        """``ACTION:TARGET`` as the CLI takes it; TARGET is ``all`` or a keyed PAN hash."""
+        action, sep, target = text.partition(":")
+        if not sep or not target:
+            raise ConfigError(f"--script {text!r}: expected ACTION:all or ACTION:KEYED-PAN-HASH "
+                              f"(actions: {', '.join(SCRIPT_ACTIONS)})")
+        return cls(action.strip().lower(), target.strip().lower())
+
+
 @dataclass(frozen=True)
 class Decision:
     response_code: str
@@ -100,6 +142,7 @@ class Rules:
     velocity_count: int | None = None  # at most this many approvals per PAN ...
     velocity_window_s: float = 86400.0  # ... in this many seconds
     atc_window: int = 32  # W: an ATC more than W below the highest seen is declined
+    scripts: tuple[ScriptRule, ...] = ()  # issuer scripts to attach, in this order
 
     def __post_init__(self) -> None:
         if self.max_amount is not None and self.max_amount < 0:
@@ -117,6 +160,20 @@ class Rules:
         """These rules with ``pans`` added to the blocked list (hashed here
         under the secret's current key)."""
         return replace(self, blocked=self.blocked | {secret.pan_hash(p) for p in pans})
+
+    def scripting(self, secret: HostSecret, action: str, *pans: str) -> Rules:
+        """These rules with the script ``action`` for ``pans`` (hashed here),
+        or for every card when no PAN is given."""
+        added = tuple(ScriptRule(action, secret.pan_hash(p)) for p in pans) or (ScriptRule(action),)
+        return replace(self, scripts=self.scripts + added)
+
+    def script_actions(self, pan_hashes: Sequence[str]) -> list[str]:
+        """The script actions for a card, in rule order, each once."""
+        out: list[str] = []
+        for rule in self.scripts:
+            if (rule.target == "all" or rule.target in pan_hashes) and rule.action not in out:
+                out.append(rule.action)
+        return out
 
     def check(self, pan_hashes: Sequence[str], amount: int, recent_approvals: int) -> Decision | None:
         """The decline the rules call for, or None to approve. ``pan_hashes``:

@@ -11,11 +11,20 @@ host could not be reached.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from emvkit.firmware import tlv
-from emvkit.terminal.bitmaps import AIP_BITS, is_set
+from emvkit.terminal.bitmaps import AIP_BITS, CTQ_BITS, TTQ_BITS, is_set
 from emvkit.terminal.kernel import c2
 from emvkit.terminal.kernel.authorisation import AuthorisationRequest, AuthorisationResponse, OnlineRequest
 from emvkit.terminal.kernel.context import Exchange, KernelContext
+from emvkit.terminal.kernel.issuer_scripts import (
+    AFTER_FINAL_GENAC,
+    BEFORE_FINAL_GENAC,
+    external_authenticate,
+    process_scripts,
+    split_scripts,
+)
 from emvkit.terminal.kernel.outcome import Outcome, TransactionResult
 
 __all__ = ["authorisation_request", "online_processing"]
@@ -79,7 +88,11 @@ def _ask_issuer(request: AuthorisationRequest) -> Exchange[AuthorisationResponse
 def online_processing(ctx: KernelContext) -> Exchange[TransactionResult]:
     """Send the ARQC to the issuer; then, for kernel 2 cards that support
     issuer authentication, a second GENERATE AC with the issuer's answer
-    (Book 3 §6.5.5, §10.9). Returns the final TransactionResult."""
+    (Book 3 §6.5.5, §10.9), the issuer's 71 scripts before it and its 72
+    scripts after it (§10.10); for kernels 3 and 7, Issuer Update Processing
+    when reader (TTQ) and card (CTQ) support it: EXTERNAL AUTHENTICATE with
+    the Issuer Authentication Data, then the 71 and 72 scripts, in the same
+    session (:func:`issuer_update`). Returns the final TransactionResult."""
     response = yield from _ask_issuer(authorisation_request(ctx))
     if response is None:
         ctx.step("online authorisation", "the issuer host could not be reached")
@@ -92,7 +105,45 @@ def online_processing(ctx: KernelContext) -> Exchange[TransactionResult]:
     ctx.step("online authorisation", f"{verdict}, response code {response.response_code}"
              + (f" ({response.reason})" if response.reason else ""))
     aip = ctx.card(0x82) or bytes(2)
+    scripts = split_scripts(response.issuer_scripts)
     if ctx.kernel == 2 and is_set(aip, AIP_BITS, "ISSUER_AUTHENTICATION_SUPPORTED") and ctx.card(0x8D):
-        return (yield from c2.second_generate_ac(ctx, response))
-    return ctx.result(Outcome.APPROVED if response.approved else Outcome.DECLINED,
-                      "" if response.approved else f"declined by the issuer ({response.response_code})")
+        yield from process_scripts(ctx, scripts, BEFORE_FINAL_GENAC)
+        result = yield from c2.second_generate_ac(ctx, response)
+        yield from process_scripts(ctx, scripts, AFTER_FINAL_GENAC)
+        return _with_scripts(ctx, result)
+    result = ctx.result(Outcome.APPROVED if response.approved else Outcome.DECLINED,
+                        "" if response.approved else f"declined by the issuer ({response.response_code})")
+    if ctx.kernel in (3, 7) and _issuer_update_supported(ctx):
+        yield from issuer_update(ctx, response, scripts)
+        return _with_scripts(ctx, result)
+    if scripts:
+        ctx.step("issuer scripts", "not delivered: the reader or the card does not support Issuer Update "
+                 "Processing")
+    return result
+
+
+def _issuer_update_supported(ctx: KernelContext) -> bool:
+    """Book C-3 Issuer Update Processing: TTQ byte 3 b8 and CTQ byte 2 b7."""
+    ctq = ctx.card(0x9F6C) or bytes(2)
+    return (is_set(ctx.pre.ttq, TTQ_BITS, "ISSUER_UPDATE_PROCESSING_SUPPORTED")
+            and is_set(ctq, CTQ_BITS, "ISSUER_UPDATE_PROCESSING_SUPPORTED"))
+
+
+def issuer_update(ctx: KernelContext, response: AuthorisationResponse,
+                  scripts: list[tuple[int, bytes]]) -> Exchange[None]:
+    """Issuer Update Processing for a qVSDC/qPBOC card (Book C-3): the card
+    checks the ARPC by EXTERNAL AUTHENTICATE (and, approved, resets its
+    offline counters), then takes the scripts. Book C-3 does this on a second
+    presentment of the card after the online answer; the emulated flow does it
+    in the same session, the card still in the field (docs/kernel.md)."""
+    if response.issuer_authentication_data:
+        yield from external_authenticate(ctx, response.issuer_authentication_data)
+    yield from process_scripts(ctx, scripts, BEFORE_FINAL_GENAC)
+    yield from process_scripts(ctx, scripts, AFTER_FINAL_GENAC)
+
+
+def _with_scripts(ctx: KernelContext, result: TransactionResult) -> TransactionResult:
+    """``result`` with the data, TVR and TSI as script processing left them."""
+    ctx.data[0x95] = bytes(ctx.tvr)
+    ctx.data[0x9B] = bytes(ctx.tsi)
+    return replace(result, data=dict(ctx.data), tvr=bytes(ctx.tvr), tsi=bytes(ctx.tsi))

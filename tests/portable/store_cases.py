@@ -582,8 +582,8 @@ def test_card_store_round_trip():
 
 def test_encoding_is_compact_sorted_json():
     raw = store.encode_state(CardState(atc=1, log=[b"\xab"]))
-    assert raw == (b'{"atc":1,"consecutive_offline":0,"last_online_atc":0,"log":["ab"],'
-                   b'"offline_amount":0,"pin_try_counter":3}'), raw
+    assert raw == (b'{"atc":1,"blocked":0,"consecutive_offline":0,"last_online_atc":0,"log":["ab"],'
+                   b'"offline_amount":0,"pin_try_counter":3,"script_commands":0,"script_failed":0}'), raw
 
 
 def test_limits_cover_every_field_of_the_state():
