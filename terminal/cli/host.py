@@ -17,7 +17,7 @@ from emvkit.terminal.endpoints import check_port
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.authlog import SYNCHRONOUS, AuthLog, LogEntry, is_postgres, scrub
 from emvkit.terminal.host.keys import IssuerKeys
-from emvkit.terminal.host.rules import RESPONSE_CODES, Rules, load_blocked
+from emvkit.terminal.host.rules import RESPONSE_CODES, SCRIPT_ACTIONS, Rules, ScriptRule, load_blocked
 from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.perso.builtin import builtin_names, load_builtin, read_profile
 from emvkit.terminal.tlvdump import mask_pan
@@ -68,6 +68,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                             f"(default {Rules.atc_window})")
     run_parser.add_argument("--blocked", type=Path, metavar="FILE",
                             help="blocked PANs (62): one keyed PAN hash per line (emvkit host secret hash)")
+    run_parser.add_argument("--script", action="append", default=[], metavar="ACTION:all|KEYED-PAN-HASH",
+                            help="attach an issuer script to the answers for every card or one card (its keyed "
+                            "hash, emvkit host secret hash): " + "; ".join(f"{a}: {w}" for a, w in
+                                                                          SCRIPT_ACTIONS.items()))
     run_parser.add_argument("-v", "--verbose", action="store_true", help="log connections and every decision")
     run_parser.set_defaults(func=run_serve)
 
@@ -151,8 +155,9 @@ def rules_from_args(args: argparse.Namespace) -> Rules:
     if not 0 <= args.atc_window <= 0xFFFF:
         raise BadArgument("--atc-window must be 0..65535")
     blocked = load_blocked(args.blocked) if args.blocked else frozenset()
+    scripts = tuple(ScriptRule.parse(text) for text in args.script)
     return Rules(max_amount=args.max_amount, blocked=blocked, velocity_count=count, velocity_window_s=window,
-                 atc_window=args.atc_window)
+                 atc_window=args.atc_window, scripts=scripts)
 
 
 def run_serve(args: argparse.Namespace) -> int:
