@@ -277,6 +277,7 @@ ENDPOINT_CASES = [
     (["tap", "--reader", "nfc:udp:127.0.0.1:99999"], "tap", "99999"),
     (["emulate", "--profile", "visa", "--nfc", "udp:127.0.0.1:99999"], "emulate", "99999"),
     (["emulate", "--profile", "visa", "--vpcd", "127.0.0.1:99999"], "emulate", "99999"),
+    (["emulate", "--profile", "visa", "--vpcd", "no-such-host.invalid:35963"], "emulate", "no-such-host.invalid"),
     (["emulate", "--profile", "visa", "--tcp", "99999"], "emulate", "99999"),
     (["emulate", "--profile", "visa", "--tcp", "abc"], "emulate", "--tcp"),
     (["emulate", "--profile", "visa", "--tcp", "192.0.2.1:5555"], "emulate", "192.0.2.1"),

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from emvkit.terminal.emulator.serving import Stoppable, answer, call_hook, run_until_signalled
+from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS, ATRError, contactless_atr
 
 __all__ = ["DEFAULT_VPCD_PORT", "Card", "VpcdBridge", "serve_forever"]
@@ -237,11 +238,16 @@ def serve_forever(
 ) -> int:
     """Run a :class:`VpcdBridge` in the foreground until SIGINT or SIGTERM; return exit status 0.
 
-    ``ready`` is called before the bridge starts (it then waits for vpcd as long as it takes).
+    ``ready`` is called once the host resolves, before the bridge starts (it then waits for vpcd as long
+    as it takes).
 
     Signal handlers are installed only when called from the main thread, and
     the previous handlers are restored on return.
     """
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # a name that resolves to nothing fails now
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--vpcd: cannot resolve {host!r} ({exc})") from None
     bridge = VpcdBridge(card, host, port, atr)
     if ready is not None:
         ready()
