@@ -1,17 +1,19 @@
-"""ISO 4217 currencies the CLI accepts by code or number, with their minor-unit exponents."""
+"""ISO 4217 currencies by alphabetic code or number, with their minor-unit exponents.
+
+The table is the ``iso4217`` package's (the ISO 4217 maintenance agency's lists), so
+every active currency is known: ``MXN`` and ``484`` are the same currency, shown as ``MXN``.
+"""
 
 from __future__ import annotations
+
+from iso4217 import Currency as _Iso4217
 
 from emvkit.terminal.errors import EmvkitError
 
 __all__ = ["MAX_AMOUNT_DIGITS", "Currency", "CurrencyError", "format_amount", "lookup", "parse_amount"]
 
-# alpha code: (numeric code, exponent)
-_TABLE = {
-    "EUR": (978, 2), "USD": (840, 2), "GBP": (826, 2), "CHF": (756, 2), "CNY": (156, 2), "JPY": (392, 0),
-    "SEK": (752, 2), "NOK": (578, 2), "DKK": (208, 2), "PLN": (985, 2), "CAD": (124, 2), "AUD": (36, 2),
-    "HKD": (344, 2), "SGD": (702, 2), "INR": (356, 2), "BRL": (986, 2), "KRW": (410, 0), "TRY": (949, 2),
-}
+# ISO number -> alphabetic code, for the numbers the CLI and the terminal configuration (5F2A) give.
+_BY_NUMBER = {entry.number: entry.code for entry in _Iso4217}
 
 
 class Currency:
@@ -28,18 +30,21 @@ class CurrencyError(EmvkitError):
 
 
 def lookup(text: str) -> Currency:
-    """By alpha code (EUR) or ISO number (978)."""
+    """By alphabetic code (``EUR``, any case) or ISO number (``978``, ``0978``), as ISO 4217 lists them."""
     key = text.strip().upper()
-    if key in _TABLE:
-        return Currency(key, *_TABLE[key])
     if key.isascii() and key.isdigit():
-        number = int(key)
-        for code, (n, exponent) in _TABLE.items():
-            if n == number:
-                return Currency(code, n, exponent)
-        if 0 < number < 1000:
-            return Currency(key.zfill(3), number, 2)
-    raise CurrencyError(f"unknown currency {text!r} (use a code such as EUR or a number such as 978)")
+        key = _BY_NUMBER.get(int(key), key)
+    try:
+        entry = _Iso4217(key) if key.isascii() and key.isalpha() and len(key) == 3 else None
+    except ValueError:
+        entry = None
+    if entry is None:
+        raise CurrencyError(f"unknown currency {text!r}: not in ISO 4217 (use a code such as EUR or a number "
+                            "such as 978)")
+    if entry.exponent is None:  # funds, metals, XXX: ISO 4217 gives them no minor unit
+        raise CurrencyError(f"currency {text!r} ({entry.code}) has no minor unit in ISO 4217: a terminal cannot "
+                            "take amounts in it")
+    return Currency(entry.code, entry.number, entry.exponent)
 
 
 # EMV amounts are n 12 (Amount, Authorised 9F02; Amount, Other 9F03): at most 12 digits in minor units.

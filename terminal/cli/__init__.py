@@ -5,12 +5,18 @@ Each sub-command lives in its own module under ``emvkit.terminal.cli`` and expos
 callable taking the parsed arguments and returning the exit status. Errors
 derived from :class:`emvkit.terminal.errors.EmvkitError` (and TLV errors) end the
 program with status 2 and one line on stderr, never a traceback.
+
+Options every command has are added here, in one place: ``-v``/``-vv`` (logging
+to stderr at INFO/DEBUG; before or after the command's name). Shell completion
+is argcomplete's: ``emvkit --completion bash`` prints the script to source.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,16 +28,57 @@ from emvkit.terminal.errors import EmvkitError
 COMMANDS = ["tap", "watch", "info", "trace", "readers", "decode", "perso", "emulate", "host", "crypto", "capk", "token"]
 
 
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+SHELLS = ("bash", "zsh", "fish", "tcsh", "powershell")
+
+
+class _Completion(argparse.Action):
+    """``--completion SHELL``: print the shell code that completes ``emvkit`` (argcomplete), then exit."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from argcomplete.shell_integration import shellcode
+
+        print(shellcode(["emvkit"], shell=str(values)), end="")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emvkit", description="Contactless and wearable EMV payment toolkit."
     )
     parser.add_argument("--version", action="version", version=f"emvkit {__version__}")
+    parser.add_argument("--completion", action=_Completion, choices=SHELLS, metavar="SHELL",
+                        help=f"print the shell code that completes emvkit's commands and options ({', '.join(SHELLS)})")
+    _add_verbose(parser, default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"emvkit.terminal.cli.{name}").add_parser(sub)
+    for command in _parsers(parser):  # also after the command's name: emvkit tap -v
+        if command is not parser:
+            _add_verbose(command, default=argparse.SUPPRESS)  # SUPPRESS: does not reset a -v given before
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="log to stderr what happens (-vv: also every APDU, masked; card data: use with care)")
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every (sub-)sub-command's parser under it."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                found += _parsers(child)
+    return found
+
+
+def log_level(verbose: int) -> int:
+    """``-v`` count -> logging level: warnings only, -v INFO, -vv DEBUG."""
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
 
 
 def _name(args: argparse.Namespace) -> str:
@@ -52,9 +99,14 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions: answered and exited here
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args, extras = parser.parse_known_args(argv)
     if extras:  # the sub-command's usage, not the top level's
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    logging.basicConfig(level=log_level(args.verbose), format=LOG_FORMAT, stream=sys.stderr)
     try:
         status: int = args.func(args)
     except (EmvkitError, TLVError) as exc:

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 
+from emvkit.terminal.cli import log_level
 from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.state import StateFile, default_state_path
@@ -44,8 +45,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "'none' keeps them in memory")
     parser.add_argument("--cdcvm", action="store_true",
                         help="the token's on-device verification has just succeeded (wearable profiles)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log connections; -vv also logs every APDU (card data: use with care)")
     parser.set_defaults(func=run)
 
 
@@ -54,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if not chosen:
         raise BadArgument("choose where to serve the card: --vpcd, --nfc, --serial or --tcp")
     name, target = chosen[0]
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    level = log_level(args.verbose)  # -v: connections; -vv: every APDU too
     spec = args.card or args.profile
     state = _state_file(args.state, spec)
     card = open_card(spec, state=state)

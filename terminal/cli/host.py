@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import logging
 import math
 import sys
 from pathlib import Path
@@ -42,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Serve authorisation requests (0100/0200) on TCP, each message preceded by a 2-byte "
         "big-endian length. Without --keys the host knows the built-in test cards.",
     )
-    run_parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    run_parser.add_argument("--listen", metavar="ADDRESS", default="127.0.0.1",
+                            help="address to listen on (default 127.0.0.1)")
+    # --host is the issuer URL everywhere else (tap, watch): here the old name of --listen, said to be so
+    run_parser.add_argument("--host", dest="listen_deprecated", metavar="ADDRESS", help=argparse.SUPPRESS)
     run_parser.add_argument("--port", type=int, default=8583, help="TCP port (default 8583; 0 picks a free one)")
     run_parser.add_argument("--db", default="host.sqlite",
                             help="authorisation log: a SQLite file (default host.sqlite; one host per file) or a "
@@ -72,7 +74,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                             help="attach an issuer script to the answers for every card or one card (its keyed "
                             "hash, emvkit host secret hash): " + "; ".join(f"{a}: {w}" for a, w in
                                                                           SCRIPT_ACTIONS.items()))
-    run_parser.add_argument("-v", "--verbose", action="store_true", help="log connections and every decision")
     run_parser.set_defaults(func=run_serve)
 
     keys_parser = commands.add_parser(
@@ -165,8 +166,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from emvkit.terminal.host.issuer import IssuerHost
     from emvkit.terminal.host.server import serve
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.listen_deprecated is not None:
+        print("emvkit host serve: --host is deprecated here (it names the issuer URL in tap and watch); use "
+              "--listen", file=sys.stderr)
+        args.listen = args.listen_deprecated
     check_port(args.port, "--port", listen=True)
     limits = _limits(args)
     rules = rules_from_args(args)
@@ -183,9 +186,9 @@ def run_serve(args: argparse.Namespace) -> int:
               f"secret {secret.path}{made}); stop with Ctrl-C", flush=True)
 
     try:
-        serve(host, args.host, args.port, ready, limits)
+        serve(host, args.listen, args.port, ready, limits)
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+        raise ConfigError(f"cannot listen on {args.listen}:{args.port} ({exc.strerror or exc})") from None
     print("emvkit host: stopped", flush=True)
     return 0
 

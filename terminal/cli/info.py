@@ -11,6 +11,7 @@ from typing import Any
 
 from emvkit.firmware.tlv import TLV
 from emvkit.terminal.apdu import Channel, sw_meaning
+from emvkit.terminal.cli.apdus import watched
 from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.cli.report import _certificate, _certificate_line
 from emvkit.terminal.config_files import load_config
@@ -18,6 +19,7 @@ from emvkit.terminal.inspect import Application, Inspection, inspect_card
 from emvkit.terminal.session import Order, default_reader
 from emvkit.terminal.tlvdump import format_tree, to_json_tree
 from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.base import Transport
 from emvkit.terminal.transport.trace import TraceTransport
 
 GPO_NOTE = "it moves the card's ATC, the transaction counter; --gpo sends it"
@@ -44,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "records; this moves the card's ATC")
     parser.add_argument("--config", type=Path, help="terminal configuration (TOML) for CA keys and the PDOL")
     parser.add_argument("--trace", type=Path, help="write every exchange to this file (JSON, mode 0600)")
+    parser.add_argument("--apdu", action="store_true",
+                        help="print each C-APDU and R-APDU in hex as it happens (PAN and track data masked "
+                        "unless --reveal)")
     parser.set_defaults(func=run)
 
 
@@ -58,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if args.gpo:
         print("--gpo: GET PROCESSING OPTIONS is sent, and it moves the card's ATC (the transaction counter)",
               file=sys.stderr)
-    traced = TraceTransport(open_transport(url))
+    card: Transport = open_transport(url)
+    card = watched(card, args.apdu, args.json, args.reveal)
+    traced = TraceTransport(card)
     try:
         with traced:
             found = inspect_card(Channel(traced), config, request, date.today(), gpo=args.gpo)

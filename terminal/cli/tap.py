@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
-from emvkit.terminal.cli.args import add_transaction_options, order_of
+from emvkit.terminal.cli.apdus import exchanges_json, watched
+from emvkit.terminal.cli.args import add_transaction_options, expected_outcomes, given_order, order_of
 from emvkit.terminal.cli.report import report, to_json
+from emvkit.terminal.cli.style import colour_outcome, use_colour
 from emvkit.terminal.config_files import load_config
+from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import Tap, TapSession, default_reader
 from emvkit.terminal.transport import open_transport
+from emvkit.terminal.transport.base import Transport
 from emvkit.terminal.transport.trace import Trace, TraceTransport, open_trace_sink
+
+log = logging.getLogger("emvkit.tap")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,15 +60,20 @@ def host_for(url: str, host: str | None) -> tuple[str | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    expected = expected_outcomes(args.expect)
     config = load_config(args.config, known_keys=True)
     url, note = (args.reader, "") if args.reader else default_reader()
     host, safety = host_for(url, args.host)
     session = TapSession.prepare(url, config, order_of(args), host)
+    log.info("tap on %s: %s %s, issuer %s", url, session.order.type, session.amount, session.host)
+    replay_overrides(url, args, session)
     sink = open_trace_sink(args.trace) if args.trace else None  # before the card is touched
     recorder: TraceTransport | None = None
     tap: Tap | None = None
     try:
-        recorder = TraceTransport(open_transport(url))
+        card: Transport = open_transport(url)
+        card = watched(card, args.apdu, args.json, args.reveal)
+        recorder = TraceTransport(card)
         if note and not args.json:
             print(note + "\n")
         if safety:
@@ -73,8 +85,30 @@ def run(args: argparse.Namespace) -> int:
             trace = tap.trace if tap is not None else recorder.trace if recorder is not None else Trace()
             session.record_order(trace, reader=args.reader or "default")
             sink.write(trace)
+    log.info("outcome %s after %d APDUs in %.2f ms", tap.result.outcome.outcome.value, tap.apdus, tap.elapsed_ms)
     if args.json:
-        print(json.dumps(to_json(tap, url, args.reveal, session.amount), indent=2))
+        doc = to_json(tap, url, args.reveal, session.amount)
+        doc["exchanges"] = exchanges_json(tap.trace, args.reveal, with_hex=args.apdu)
+        print(json.dumps(doc, indent=2))
     else:
-        print(report(tap, url, args.reveal, session.amount, session.order.type))
-    return 0
+        text = report(tap, url, args.reveal, session.amount, session.order.type)
+        print(colour_outcome(text, tap.result.outcome.outcome) if use_colour(sys.stdout) else text)
+    return expect_status(expected, tap)
+
+
+def expect_status(expected: frozenset[Outcome] | None, tap: Tap) -> int:
+    """``--expect``: 0 when the outcome is one of ``expected`` (or nothing is expected), else 1."""
+    return 0 if expected is None or tap.result.outcome.outcome in expected else 1
+
+
+def replay_overrides(url: str, args: argparse.Namespace, session: TapSession) -> None:
+    """A replayed trace (``scripted:FILE.json``) keeps the order it recorded: say so on stderr for each option
+    given that it overrides."""
+    if not url.startswith("scripted:"):
+        return
+    for key, value in given_order(args).items():
+        recorded = getattr(session.order, key)
+        if recorded != value:
+            option = "--" + key.replace("_", "-")
+            print(f"{url}: replaying the trace's {key.replace('_', ' ')} {recorded}, not {option} {value} "
+                  "(a replay sends the recorded commands)", file=sys.stderr)

@@ -24,8 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from emvkit.terminal.cli.args import BadArgument, add_transaction_options, order_of
-from emvkit.terminal.cli.report import report, to_json
+from emvkit.terminal.cli.apdus import exchanges_json, masked_response
+from emvkit.terminal.cli.args import BadArgument, add_transaction_options, expected_outcomes, order_of
+from emvkit.terminal.cli.report import _command_name, report, to_json
+from emvkit.terminal.cli.style import colour_outcome, use_colour
 from emvkit.terminal.cli.tap import host_for
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount
@@ -60,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    expected = expected_outcomes(args.expect)
     if args.count is not None and args.count < 1:
         raise BadArgument(f"--count: expected a number of transactions from 1 up, got {args.count}")
     url: str = args.reader
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if safety:  # the first line, once every argument and the reader's service are known good
         print(safety, file=sys.stderr)
     traces = _TraceFiles(args.trace, args.trace_format, url) if args.trace else None
-    done = 0
+    done = unexpected = 0
     with _signals_interrupt():
         try:
             taps = watch(url, config, order, authoriser, args.count, lambda m: _say(args, m))
@@ -93,10 +96,14 @@ def run(args: argparse.Namespace) -> int:
                     break
                 tap, reader_name = got
                 done += 1
-                _print_tap(args, tap, url, reader_name, amount, done)
+                _print_tap(args, tap, url, reader_name, amount, done, order.type)
+                if expected is not None and tap.result.outcome.outcome not in expected:
+                    unexpected += 1
         except KeyboardInterrupt:
             _say(args, f"\nstopped after {done} transaction(s)")
-    return 0
+    if expected is not None and unexpected:
+        _say(args, f"{unexpected} of {done} transaction(s) ended outside --expect {args.expect}")
+    return 1 if unexpected else 0
 
 
 class _TraceFiles:
@@ -121,14 +128,22 @@ class _TraceFiles:
         sink.write(tap.trace)
 
 
-def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, amount: str, number: int) -> None:
+def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, amount: str, number: int,
+               kind: str) -> None:
     when = datetime.datetime.now().isoformat(timespec="seconds")
     if args.json:
-        doc = {"tap": number, "time": when, "reader_name": reader_name, **to_json(tap, url, args.reveal, amount)}
+        doc = {"tap": number, "time": when, "reader_name": reader_name, **to_json(tap, url, args.reveal, amount),
+               "exchanges": exchanges_json(tap.trace, args.reveal, with_hex=args.apdu)}
         print(json.dumps(doc), flush=True)
         return
     print(f"=== tap {number} at {when} on {reader_name} ===")
-    print(report(tap, url, args.reveal, amount, args.type))
+    if args.apdu:  # the tap's exchanges, once it has ended
+        for e in tap.trace.exchanges:
+            print(f">> {e.command.hex().upper()}  {_command_name(e.command)}")
+            shown = masked_response(e.response, args.reveal) if e.response is not None else f"({e.error})"
+            print(f"<< {shown}  {e.elapsed_ms:.3f} ms")
+    text = report(tap, url, args.reveal, amount, kind)
+    print(colour_outcome(text, tap.result.outcome.outcome) if use_colour(sys.stdout) else text)
     print(flush=True)
 
 

@@ -130,7 +130,8 @@ class VpcdBridge(Stoppable):
                 sock = socket.create_connection((self.host, self.port), timeout=self.poll_interval)
             except OSError as exc:
                 if not announced_wait:
-                    log.info("waiting for vpcd at %s:%d (%s)", self.host, self.port, exc)
+                    log.warning("waiting for vpcd at %s:%d (%s); retrying until it answers (pcscd with "
+                                "vsmartcard-vpcd running?)", self.host, self.port, exc)
                     announced_wait = True
                 self._sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
