@@ -75,6 +75,7 @@ def personalise(kernel: int, our_ca: RSAPrivateKey, **options: Any) -> BuiltCard
 def write_profile(profile: dict[str, Any], directory: Path, name: str) -> Path:
     path = directory / f"{name}.json"
     path.write_text(json.dumps(profile, indent=1))
+    path.chmod(0o600)  # the profile holds the card's keys
     return path
 
 

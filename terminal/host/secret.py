@@ -24,12 +24,12 @@ import hashlib
 import hmac
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.secretfile import read_private, write_private
 
 __all__ = ["FORMAT", "HostSecret"]
 
@@ -71,7 +71,12 @@ class HostSecret:
     def load(cls, path: str | Path) -> HostSecret:
         """Read a secret file; refuse one that group or others can access."""
         path = Path(path)
-        doc = _read_private(path)
+        if path.is_symlink():  # the secret is a file of its own, never reached through a link
+            raise ConfigError(f"{path}: cannot read the host secret (a symbolic link)")
+        try:
+            doc = json.loads(read_private(path, "host secret").decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ConfigError(f"{path}: not an emvkit host secret file (not JSON)") from None
         try:
             if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != 1:
                 raise ValueError
@@ -109,50 +114,13 @@ class HostSecret:
     def _save(self, path: Path, exclusive: bool) -> None:
         doc: dict[str, Any] = {"format": FORMAT, "version": 1,
                                "keys": [{"id": k, "hmac_sha256": v.hex()} for k, v in sorted(self.keys.items())]}
-        _write_private(path, json.dumps(doc, indent=1) + "\n", exclusive)
+        try:
+            write_private(path, json.dumps(doc, indent=1) + "\n", exclusive=exclusive)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write the host secret ({exc.strerror})") from None
 
 
 def _hmac(key: bytes, pan: str) -> str:
     return hmac.new(key, pan.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def _read_private(path: Path) -> object:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the host secret ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: the host secret is not a regular file")
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"{path}: the host secret is accessible to other users "
-                              f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
-        data = f.read(65536)
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ConfigError(f"{path}: not an emvkit host secret file (not JSON)") from None
-
-
-def _write_private(path: Path, text: str, exclusive: bool) -> None:
-    """Write ``text`` to a new file beside ``path`` (mode 0600, never following
-    a link) and rename it over ``path``: a reader sees the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        if exclusive:
-            os.link(tmp, path)  # fails if another process created it meanwhile
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except FileExistsError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write the host secret ({exc.strerror})") from None
