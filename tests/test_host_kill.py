@@ -1,6 +1,7 @@
 """kill -9 of `emvkit host serve` under load, three times: every approval a terminal received is in the log
 (approved, not reversed); every approval the log holds that no terminal received has been reversed (the
-terminals' 0400/0420); the SQLite file passes `PRAGMA integrity_check`."""
+terminals' 0400/0420) or is marked unconfirmed; the approvals the killed hosts left pending are unconfirmed once
+the host is back, none stays pending; the SQLite file passes `PRAGMA integrity_check`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from bench.host_load import Card, issuer_keys
 from emvkit.terminal.errors import TransportError
 from emvkit.terminal.host.api import AuthorisationRequest
-from emvkit.terminal.host.authlog import AuthLog
+from emvkit.terminal.host.authlog import CONFIRMED, UNCONFIRMED, AuthLog
 from emvkit.terminal.host.client import TcpAuthoriser
 from emvkit.terminal.host.secret import HostSecret
 from tests.conftest import ROOT
@@ -106,9 +107,14 @@ def test_kill_9_under_load_loses_no_approval_and_leaves_none_unreconciled(tmp_pa
         assert row.pan_hmac == secret.pan_hash(request.pan)
         assert row.atc == int.from_bytes(request.icc_data[0x9F36], "big")
         assert row.reversed is None
+    assert {row.delivery for row in approvals.values()} <= {CONFIRMED, UNCONFIRMED}  # none left pending
     unreceived = [row for key, row in approvals.items() if key not in got]
+    assert all(row.reversed is not None or row.delivery == UNCONFIRMED for row in unreceived), unreceived
+    # the terminals reverse what they did not get, so here every one is reversed too
     assert all(row.reversed is not None for row in unreceived), unreceived
+    unconfirmed = [row for row in approvals.values() if row.delivery == UNCONFIRMED]
     reversals = [r for r in rows if r.mti in ("0400", "0420")]
     assert len(reversals) >= len(unreceived)
     print(f"{len(received)} approvals received, {len(unreceived)} logged approvals not received (all reversed), "
+          f"{len(unconfirmed)} unconfirmed ({sum(r.reversed is not None for r in unconfirmed)} of them reversed), "
           f"{len(reversals)} reversals, {KILLS} kills")

@@ -328,13 +328,15 @@ def test_tcp_malformed_messages_are_answered_and_the_server_lives(server: Server
 
 def test_an_answer_leaves_only_after_its_row_is_committed(tmp_path: Path) -> None:
     db = tmp_path / "host.sqlite"
-    with IssuerHost(IssuerKeys.builtin(), log=AuthLog(db)) as host, ServerThread(host) as server, \
-            TcpAuthoriser(server.url) as client:
-        for atc in range(1, 4):
-            assert client.authorise(mc_request(atc)).response_code == "00"
-            with sqlite3.connect(db) as reader:  # another connection sees only committed rows
-                assert reader.execute("SELECT COUNT(*) FROM authorisations").fetchone()[0] == atc
-    assert not host.log.group_commit
+    with IssuerHost(IssuerKeys.builtin(), log=AuthLog(db)) as host:
+        with ServerThread(host) as server, TcpAuthoriser(server.url) as client:
+            for atc in range(1, 4):
+                assert client.authorise(mc_request(atc)).response_code == "00"
+                with sqlite3.connect(db) as reader:  # another connection sees only committed rows
+                    assert reader.execute("SELECT COUNT(*) FROM authorisations").fetchone()[0] == atc
+        assert host.authorise(mc_request(4)).response_code == "00"  # in-process: each row commits on its own
+        with sqlite3.connect(db) as reader:
+            assert reader.execute("SELECT COUNT(*) FROM authorisations").fetchone()[0] == 4
 
 
 def test_tcp_split_and_pipelined_frames(server: ServerThread) -> None:
@@ -515,6 +517,7 @@ def test_host_serve_port_in_use(tmp_path: Path) -> None:
 def test_host_keys_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     profile_path = tmp_path / "card.json"
     profile_path.write_text(json.dumps(load_builtin("unionpay")))
+    profile_path.chmod(0o600)  # the profile holds the card's keys
     out = tmp_path / "keys.json"
     assert cli.main(["host", "keys", "--from-profile", str(profile_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -14,7 +14,7 @@ from emvkit.terminal.cli.args import BadArgument
 from emvkit.terminal.currency import MAX_AMOUNT_DIGITS
 from emvkit.terminal.endpoints import check_port
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.host.authlog import SYNCHRONOUS, AuthLog, LogEntry, is_postgres, scrub
+from emvkit.terminal.host.authlog import PENDING, SYNCHRONOUS, UNCONFIRMED, AuthLog, LogEntry, is_postgres, scrub
 from emvkit.terminal.host.keys import IssuerKeys
 from emvkit.terminal.host.rules import RESPONSE_CODES, SCRIPT_ACTIONS, Rules, ScriptRule, load_blocked
 from emvkit.terminal.host.secret import HostSecret
@@ -204,7 +204,7 @@ def _db_name(db: str) -> str:
     return f"{scheme}://{rest}"
 
 
-_STATUS_WIDTH = 26
+_STATUS_WIDTH = 31
 
 
 def _status(row: LogEntry) -> str:
@@ -212,7 +212,10 @@ def _status(row: LogEntry) -> str:
     if row.mti in ("0400", "0420"):
         return "reversal " + ("matched" if code == "00" else f"{code} {RESPONSE_CODES.get(code, '')}".strip())
     if code == "00":
-        return "approved, reversed" if row.reversed is not None else "approved"
+        if row.reversed is not None:
+            return "approved, reversed"
+        return {PENDING: "approved, awaiting confirmation", UNCONFIRMED: "approved, unconfirmed"}.get(
+            row.delivery or "", "approved")
     return f"declined {code} {RESPONSE_CODES.get(code, '')}".strip()
 
 

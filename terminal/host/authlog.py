@@ -21,17 +21,32 @@ PostgreSQL database cannot both approve one ARQC.
 ``flock`` on the database file held while the log is open; a second writer
 is refused with one line. WAL with ``synchronous=FULL`` by default: a
 committed row survives the machine losing power (``NORMAL``: it survives
-the process dying, not an OS crash; cheaper). With ``group_commit`` set, rows
-wait in one open transaction until :meth:`AuthLog.flush`; the TCP server
-flushes once per event-loop pass *before* it sends that pass's answers. WAL
-checkpoints run on a thread of their own. ``:memory:`` keeps the log in
-memory.
+the process dying, not an OS crash; cheaper). WAL checkpoints run on a
+thread of their own. ``:memory:`` keeps the log in memory.
+
+**Group commit.** Outside :meth:`AuthLog.batch` every row commits on its own
+(the in-process host). The TCP server's writer
+(:mod:`emvkit.terminal.host.groupcommit`) inserts many requests' rows in one
+:meth:`AuthLog.batch` (one transaction, one fsync) and sends their answers
+after it commits. Reads for the decision (:meth:`AuthLog.card_ref`,
+:meth:`AuthLog.card_history`) go through a connection of their own, so they
+never wait for a commit.
 
 **PostgreSQL** (a ``postgresql://`` URL, psycopg 3): the same table and
-constraints; every row commits on its own (a group commit across processes
-could deadlock on the unique index), so any number of host processes can
-share the log. The replay window and velocity counts are then read from the
-database for every request (:attr:`AuthLog.shared`).
+constraints; any number of host processes can share the log, each with one
+transaction per batch. The replay window and velocity counts are then read
+from the database for every request (:attr:`AuthLog.shared`).
+
+**Delivery.** An approval the TCP server answers is logged ``pending``
+(:data:`PENDING`); the server marks it ``confirmed`` when the terminal shows
+it read the answer (its next message on that connection, or its closing the
+connection) and ``unconfirmed`` when the answer could not reach it (the
+connection broke first). Opening the log as its writer marks the approvals
+left ``pending`` by a host that is gone ``unconfirmed``
+(:meth:`AuthLog.settle_dead_hosts`): a SQLite log has one writer, so all of
+them; in PostgreSQL each host holds an advisory lock named by its run
+number while it runs, and only the rows of runs whose lock is free are
+settled.
 
 Schema 1 logs (unkeyed PAN hashes, no unique index) cannot be upgraded in
 place: the keyed hash needs the PANs, which the log never held. They are
@@ -44,10 +59,11 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,9 +72,11 @@ from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.tlvdump import mask_pan
 
-__all__ = ["SYNCHRONOUS", "AuthLog", "CardHistory", "LogEntry", "is_postgres", "scrub"]
+__all__ = ["CONFIRMED", "PENDING", "SYNCHRONOUS", "UNCONFIRMED", "AuthLog", "CardHistory", "LogEntry",
+           "is_postgres", "scrub"]
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
+PENDING, CONFIRMED, UNCONFIRMED = "pending", "confirmed", "unconfirmed"
 SYNCHRONOUS = ("FULL", "NORMAL")
 
 _COLUMNS_SQL = """
@@ -76,8 +94,13 @@ _COLUMNS_SQL = """
     terminal_id   TEXT,             -- DE 41
     mti           TEXT,             -- 0100, 0200, 0400, 0420
     transmitted   TEXT,             -- DE 7, MMDDhhmmss UTC
-    reversed      {real}            -- Unix time the authorisation was reversed
+    reversed      {real},           -- Unix time the authorisation was reversed
+    delivery      TEXT,             -- approvals answered over TCP: pending, confirmed, unconfirmed
+    run           INTEGER           -- the host run that answered it (PostgreSQL: its advisory lock)
 """
+# Schema 2 -> 3: the delivery of approvals.
+_UPGRADE_2 = ("ALTER TABLE authorisations ADD COLUMN delivery TEXT",
+              "ALTER TABLE authorisations ADD COLUMN run INTEGER")
 _INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS authorisations_card_atc ON authorisations (pan_hmac, psn, atc) WHERE atc_spent = 1;
 CREATE INDEX IF NOT EXISTS authorisations_by_card ON authorisations (pan_hmac, time);
@@ -88,13 +111,14 @@ _POSTGRES_SCHEMA = (f"CREATE TABLE IF NOT EXISTS authorisations (\n    id BIGSER
                     f"{_COLUMNS_SQL.format(real='DOUBLE PRECISION')});" + _INDEXES +
                     "CREATE TABLE IF NOT EXISTS emvkit_schema (version INTEGER NOT NULL);")
 _COLUMNS = ("time", "pan_masked", "pan_hmac", "psn", "amount", "currency", "atc", "atc_spent", "response_code",
-            "reason", "stan", "terminal_id", "mti", "transmitted", "reversed")
+            "reason", "stan", "terminal_id", "mti", "transmitted", "reversed", "delivery", "run")
 _INSERT = (f"INSERT INTO authorisations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
            "ON CONFLICT (pan_hmac, psn, atc) WHERE atc_spent = 1 DO NOTHING RETURNING id")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM authorisations"
 
 _PAN_LIKE = re.compile(r"\d{12,19}")
 _SCHEMA_LOCK = 0x454D56  # PostgreSQL advisory lock: one process creates the schema
+_RUN_LOCK = 0x454D57  # PostgreSQL advisory locks (_RUN_LOCK, run): the host runs alive
 
 
 def scrub(text: str) -> str:
@@ -123,6 +147,8 @@ class LogEntry:
     mti: str | None = None
     transmitted: str | None = None
     reversed: float | None = None
+    delivery: str | None = None
+    run: int | None = None
     id: int | None = None
 
 
@@ -149,12 +175,14 @@ class AuthLog:
                  synchronous: str = "FULL", readonly: bool = False) -> None:
         self.path = str(db)
         self.shared = is_postgres(self.path)
-        self.group_commit = False
         self.secret_created = False
-        self._open_transaction = False
-        self._lock = threading.Lock()
+        self.run = secrets.randbelow(2**31 - 1) + 1  # this host run (PostgreSQL: its advisory lock)
+        self.settled = 0  # approvals of hosts that are gone, marked unconfirmed on opening
+        self._lock = threading.Lock()  # the writing connection
+        self._read_lock = self._lock  # the reading connection (its own lock when it is another one)
         self._lock_fd: int | None = None
         self._checkpointer: _Checkpointer | None = None
+        self._select = _SELECT
         if synchronous.upper() not in SYNCHRONOUS:
             raise ConfigError(f"synchronous must be {' or '.join(SYNCHRONOUS)}, not {synchronous!r}")
         if secret is None and not readonly:
@@ -166,10 +194,23 @@ class AuthLog:
                 secret, self.secret_created = HostSecret.open(self.path + ".secret")
         self.secret = secret
         self._db: Any
+        self._reader: Any
         if self.shared:
             self._db = _connect_postgres(self.path, readonly)
+            self._reader = self._db
+            if not readonly:
+                self._db.execute("SELECT pg_advisory_lock(%s, %s)", (_RUN_LOCK, self.run))
+                self._reader = _connect_postgres(self.path, True)
+                self._read_lock = threading.Lock()
         else:
             self._db = self._connect_sqlite(synchronous.upper(), readonly)
+            self._reader = self._db
+            if not readonly and self.path != ":memory:":
+                self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
+                                               check_same_thread=False)
+                self._read_lock = threading.Lock()
+        if not readonly:
+            self.settled = self.settle_dead_hosts()
 
     # --- opening ---
 
@@ -180,13 +221,16 @@ class AuthLog:
                 raise ConfigError(f"{self.path}: no such authorisation log")
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
                                  check_same_thread=False)
-            _check_sqlite_version(db, self.path)
+            if _check_sqlite_version(db, self.path) == 2:  # read beside a host of the older schema
+                self._select = _SELECT.replace("delivery, run", "NULL, NULL")
             return db
         if not memory:
             self._lock_fd = _lock_writer(Path(self.path))
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            _check_sqlite_version(db, self.path)
+            if _check_sqlite_version(db, self.path) == 2:
+                for statement in _UPGRADE_2:
+                    db.execute(statement)
             db.executescript(_SQLITE_SCHEMA)
             if not memory:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -211,40 +255,83 @@ class AuthLog:
             return self._db.execute(sql.replace("?", "%s"), params)
         return self._db.execute(sql, params)
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._read_lock:
+            if self.shared:
+                return list(self._reader.execute(sql.replace("?", "%s"), params).fetchall())
+            return list(self._reader.execute(sql, params).fetchall())
+
     # --- writing ---
 
-    def record(self, entry: LogEntry) -> bool:
-        """Append one row. False, and nothing written, when the row spends an
-        ATC its card has already spent (a replay: the unique index says so)."""
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction for every row written in the block (group commit):
+        committed when the block ends, rolled back when it raises. Only the
+        thread that opened it may write in it."""
+        if self.shared:
+            with self._db.transaction():
+                yield
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            with self._lock:
+                self._db.execute("ROLLBACK")
+            raise
+        with self._lock:
+            self._db.execute("COMMIT")
+
+    def record(self, entry: LogEntry) -> int | None:
+        """Append one row; its id. None, and nothing written, when the row
+        spends an ATC its card has already spent (a replay: the unique index
+        says so)."""
         row = (entry.time, entry.pan_masked, entry.pan_hmac, entry.psn, entry.amount, entry.currency, entry.atc,
                int(entry.atc_spent), entry.response_code, scrub(entry.reason), entry.stan,
                None if entry.terminal_id is None else scrub(entry.terminal_id), entry.mti, entry.transmitted,
-               entry.reversed)
+               entry.reversed, entry.delivery, self.run if entry.delivery else None)
         with self._lock:
-            if self.group_commit and not self.shared and not self._open_transaction:
-                self._db.execute("BEGIN")
-                self._open_transaction = True
-            return bool(self._execute(_INSERT, row).fetchall())
-
-    def flush(self) -> None:
-        """Commit the rows held back by ``group_commit``."""
-        with self._lock:
-            self._commit()
-
-    def _commit(self) -> None:
-        if self._open_transaction:
-            self._open_transaction = False
-            self._db.execute("COMMIT")
+            found = self._execute(_INSERT, row).fetchall()
+        return int(found[0][0]) if found else None
 
     def mark_reversed(self, row_id: int, when: float) -> bool:
         """Mark an authorisation reversed; False when it already was."""
         with self._lock:
-            if self.group_commit and not self.shared and not self._open_transaction:
-                self._db.execute("BEGIN")
-                self._open_transaction = True
             cursor = self._execute("UPDATE authorisations SET reversed = ? WHERE id = ? AND reversed IS NULL",
                                    (when, row_id))
             return bool(cursor.rowcount)
+
+    def mark_delivery(self, row_ids: Collection[int], delivery: str) -> None:
+        """Set the delivery of approvals still ``pending`` (:data:`CONFIRMED`
+        or :data:`UNCONFIRMED`)."""
+        if not row_ids:
+            return
+        marks = ", ".join("?" * len(row_ids))
+        with self._lock:
+            self._execute(f"UPDATE authorisations SET delivery = ? WHERE delivery = '{PENDING}' AND id IN ({marks})",
+                          (delivery, *row_ids))
+
+    def settle_dead_hosts(self) -> int:
+        """Mark ``unconfirmed`` the approvals a host that is gone left
+        ``pending``; how many."""
+        with self._lock:
+            if not self.shared:
+                return int(self._db.execute(f"UPDATE authorisations SET delivery = '{UNCONFIRMED}' "
+                                            f"WHERE delivery = '{PENDING}'").rowcount)
+            settled = 0
+            runs = [r[0] for r in self._db.execute(
+                f"SELECT DISTINCT run FROM authorisations WHERE delivery = '{PENDING}'").fetchall()]
+            for run in runs:
+                if run == self.run or not self._db.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                                                           (_RUN_LOCK, run)).fetchone()[0]:
+                    continue  # that host is alive
+                try:
+                    settled += self._db.execute(f"UPDATE authorisations SET delivery = '{UNCONFIRMED}' "
+                                                f"WHERE delivery = '{PENDING}' AND run = %s", (run,)).rowcount
+                finally:
+                    self._db.execute("SELECT pg_advisory_unlock(%s, %s)", (_RUN_LOCK, run))
+            return settled
 
     # --- reading ---
 
@@ -253,56 +340,52 @@ class AuthLog:
         per host secret key, newest first) that has rows, else the newest."""
         if len(pan_hashes) > 1:
             marks = ", ".join("?" * len(pan_hashes))
-            with self._lock:
-                found = {r[0] for r in self._execute(
-                    f"SELECT DISTINCT pan_hmac FROM authorisations WHERE pan_hmac IN ({marks})", pan_hashes)}
+            found = {r[0] for r in self._read(
+                f"SELECT DISTINCT pan_hmac FROM authorisations WHERE pan_hmac IN ({marks})", pan_hashes)}
             for h in pan_hashes:
                 if h in found:
                     return h
         return pan_hashes[0]
 
     def card_history(self, pan_hmac: str, psn: str, atc_window: int, approvals_since: float) -> CardHistory:
-        """The replay window and recent approvals of one card, from the rows."""
-        with self._lock:
-            highest = self._execute(
-                "SELECT MAX(atc) FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1",
-                (pan_hmac, psn)).fetchone()[0]
-            history = CardHistory()
-            if highest is not None:
-                history.highest_atc = highest
-                history.spent_atcs = {row[0] for row in self._execute(
-                    "SELECT atc FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1 AND atc >= ?",
-                    (pan_hmac, psn, highest - atc_window))}
-            history.approvals = deque(row[0] for row in self._execute(
-                "SELECT time FROM authorisations WHERE pan_hmac = ? AND response_code = '00' AND reversed IS NULL "
-                "AND mti IN ('0100', '0200') AND time >= ? ORDER BY time", (pan_hmac, approvals_since)))
+        """The replay window and recent approvals of one card, from the
+        committed rows."""
+        highest = self._read("SELECT MAX(atc) FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1",
+                             (pan_hmac, psn))[0][0]
+        history = CardHistory()
+        if highest is not None:
+            history.highest_atc = highest
+            history.spent_atcs = {row[0] for row in self._read(
+                "SELECT atc FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1 AND atc >= ?",
+                (pan_hmac, psn, highest - atc_window))}
+        history.approvals = deque(row[0] for row in self._read(
+            "SELECT time FROM authorisations WHERE pan_hmac = ? AND response_code = '00' AND reversed IS NULL "
+            "AND mti IN ('0100', '0200') AND time >= ? ORDER BY time", (pan_hmac, approvals_since)))
         return history
 
     def spent(self, pan_hmac: str, psn: str, atc: int) -> LogEntry | None:
-        """The row that spent this ATC of this card, if any."""
+        """The row that spent this ATC of this card, if any (in the writer's
+        transaction: a row of the open batch counts)."""
         with self._lock:
-            row = self._execute(f"{_SELECT} WHERE pan_hmac = ? AND psn = ? AND atc = ? AND atc_spent = 1",
+            row = self._execute(f"{self._select} WHERE pan_hmac = ? AND psn = ? AND atc = ? AND atc_spent = 1",
                                 (pan_hmac, psn, atc)).fetchone()
         return None if row is None else _entry(row)
 
     def entries(self, pan_hashes: Iterable[str] | None = None, last: int | None = None) -> list[LogEntry]:
-        """Every row (or one card's, by its hashes), oldest first; ``last``:
-        only the newest so many."""
-        query, params = _SELECT, list(pan_hashes or ())
+        """Every committed row (or one card's, by its hashes), oldest first;
+        ``last``: only the newest so many."""
+        query, params = self._select, list(pan_hashes or ())
         if params:
             query += f" WHERE pan_hmac IN ({', '.join('?' * len(params))})"
         if last is not None:
             query = f"SELECT * FROM ({query} ORDER BY id DESC LIMIT {int(last)}) AS newest"
-        with self._lock:
-            rows = self._execute(query + " ORDER BY id", params).fetchall()
-        return [_entry(r) for r in rows]
+        return [_entry(r) for r in self._read(query + " ORDER BY id", params)]
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` ("ok"); "ok" for PostgreSQL."""
         if self.shared:
             return "ok"
-        with self._lock:
-            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+        return str(self._read("PRAGMA integrity_check")[0][0])
 
     # --- closing ---
 
@@ -313,7 +396,8 @@ class AuthLog:
         with self._lock:
             if self._db is None:
                 return
-            self._commit()
+            if self._reader is not self._db:
+                self._reader.close()
             if self.path != ":memory:" and not self.shared and self._lock_fd is not None:
                 with contextlib.suppress(sqlite3.DatabaseError):
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -336,10 +420,10 @@ class AuthLog:
 def _entry(r: Sequence[Any]) -> LogEntry:
     return LogEntry(id=r[0], time=r[1], pan_masked=r[2], pan_hmac=r[3], psn=r[4], amount=r[5], currency=r[6],
                     atc=r[7], atc_spent=bool(r[8]), response_code=r[9], reason=r[10], stan=r[11], terminal_id=r[12],
-                    mti=r[13], transmitted=r[14], reversed=r[15])
+                    mti=r[13], transmitted=r[14], reversed=r[15], delivery=r[16], run=r[17])
 
 
-def _check_sqlite_version(db: sqlite3.Connection, path: str) -> None:
+def _check_sqlite_version(db: sqlite3.Connection, path: str) -> int:
     try:
         version = db.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as exc:
@@ -347,8 +431,9 @@ def _check_sqlite_version(db: sqlite3.Connection, path: str) -> None:
     if version == 1:
         raise ConfigError(f"{path}: an authorisation log of schema 1 (unkeyed PAN hashes) cannot be upgraded, "
                           "since the keyed hash needs the PANs it never held; move it aside and start a new log")
-    if version not in (0, _SCHEMA_VERSION):
+    if version not in (0, 2, _SCHEMA_VERSION):
         raise ConfigError(f"{path}: authorisation log schema {version} is not supported ({_SCHEMA_VERSION})")
+    return int(version)
 
 
 def _lock_writer(path: Path) -> int:
@@ -385,6 +470,10 @@ def _connect_postgres(url: str, readonly: bool) -> Any:
                 row = db.execute("SELECT version FROM emvkit_schema").fetchone()
                 if row is None:
                     db.execute("INSERT INTO emvkit_schema VALUES (%s)", (_SCHEMA_VERSION,))
+                elif row[0] == 2:
+                    for statement in _UPGRADE_2:
+                        db.execute(statement.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
+                    db.execute("UPDATE emvkit_schema SET version = %s", (_SCHEMA_VERSION,))
                 elif row[0] != _SCHEMA_VERSION:
                     raise ConfigError(f"PostgreSQL authorisation log schema {row[0]} is not supported")
     except psycopg.Error as exc:

@@ -58,6 +58,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.utils import CryptographyDeprecationWarning
@@ -70,7 +71,7 @@ from emvkit.firmware.crypto import emv as emvcrypto
 from emvkit.firmware.crypto import secure_messaging as sm
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.api import AuthorisationRequest, AuthorisationResponse
-from emvkit.terminal.host.authlog import AuthLog, CardHistory, LogEntry
+from emvkit.terminal.host.authlog import PENDING, AuthLog, CardHistory, LogEntry
 from emvkit.terminal.host.iso8583 import transmission_time
 from emvkit.terminal.host.keys import IssuerKey, IssuerKeys
 from emvkit.terminal.host.reversal import Reversal
@@ -90,7 +91,7 @@ from emvkit.terminal.host.rules import (
 from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.tlvdump import mask_pan
 
-__all__ = ["CSU_APPROVED", "CSU_DECLINED", "PROPRIETARY_AUTH_DATA", "REQUIRED_TAGS", "IssuerHost"]
+__all__ = ["CSU_APPROVED", "CSU_DECLINED", "PROPRIETARY_AUTH_DATA", "REQUIRED_TAGS", "Decided", "IssuerHost"]
 
 log = logging.getLogger("emvkit.host")
 
@@ -106,7 +107,7 @@ REQUIRED_TAGS = (0x9F26, 0x9F27, 0x9F10, 0x82, 0x9F36, *_AC_TERMINAL_TAGS)
 _LENGTHS = {0x9F02: 6, 0x9F03: 6, 0x9F1A: 2, 0x95: 5, 0x5F2A: 2, 0x9A: 3, 0x9C: 1, 0x9F37: 4,
             0x82: 2, 0x9F36: 2, 0x9F26: 8, 0x9F27: 1}
 # Shortest Issuer Application Data each version can take its CVR (and counters) from.
-_IAD_MIN = {"visa_cvn10": 7, "visa_cvn18": 7, "mc_cvn16": 8, "mc_cvn17": 18, "upi": 7}
+_IAD_MIN = {"visa_cvn10": 7, "visa_cvn18": 7, "mc_cvn16": 8, "mc_cvn17": 18, "upi": 7, "upi_sm4": 7}
 
 CSU_APPROVED = bytes.fromhex("80820000")
 CSU_DECLINED = bytes.fromhex("80000000")
@@ -133,7 +134,12 @@ class _Card:
     def __init__(self, key: IssuerKey, pan: str, psn: str) -> None:
         derive = pyemv_kd.derive_icc_mk_b if key.derivation == "B" else pyemv_kd.derive_icc_mk_a
         self.version = key.cryptogram_version
-        self.icc_mk: bytes = derive(key.imk_ac, pan, psn)
+        if self.version == "upi_sm4":
+            # The SM suite: SM4 master key derivation (firmware/crypto/emv.py, EMV
+            # Book 2 Annex A1.4.1 with SM4 as the 16-byte block cipher).
+            self.icc_mk = emvcrypto.derive_icc_mk(key.imk_ac, pan, psn, "SM4")
+        else:
+            self.icc_mk = bytes(derive(key.imk_ac, pan, psn))
         cls = {"visa_cvn10": pyemv_cvn.VisaCVN10, "visa_cvn18": pyemv_cvn.VisaCVN18,
                "mc_cvn16": pyemv_cvn.MasterCardCVN16, "mc_cvn17": pyemv_cvn.MasterCardCVN17}.get(self.version)
         self.icc_mk_smi: bytes | None = None
@@ -162,6 +168,8 @@ class _Card:
                                                  counters=iad[10:18]))
         # upi: EMV common session key (A1.3.1, R = ATC || 00..00), MAC with padding method 2.
         data = b"".join(icc[t] for t in _AC_TERMINAL_TAGS) + aip + atc + iad
+        if v == "upi_sm4":
+            return emvcrypto.generate_ac_upi_sm4(self.icc_mk, atc, data)
         return bytes(pyemv_ac.generate_ac(self._upi_session_key(atc), data, pyemv_ac.PaddingType.EMV))
 
     def issuer_authentication_data(self, arqc: bytes, atc: bytes, arc: bytes, approved: bool) -> bytes:
@@ -173,6 +181,8 @@ class _Card:
             return arpc + csu + PROPRIETARY_AUTH_DATA
         if v == "upi":
             return bytes(pyemv_ac.generate_arpc_1(self._upi_session_key(atc), arqc, arc)) + arc
+        if v == "upi_sm4":
+            return emvcrypto.generate_arpc_upi_sm4(self.icc_mk, atc, arqc, arc) + arc
         return bytes(self.scheme.generate_arpc(arqc, arc)) + arc
 
     def issuer_scripts(self, actions: list[str], atc: bytes, arqc: bytes) -> bytes:
@@ -192,6 +202,29 @@ class _Card:
 
     def _upi_session_key(self, atc: bytes) -> bytes:
         return bytes(pyemv_kd.derive_common_sk(self.icc_mk, atc + bytes(6)))
+
+
+@dataclass
+class Decided:
+    """A decision of :meth:`IssuerHost.decide` waiting for its row to be
+    written (:meth:`IssuerHost.record`); then ``final`` is the answer and
+    ``row_id`` its row."""
+
+    request: AuthorisationRequest
+    response: AuthorisationResponse
+    entry: dict[str, Any]
+    final: AuthorisationResponse | None = None
+    row_id: int | None = None
+
+    @property
+    def card_atc(self) -> tuple[str, str, int]:
+        """The unique-index key it may spend (writers take batches in this order)."""
+        return (self.entry.get("pan_hmac") or "", self.entry.get("psn") or "", self.entry.get("atc") or 0)
+
+    @property
+    def pending(self) -> bool:
+        """An approval whose delivery the terminal has yet to confirm."""
+        return self.final is not None and self.final.approved and self.entry.get("delivery") == PENDING
 
 
 class _Refusal(Exception):
@@ -239,6 +272,13 @@ class IssuerHost:
     # --- the Authoriser interface ---
 
     def authorise(self, request: AuthorisationRequest) -> AuthorisationResponse:
+        return self.record(self.decide(request))
+
+    def decide(self, request: AuthorisationRequest, delivered: bool = True) -> Decided:
+        """The decision on ``request``, its row not yet written (the CPU part:
+        checks, ARQC, rules, ARPC). :meth:`record` writes it and gives the
+        answer. ``delivered=False``: the answer travels to a terminal that
+        has yet to confirm it (an approval is logged ``pending``)."""
         with self._lock:
             now = self.clock()
             entry: dict[str, Any] = {"time": now, "amount": request.amount, "stan": request.stan,
@@ -252,21 +292,33 @@ class IssuerHost:
                 log.exception("host fault while authorising (STAN %s)", request.stan)
                 response = _response(SYSTEM_MALFUNCTION, f"host fault: {type(exc).__name__}")
                 entry["atc_spent"] = False
-            try:
-                stored = self.log.record(LogEntry(response_code=response.response_code, reason=response.reason,
-                                                  **entry))
-            except Exception:
-                self._forget(entry)
-                raise
-            if not stored:
-                # The database holds a row that spent this ATC of this card (another
-                # host process, or a replay this process's cache had not seen).
-                self._forget(entry)
-                response = _response(SECURITY_VIOLATION, f"ATC {entry['atc']} was already used (replayed cryptogram)")
-                entry["atc_spent"] = False
-                self.log.record(LogEntry(response_code=response.response_code, reason=response.reason, **entry))
-            elif response.response_code == SYSTEM_MALFUNCTION:
-                self._forget(entry)
+            if response.response_code == APPROVED and not delivered:
+                entry["delivery"] = PENDING
+        return Decided(request, response, entry)
+
+    def record(self, decided: Decided) -> AuthorisationResponse:
+        """Write the row of a decision; the answer. The unique (card, ATC)
+        index has the last word: when the row cannot go in, the answer is 63.
+        Inside :meth:`AuthLog.batch` the row commits with the batch."""
+        entry, response = dict(decided.entry), decided.response
+        try:
+            row_id = self.log.record(LogEntry(response_code=response.response_code, reason=response.reason,
+                                              **entry))
+        except Exception:
+            self._forget(entry)
+            raise
+        if row_id is None:
+            # The database holds a row that spent this ATC of this card (another
+            # host process, or a replay this process's cache had not seen).
+            self._forget(entry)
+            response = _response(SECURITY_VIOLATION, f"ATC {entry['atc']} was already used (replayed cryptogram)")
+            entry.update(atc_spent=False, delivery=None)
+            row_id = self.log.record(LogEntry(response_code=response.response_code, reason=response.reason, **entry))
+        elif response.response_code == SYSTEM_MALFUNCTION:
+            self._forget(entry)
+        decided.row_id = row_id
+        decided.final = response
+        request = decided.request
         log.info("%s STAN %s card %s ATC %s: %s %s", request.mti, request.stan, entry.get("pan_masked"),
                  entry.get("atc"), response.response_code, response.reason)
         return response
@@ -426,7 +478,8 @@ class IssuerHost:
 
     def _forget(self, entry: dict[str, Any]) -> None:
         """Drop a card's cached history: it is read back from the log next time."""
-        self._histories.pop((entry.get("pan_hmac", ""), entry.get("psn", "")), None)
+        with self._lock:
+            self._histories.pop((entry.get("pan_hmac", ""), entry.get("psn", "")), None)
 
 
 def _check_icc_data(icc: dict[int, bytes], version: str) -> None:

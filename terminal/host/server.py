@@ -3,13 +3,22 @@
 Each message travels with a 2-byte big-endian length header
 (:func:`emvkit.terminal.host.iso8583.frame`). The server is one asyncio event loop
 with a :class:`asyncio.Protocol` per connection: authorising is CPU work
-under the GIL (pyemv, pyiso8583, SQLite), so threads would only add
-switching; the loop answers the frames of every connection in arrival
-order, several per wake-up when terminals pipeline, and sends the answers
-of one loop pass after one commit of their log rows (group commit, see
-:mod:`emvkit.terminal.host.authlog`).
+under the GIL (pyemv, pyiso8583), so threads would only add switching; the
+loop decides the frames of every connection in arrival order, several per
+wake-up when terminals pipeline. The log rows are written by one writer
+thread (:mod:`emvkit.terminal.host.groupcommit`): many requests' rows in one
+transaction, one fsync, and their answers sent only after it commits (group
+commit), while the loop goes on deciding the next requests.
 
-:func:`answer` is the whole front end without I/O: bytes in, bytes out.
+Delivery: an approval is logged ``pending``; the terminal's next message on
+that connection, or its closing the connection, confirms it (the emvkit
+client sends one request at a time and closes only after reading the answer
+or before reversing it); a connection that breaks, or closes before its
+answer could be written, leaves it ``unconfirmed``
+(:mod:`emvkit.terminal.host.authlog`).
+
+:func:`answer` is the whole front end without I/O: bytes in, bytes out
+(:func:`prepare` splits it into the decision and the writing).
 A message that cannot be used is logged and answered with DE 39 "30" when its
 MTI is readable; one whose MTI is not readable, or a frame of length 0 or
 longer than :data:`~emvkit.terminal.host.iso8583.MAX_MESSAGE`, closes that
@@ -33,10 +42,13 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from emvkit.terminal.errors import ConfigError
+from emvkit.terminal.host.authlog import CONFIRMED, UNCONFIRMED, AuthLog
+from emvkit.terminal.host.groupcommit import GroupCommit
 from emvkit.terminal.host.iso8583 import (
     MAX_MESSAGE,
     REVERSAL_MTIS,
@@ -48,35 +60,97 @@ from emvkit.terminal.host.iso8583 import (
     encode_reversal_response,
     frame,
 )
-from emvkit.terminal.host.issuer import IssuerHost
+from emvkit.terminal.host.issuer import Decided, IssuerHost
 
-__all__ = ["ConnectionLimits", "HostServer", "ServerThread", "answer", "serve"]
+__all__ = ["ConnectionLimits", "HostServer", "Prepared", "ServerThread", "answer", "prepare", "serve"]
 
 log = logging.getLogger("emvkit.host")
+
+
+@dataclass
+class Prepared:
+    """A message decided, its row not yet written: ``run()`` writes it and
+    gives the answer (None: close the connection)."""
+
+    run: Callable[[], bytes | None]
+    decided: Decided | None = None
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        return (0, *self.decided.card_atc) if self.decided is not None else (1,)
+
+
+def prepare(host: IssuerHost, message: bytes, delivered: bool = True) -> Prepared:
+    """Decode and decide one ISO 8583 message (the CPU part); the writing of
+    its row and the answer wait in :meth:`Prepared.run`. ``delivered=False``:
+    an approval is logged ``pending`` until the terminal confirms it."""
+    if message[:4].decode("ascii", "replace") in REVERSAL_MTIS:
+        try:
+            reversal = decode_reversal(message)
+        except MessageFormatError as err:
+            return _format_error(host, err)
+        except Exception as exc:  # as below: pyiso8583 faults on input it did not foresee
+            return _undecodable(host, exc)
+        return Prepared(lambda: encode_reversal_response(host.apply_reversal(reversal), reversal))
+    try:
+        request = decode_request(message)
+    except MessageFormatError as err:
+        return _format_error(host, err)
+    except Exception as exc:  # pyiso8583 faults on input it did not foresee: still a format error
+        return _undecodable(host, exc)
+    decided = host.decide(request, delivered)
+    return Prepared(lambda: encode_response(host.record(decided), request), decided)
+
+
+def _format_error(host: IssuerHost, err: MessageFormatError) -> Prepared:
+    def run() -> bytes | None:
+        host.format_error(err.reason, err.mti, err.stan, err.terminal_id)
+        return encode_format_error(err)
+
+    return Prepared(run)
+
+
+def _undecodable(host: IssuerHost, exc: Exception) -> Prepared:
+    reason = f"undecodable message ({type(exc).__name__})"
+
+    def run() -> None:
+        host.format_error(reason)
+
+    return Prepared(run)
 
 
 def answer(host: IssuerHost, message: bytes) -> bytes | None:
     """The host's reply to one ISO 8583 message, or None when there is
     nothing to answer (the MTI is unreadable)."""
-    if message[:4].decode("ascii", "replace") in REVERSAL_MTIS:
-        try:
-            reversal = decode_reversal(message)
-        except MessageFormatError as err:
-            host.format_error(err.reason, err.mti, err.stan, err.terminal_id)
-            return encode_format_error(err)
-        except Exception as exc:  # as below: pyiso8583 faults on input it did not foresee
-            host.format_error(f"undecodable message ({type(exc).__name__})")
-            return None
-        return encode_reversal_response(host.apply_reversal(reversal), reversal)
-    try:
-        request = decode_request(message)
-    except MessageFormatError as err:
-        host.format_error(err.reason, err.mti, err.stan, err.terminal_id)
-        return encode_format_error(err)
-    except Exception as exc:  # pyiso8583 faults on input it did not foresee: still a format error
-        host.format_error(f"undecodable message ({type(exc).__name__})")
-        return None
-    return encode_response(host.authorise(request), request)
+    return prepare(host, message).run()
+
+
+@dataclass
+class _Delivery:
+    """Writer job: mark approvals confirmed or unconfirmed."""
+
+    log: AuthLog
+    row_ids: list[int]
+    delivery: str
+    order: tuple[Any, ...] = (1,)
+
+    def run(self) -> None:
+        self.log.mark_delivery(self.row_ids, self.delivery)
+
+
+@dataclass
+class _Job:
+    """Writer job: one message of one connection."""
+
+    connection: _Connection
+    prepared: Prepared
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        return self.prepared.order
+
+    def run(self) -> bytes | None:
+        return self.prepared.run()
 
 
 @dataclass(frozen=True)
@@ -103,8 +177,10 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.replies: list[bytes] = []  # answered, waiting for the group commit
+        self.outstanding = 0  # messages with the writer, their answers not yet back
+        self.written: list[int] = []  # approvals whose answers were written, not yet confirmed
         self.closing = False
+        self.lost = False
         self.peer: object = None
         self._idle: asyncio.TimerHandle | None = None
         self._frame: asyncio.TimerHandle | None = None
@@ -128,8 +204,12 @@ class _Connection(asyncio.Protocol):
         for timer in (self._idle, self._frame):
             if timer is not None:
                 timer.cancel()
+        self.lost = True
         if self.transport is None:
             return
+        # Answers written and never confirmed: the terminal may not have them.
+        self.server.mark(self.written, UNCONFIRMED)
+        self.written = []
         self.server.connections.discard(self)
         log.info("terminal disconnected%s", f" ({exc})" if exc else "")
 
@@ -164,7 +244,19 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    def eof_received(self) -> bool | None:
+        # The terminal closed its side: it read the answers it waited for
+        # (the emvkit client closes after reading, or before reversing).
+        self.server.mark(self.written, CONFIRMED)
+        self.written = []
+        self.closing = True
+        return True if self.outstanding else None  # answers still coming: close after them
+
     def data_received(self, data: bytes) -> None:
+        if self.written:
+            # The terminal sent again after its answers were written: it read them.
+            self.server.mark(self.written, CONFIRMED)
+            self.written = []
         if self.closing:
             return
         buffer = self.buffer
@@ -182,38 +274,54 @@ class _Connection(asyncio.Protocol):
             del buffer[:2 + size]
             completed = True
             try:
-                reply = answer(self.server.host, message)
+                prepared = prepare(self.server.host, message, delivered=False)
             except Exception:
                 log.exception("fault while answering a message; closing the connection")
-                reply = None
-            if reply is None:
                 self.closing = True
                 break
-            self.replies.append(frame(reply))
+            self.outstanding += 1
+            self.server.writer.submit(_Job(self, prepared))
         if not self.closing:
             self._watch(completed)
-        self.server.send_later(self)
+        elif not self.outstanding:
+            self.close()
 
-    def send(self) -> None:
-        """Write the answers (their rows are committed) and close if asked."""
-        if self.transport is None:
+    def deliver(self, reply: bytes | None, pending: int | None) -> None:
+        """Write one answer (its row is committed); ``pending``: the row of
+        an approval waiting for its confirmation."""
+        self.outstanding -= 1
+        transport = self.transport
+        if transport is None or self.lost or transport.is_closing():
+            if pending is not None:
+                self.server.mark([pending], UNCONFIRMED)
             return
-        if self.replies:
-            self.transport.write(b"".join(self.replies))
-            self.replies.clear()
-        if self.closing:
-            self.transport.close()
+        if reply is None:
+            self.closing = True
+        else:
+            transport.write(frame(reply))
+            if pending is not None:
+                self.written.append(pending)
+        if self.closing and not self.outstanding:
+            transport.close()
+
+    def fail(self) -> None:
+        """The batch holding this connection's message was not committed:
+        nothing to answer, the link is broken."""
+        self.outstanding -= 1
+        self.close()
 
     def close(self) -> None:
         self.closing = True
-        self.send()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class HostServer:
     """The TCP front end of an :class:`IssuerHost` on one event loop.
 
-    Answers are sent once per event-loop pass, after one commit of the
-    log rows of every request answered in that pass (group commit)."""
+    Answers are sent once their rows are committed by the writer thread
+    (:class:`~emvkit.terminal.host.groupcommit.GroupCommit`), many rows per
+    commit."""
 
     def __init__(self, host: IssuerHost, address: str = "127.0.0.1", port: int = 8583,
                  limits: ConnectionLimits | None = None) -> None:
@@ -222,17 +330,17 @@ class HostServer:
         self.port = port
         self.limits = limits or ConnectionLimits()
         self.connections: set[_Connection] = set()
+        self.writer = GroupCommit(host.log, self._handed_back)
         self._server: asyncio.base_events.Server | None = None
-        self._waiting: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Bind and listen; ``self.port`` is the real port afterwards (for port 0)."""
         self._loop = asyncio.get_running_loop()
-        self.host.log.group_commit = True
         self._server = await self.loop.create_server(lambda: _Connection(self), self.address, self.port,
                                                       reuse_address=True, backlog=512)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.writer.start()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -240,35 +348,44 @@ class HostServer:
             raise RuntimeError("the server has not started")
         return self._loop
 
-    def send_later(self, connection: _Connection) -> None:
-        if not self._waiting and self._loop is not None:
-            self._loop.call_soon(self._commit_and_send)
-        self._waiting.add(connection)
+    def mark(self, row_ids: list[int], delivery: str) -> None:
+        """Record the delivery of approvals (with the next batch)."""
+        if row_ids:
+            self.writer.submit(_Delivery(self.host.log, list(row_ids), delivery))
 
-    def _commit_and_send(self) -> None:
-        waiting, self._waiting = self._waiting, set()
-        try:
-            self.host.log.flush()
-        except Exception:
-            # Not recorded, so not answered: the terminals see a broken link.
-            log.exception("cannot commit the authorisation log; dropping %d connections", len(waiting))
-            for connection in waiting:
-                connection.replies.clear()
-                connection.close()
-            return
-        for connection in waiting:
-            connection.send()
+    def _handed_back(self, jobs: Sequence[Any], results: list[Any] | None) -> None:
+        """On the writer thread: a batch is committed (or failed); send its answers on the loop."""
+        answered = [(job, None if results is None else results[i]) for i, job in enumerate(jobs)
+                    if isinstance(job, _Job)]
+        if answered:
+            self.loop.call_soon_threadsafe(self._send, answered, results is not None)
+
+    def _send(self, answered: list[tuple[_Job, bytes | None]], committed: bool) -> None:
+        for job, reply in answered:
+            if not committed:
+                job.connection.fail()
+                continue
+            decided = job.prepared.decided
+            pending = decided.row_id if decided is not None and decided.pending else None
+            job.connection.deliver(reply, pending)
 
     async def stop(self) -> None:
-        """Stop listening; answer what was answered, close every connection."""
-        if self._server is not None:
-            self._server.close()
-            self._commit_and_send()
-            for connection in list(self.connections):
-                connection.close()
-            await self._server.wait_closed()
-            self._server = None
-            self.host.log.group_commit = False  # in-process use commits per row again
+        """Stop listening; send the answers of what was received, close every
+        connection, write the last rows."""
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in self.connections:
+            connection.closing = True  # nothing more is read
+        await asyncio.to_thread(self.writer.drain)  # its answers are now queued on this loop
+        await asyncio.sleep(0)
+        for connection in list(self.connections):
+            self.mark(connection.written, UNCONFIRMED)  # written, never confirmed
+            connection.written = []
+            connection.close()
+        await self._server.wait_closed()
+        self._server = None
+        await asyncio.to_thread(self.writer.stop)
 
     @property
     def url(self) -> str:
