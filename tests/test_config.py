@@ -34,7 +34,9 @@ def test_default_configuration() -> None:
     config = load_config()
     assert config.source == "built-in config"
     assert len(config.applications) == 5
-    assert len(config.capks) == 3
+    assert len(config.capks) == 4  # one RSA test CA per RID, and the SM2 CA of emu:unionpay_sm
+    assert [k.algorithm for k in config.capks].count("sm2") == 1
+    assert config.sm_algorithms
     assert [(a.aid.hex().upper(), a.kernel) for a in config.applications] == [
         ("A0000000031010", 3), ("A0000000041010", 2), ("A000000333010101", 7),
         ("A000000333010102", 7), ("A000000333010103", 7)]
@@ -56,7 +58,7 @@ def test_minimal_file_takes_the_defaults(tmp_path: Path) -> None:
     assert (app.floor_limit, app.cvm_required_limit, app.transaction_limit) == (0, 0, 0)
     assert app.ttq == bytes.fromhex("36004000")
     assert config.terminal_id == b"EMVKIT01"
-    assert len(config.capks) == 3  # capk_files defaults to the built-in keys
+    assert len(config.capks) == 4  # capk_files defaults to the built-in keys
 
 
 def test_defaults_apply_to_every_application(tmp_path: Path) -> None:
@@ -168,7 +170,7 @@ def test_capk_file_is_relative_to_the_config_file(tmp_path: Path, monkeypatch: p
     config = load_config(path)
     assert sorted(k.name for k in config.capks) == ["A000000003/92", "A000000003/95", "A000000003/99"]
     both = load_config(write(folder, 'capk_files = ["builtin", "keys.json"]\n' + ONE_APP, "both.toml"))
-    assert len(both.capks) == 6
+    assert len(both.capks) == 7
 
 
 def test_missing_capk_file(tmp_path: Path) -> None:

@@ -135,6 +135,8 @@ def derive_icc_mk(imk: bytes, pan: "str | bytes", psn: "str | bytes | None" = "0
     _check_len("IMK", imk, 16)
     digits = _pan_digits(pan)
     seq = _psn_digits(psn)
+    if option == "SM4":
+        return derive_icc_mk_sm4(imk, digits + seq)
     if option == "B" and len(digits) > 16:
         x = digits + seq
         if len(x) % 2:
@@ -294,6 +296,63 @@ def generate_arpc_upi(icc_mk_ac: bytes, atc: bytes, arqc: bytes, response: bytes
     return arpc_method1(session_key_common(icc_mk_ac, atc), arqc, response)
 
 
+# --- SM4 (PBOC 3.0 / JR/T 0025 SM suite; docs/card-application.md "SM
+# suite" says what of this is checked against a public source and what is
+# not) ---
+#
+# The methods are EMV Book 2 Annex A1 written for a 16-byte block cipher
+# (the way Book 2 states them for AES) with SM4 as the cipher:
+#   ICC MK  (A1.4.1): Y = X || (X xor FF..FF), X = the rightmost 16 digits
+#           of PAN || PSN as 8 bytes BCD; MK = SM4(IMK)[Y].
+#   SK      (A1.3.1): R = ATC || 00 x 14, F = R0 R1 F0 R3..R15;
+#           SK = SM4(MK)[F].
+#   AC      (A1.2.1): padding method 2 to 16-byte blocks, SM4 CBC-MAC,
+#           the leftmost 8 bytes.
+#   ARPC    (§8.2.1 method 1): SM4(SK)[(ARQC xor (ARC || 00 x 6)) || 00 x 8],
+#           the leftmost 8 bytes.
+# SM4 is imported on first use: a card without the SM suite never pays
+# for its tables on the heap.
+
+
+def _sm4():
+    from . import sm4
+    return sm4
+
+
+def derive_icc_mk_sm4(imk: bytes, digits: str) -> bytes:
+    # digits: PAN || PSN as decimal digits (option A's rightmost 16).
+    _check_len("IMK", imk, 16)
+    x = bytes.fromhex(("0" * 16 + digits)[-16:])
+    return _sm4().encrypt_block(imk, x + xor_block(x, b"\xff" * 8))
+
+
+def session_key_sm4(mk: bytes, atc: bytes) -> bytes:
+    _check_len("master key", mk, 16)
+    _check_len("ATC", atc, 2)
+    return _sm4().encrypt_block(mk, bytes(atc) + b"\xf0" + bytes(13))
+
+
+def sm4_mac8(key: bytes, data: bytes) -> bytes:
+    # The 8-byte MAC of data: padding method 2, SM4 CBC-MAC, leftmost 8.
+    sm4 = _sm4()
+    return sm4.SM4(key).cbc_mac(sm4.pad_method2(data))[:8]
+
+
+def arpc_method1_sm4(key: bytes, arqc: bytes, arc: bytes) -> bytes:
+    _check_len("ARQC", arqc, 8)
+    _check_len("ARC", arc, 2)
+    return _sm4().encrypt_block(key, xor_block(arqc, bytes(arc) + bytes(6)) + bytes(8))[:8]
+
+
+def generate_ac_upi_sm4(icc_mk_ac: bytes, atc: bytes, data: bytes, un: "bytes | None" = None) -> bytes:
+    return sm4_mac8(session_key_sm4(icc_mk_ac, atc), data)
+
+
+def generate_arpc_upi_sm4(icc_mk_ac: bytes, atc: bytes, arqc: bytes, response: bytes,
+                          un: "bytes | None" = None) -> bytes:
+    return arpc_method1_sm4(session_key_sm4(icc_mk_ac, atc), arqc, response)
+
+
 # Cryptogram version name (as a card profile names it) ->
 # (generate_ac, generate_arpc, ICC MK derivation option).
 CRYPTOGRAM_VERSIONS = {
@@ -302,4 +361,5 @@ CRYPTOGRAM_VERSIONS = {
     "mc_cvn16": (generate_ac_mc_cvn16, generate_arpc_mc_cvn16, "A"),
     "mc_cvn17": (generate_ac_mc_cvn17, generate_arpc_mc_cvn17, "A"),
     "upi": (generate_ac_upi, generate_arpc_upi, "A"),
+    "upi_sm4": (generate_ac_upi_sm4, generate_arpc_upi_sm4, "SM4"),
 }

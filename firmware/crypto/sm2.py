@@ -329,3 +329,42 @@ def verify(public: tuple, message: bytes, signature: bytes, user_id: bytes = DEF
            curve: Curve = SM2P256V1) -> bool:
     # Whether signature (r || s) is the key's signature of message with user_id.
     return verify_digest(public, message_digest(public, message, user_id, curve), signature, curve)
+
+
+# --- A signing key as a card holds it ---
+
+class SM2PrivateKey:
+    # d with its public point P = [d]G and Z_A (computed once, on first
+    # use). A profile stores {"d": hex, "public": hex x || y}; the public
+    # point is checked to lie on the curve, not recomputed from d (a scalar
+    # multiplication the card need not pay at every boot).
+    def __init__(self, d: int, public: "tuple | None" = None, user_id: bytes = DEFAULT_USER_ID,
+                 curve: Curve = SM2P256V1) -> None:
+        if not 1 <= d <= curve.n - 2:
+            raise SM2Error("an SM2 private key must be in [1, n-2]")
+        self.d = d
+        self.curve = curve
+        self.public = public if public is not None else public_key(d, curve)
+        self.user_id = bytes(user_id)
+        self._z = None  # type: bytes | None
+
+    def public_bytes(self) -> bytes:
+        # x || y (2 x 32 bytes), the form PBOC certificates carry.
+        return encode_point(self.public, self.curve)[1:]
+
+    def sign(self, message: bytes, rng=None) -> bytes:
+        # r || s over SM3(Z_A || message).
+        if self._z is None:
+            self._z = user_hash(self.public, self.user_id, self.curve)
+        h = SM3(self._z)
+        h.update(bytes(message))
+        return sign_digest(self.d, h.digest(), rng, self.curve)
+
+    def to_dict(self) -> dict:
+        return {"d": "%064X" % self.d, "public": "".join(["%02X" % b for b in self.public_bytes()])}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "SM2PrivateKey":
+        d = int(doc["d"], 16)
+        public = decode_point(b"\x04" + bytes.fromhex(doc["public"]))
+        return cls(d, public)

@@ -291,6 +291,12 @@ class Card:
         tx.pdol_data = pdol_data
         tx.terminal = tlv.split_dol(app.pdol, pdol_data) if app.pdol else {}
         ttq = tx.terminal.get(0x9F66)
+        if app.sm and tx.terminal.get(0xDF69) != b"\x01":
+            # An SM card (PBOC 3.0 SM suite only) with a terminal that did
+            # not say it supports SM (SM Algorithm Support Indicator DF69
+            # 01): nothing this card can do here (docs/card-application.md).
+            self.state = SELECTED
+            raise SwError(SW_CONDITIONS_NOT_SATISFIED)
         if app.scheme in ("visa", "unionpay") and ttq is not None and ttq[0] & 0x20:
             return self._quick_cryptogram(app, tx, ttq)
         body = tlv.encode_tlv(0x82, app.aip) + tlv.encode_tlv(0x94, app.afl)
@@ -329,7 +335,8 @@ class Card:
         cid = ac.card_risk_decision(app, state, requested, amount, offline_only, cvr)
         cvr.set_ac_types(cid)
         oda_for_online = bool(ttq[0] & 0x01)
-        fdda = self.secrets.icc_key is not None and bool(app.aip[0] & 0x20) and (
+        signer = self.secrets.icc_sm2 if app.sm else self.secrets.icc_key
+        fdda = signer is not None and bool(app.aip[0] & 0x20) and (
             cid == ac.CID_TC or (cid == ac.CID_ARQC and oda_for_online))
         if app.scheme == "visa":
             # CVR byte 2 b5 "new card": never online approved yet (Last Online
@@ -365,7 +372,11 @@ class Card:
             extra = dda.fdda_extra(app.fdda_version, tx.terminal.get(0x9F37, bytes(4)),
                                    tx.terminal.get(0x9F02, bytes(6)), tx.terminal.get(0x5F2A, bytes(2)),
                                    card_auth_data)
-            body += tlv.encode_tlv(0x9F4B, dda.sign_dynamic_data(self.secrets.icc_key, dynamic, extra))
+            if app.sm:
+                sdad = dda.sign_dynamic_data_sm(signer, dynamic, extra)
+            else:
+                sdad = dda.sign_dynamic_data(signer, dynamic, extra)
+            body += tlv.encode_tlv(0x9F4B, sdad)
         self._complete(app, tx, cid, amount)
         return tlv.encode_tlv(0x77, body)
 

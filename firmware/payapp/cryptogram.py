@@ -96,12 +96,12 @@ def issuer_approves(app, response: bytes) -> tuple:
 
 def issuer_application_data(app, cvr: Cvr, counters: bytes = b"") -> bytes:
     # Visa (format 0/1): 06 | DKI | CVN | 03 | CVR(3)
-    # UnionPay:          07 | DKI | CVN | 03 | CVR(3) | 01 (3DES)
+    # UnionPay:          07 | DKI | CVN | 03 | CVR(3) | algorithm: 01 3DES, 04 SM4
     # Mastercard:        DKI | CVN | CVR(6) | DAC 0000 | counters (8)
     if app.scheme == "mastercard":
         return bytes((app.dki, app.cvn)) + bytes(cvr.bits) + b"\x00\x00" + (counters or bytes(8))
     if app.scheme == "unionpay":
-        return bytes((0x07, app.dki, app.cvn, 0x03)) + bytes(cvr.bits) + b"\x01"
+        return bytes((0x07, app.dki, app.cvn, 0x03)) + bytes(cvr.bits) + (b"\x04" if app.sm else b"\x01")
     return bytes((0x06, app.dki, app.cvn, 0x03)) + bytes(cvr.bits)
 
 
@@ -115,7 +115,7 @@ def cryptogram_data(app, terminal: dict, aip: bytes, atc: bytes, iad: bytes) -> 
         return data + iad[2:8]
     if version == "mc_cvn17":
         return data + iad[2:8] + iad[10:18]
-    return data + iad  # visa_cvn18, upi
+    return data + iad  # visa_cvn18, upi, upi_sm4
 
 
 def generate_ac(app, icc_mk_ac: bytes, atc: bytes, data: bytes, un: bytes) -> bytes:

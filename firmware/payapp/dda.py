@@ -23,6 +23,25 @@ def sign_dynamic_data(key, dynamic: bytes, extra: bytes) -> bytes:
     return sign_recoverable(key, body, extra)
 
 
+# PBOC 3.0 (JR/T 0025) SM suite: the signed dynamic data is not recovered
+# from an SM2 signature but sent beside it:
+#
+#   15 | LDD | ICC Dynamic Data | r || s (64 bytes)
+#
+# the signature over 15 | LDD | ICC Dynamic Data followed by the same
+# "extra" data as above, hashed with SM3 under the signer's Z_A (GB/T
+# 32918.2 with the default user ID). Layout as public implementations read
+# it; docs/card-application.md "SM suite" says what is verified.
+_FORMAT_SDAD_SM = 0x15
+
+
+def sign_dynamic_data_sm(key, dynamic: bytes, extra: bytes) -> bytes:
+    if len(dynamic) > 255:
+        raise ValueError("ICC dynamic data of %d bytes" % len(dynamic))
+    head = bytes((_FORMAT_SDAD_SM, len(dynamic))) + dynamic
+    return head + key.sign(head + extra)
+
+
 def dda_dynamic_data(dynamic_number: bytes) -> bytes:
     # Book 2 §6.5.1: ICC Dynamic Number length and value.
     return bytes((len(dynamic_number),)) + dynamic_number

@@ -83,6 +83,11 @@ class Application:
         if self.cryptogram_version not in CRYPTOGRAM_VERSIONS:
             raise ProfileError("%s.cryptogram_version: one of %s"
                                % (where, ", ".join(sorted(CRYPTOGRAM_VERSIONS))))
+        if self.cryptogram_version == "upi_sm4" and self.scheme != "unionpay":
+            raise ProfileError("%s.cryptogram_version: upi_sm4 (the SM suite) is UnionPay's" % where)
+        # The SM suite (PBOC 3.0): SM4 cryptograms and SM2/SM3 fDDA, used
+        # when the terminal says it supports SM (DF69 01 in the PDOL data).
+        self.sm = self.cryptogram_version == "upi_sm4"
         self.cvn = _int(doc, "cvn", where)
         self.dki = _int(doc, "dki", where, 1)
         self.pdol = _hex(doc.get("pdol", ""), where + ".pdol")
@@ -94,6 +99,8 @@ class Application:
                 tlv.parse_dol(getattr(self, name))
             except tlv.TLVError as exc:
                 raise ProfileError("%s.%s: %s" % (where, name, exc))
+        if self.sm and 0xDF69 not in [t for t, _ in tlv.parse_dol(self.pdol)]:
+            raise ProfileError("%s.pdol: an SM card asks for the SM Algorithm Support Indicator (DF69)" % where)
         self.aip = _hex(doc.get("aip"), where + ".aip")
         if len(self.aip) != 2:
             raise ProfileError("%s.aip: 2 bytes" % where)
@@ -189,6 +196,15 @@ class Secrets:
         self.icc_mk_smi = None if smi is None else _hex(smi, "secrets.icc_mk_smi")
         if self.icc_mk_smi is not None and len(self.icc_mk_smi) != 16:
             raise ProfileError("secrets.icc_mk_smi: 16 bytes")
+        # ICC SM2 key pair (PBOC 3.0 SM suite: fDDA signed with SM2 over SM3).
+        sm2 = doc.get("icc_sm2")
+        self.icc_sm2 = None
+        if sm2 is not None:
+            from ..crypto.sm2 import SM2PrivateKey  # imported only by SM cards (heap on device images)
+            try:
+                self.icc_sm2 = SM2PrivateKey.from_dict(sm2)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise ProfileError("secrets.icc_sm2: %s" % exc)
         rsa = doc.get("icc_rsa")
         self.icc_key = None
         if rsa is not None:

@@ -124,8 +124,12 @@ def read_key_file(path: str | os.PathLike[str], fmt: str | None = None) -> list[
 
 def _to_json(known: KnownKey) -> dict[str, str]:
     key = known.key
-    entry = {"rid": key.rid.hex().upper(), "index": f"{key.index:02X}", "modulus": key.modulus.hex().upper(),
-             "exponent": key.exponent.hex().upper(), "checksum": key.compute_checksum().hex().upper()}
+    entry = {"rid": key.rid.hex().upper(), "index": f"{key.index:02X}"}
+    if key.algorithm == "sm2":
+        entry.update(algorithm="sm2", public_key=key.modulus.hex().upper())
+    else:
+        entry.update(modulus=key.modulus.hex().upper(), exponent=key.exponent.hex().upper())
+    entry["checksum"] = key.compute_checksum().hex().upper()
     if key.expiry is not None:
         entry["expiry"] = key.expiry.isoformat()
     if known.description:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.firmware.crypto.sm2 import SM2Error, SM2PrivateKey
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.jsonfile import parse_json
 from emvkit.terminal.perso.cards import SCHEMES, CardOptions, build_card
@@ -32,18 +33,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--ca", type=Path, help="CA private key file from an earlier perso (reuse the CA)")
     parser.add_argument("--ca-index", default="E2", help="CA public key index of a new CA, hex (default E2; the "
                         "built-in cards use E1, so both can sit in one terminal configuration)")
+    parser.add_argument("--sm", action="store_true", help="UnionPay only: the PBOC 3.0 SM suite (SM2 CA, issuer and "
+                        "ICC keys and certificates, SM2/SM3 fDDA, SM4 cryptogram keys) instead of RSA/SHA-1/TDEA")
     parser.add_argument("--out", type=Path, required=True, help="profile file to write")
     parser.add_argument("--capk-out", type=Path, help="CA public key file (default: OUT with .capk.json)")
     parser.set_defaults(func=run)
 
 
-def _read_ca(path: Path) -> tuple[RSAPrivateKey, int]:
+def _read_ca(path: Path) -> tuple[RSAPrivateKey | SM2PrivateKey, int]:
     doc = parse_json(read_private(path, "CA private key file"), str(path))
     try:
         if not isinstance(doc, dict):
             raise TypeError("not a JSON object")
+        if doc.get("algorithm") == "sm2":
+            return SM2PrivateKey.from_dict(doc["key"]), int(doc["index"], 16)
         return RSAPrivateKey.from_dict(doc["key"]), int(doc["index"], 16)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, SM2Error) as exc:
         raise ConfigError(f"{path}: not an emvkit CA key file ({exc})") from exc
 
 
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     options = CardOptions(
         scheme=args.scheme, pan=args.pan, expiry=args.expiry, psn=args.psn,
         issuer_cert_expiry=args.issuer_cert_expiry, icc_cert_expiry=args.icc_cert_expiry, ca=ca, ca_index=index,
+        sm=args.sm,
     )
     built = build_card(options)
     out: Path = args.out
@@ -71,13 +77,15 @@ def run(args: argparse.Namespace) -> int:
         capk_out.write_text(json.dumps([built.capk], indent=1) + "\n")
         if ca is None:
             ca_out = out.with_name(out.stem + ".ca.json")
+            sm = {"algorithm": "sm2"} if isinstance(built.ca, SM2PrivateKey) else {}
             write_private(ca_out, json.dumps({"format": "emvkit-ca", "rid": built.capk["rid"],
-                                                  "index": built.capk["index"],
+                                                  "index": built.capk["index"], **sm,
                                                   "key": built.ca.to_dict()}, indent=1) + "\n")
             print(f"CA private key:   {ca_out} (mode 0600)")
     except OSError as exc:
         raise ConfigError(f"cannot write: {exc}") from exc
     pan = built.profile["secrets"]["pan"]
-    print(f"card profile:     {out} (mode 0600; scheme {args.scheme}, PAN {mask_pan(pan)})")
+    suite = ", SM suite" if args.sm else ""
+    print(f"card profile:     {out} (mode 0600; scheme {args.scheme}{suite}, PAN {mask_pan(pan)})")
     print(f"CA public key:    {capk_out} (RID {built.capk['rid']}, index {built.capk['index']})")
     return 0

@@ -67,8 +67,11 @@ class IssuerKey:
                               f"{', '.join(sorted(CRYPTOGRAM_VERSIONS))}")
         if len(self.imk_ac) != 16:
             raise ConfigError(f"issuer key {self.bin_prefix}: imk_ac must be 16 bytes (32 hex digits)")
-        if self.derivation not in ("A", "B"):
-            raise ConfigError(f"issuer key {self.bin_prefix}: derivation must be A or B")
+        if (self.derivation == "SM4") != (self.cryptogram_version == "upi_sm4"):
+            raise ConfigError(f"issuer key {self.bin_prefix}: derivation SM4 goes with cryptogram_version upi_sm4 "
+                              "(the SM suite's SM4 master keys), A or B with the others")
+        if self.derivation not in ("A", "B", "SM4"):
+            raise ConfigError(f"issuer key {self.bin_prefix}: derivation must be A, B or SM4")
         if not 0 <= self.dki <= 0xFF:
             raise ConfigError(f"issuer key {self.bin_prefix}: dki must be 0..255")
         if self.imk_smi is not None and len(self.imk_smi) != 16:

@@ -6,6 +6,7 @@ and applies the CTQ's instructions.
 
 from __future__ import annotations
 
+from emvkit.firmware import tlv
 from emvkit.terminal.bitmaps import CTQ_BITS, TTQ_BITS, is_set
 from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.common import (
@@ -34,6 +35,11 @@ def run(ctx: KernelContext, fci: dict[int, bytes]) -> Exchange[TransactionResult
     pdol = fci.get(0x9F38)
     if not pdol:
         raise KernelStop(Outcome.END_APPLICATION, "the card has no PDOL: it cannot take the TTQ")
+    if ctx.kernel == 7 and 0xDF69 in (tag for tag, _ in tlv.parse_dol(pdol)):
+        # PBOC 3.0: the card asks whether the terminal supports the SM suite
+        # (SM Algorithm Support Indicator DF69, from the configuration).
+        ctx.step("SM algorithms", "the card asks (DF69); the terminal " +
+                 ("supports SM2/SM3/SM4 (01)" if ctx.config.sm_algorithms else "does not support them (00)"))
     yield from get_processing_options(ctx, pdol)
     missing = [name for tag, name in _MANDATORY.items() if ctx.card(tag) is None]
     if missing:
@@ -101,6 +107,8 @@ def _fdda(ctx: KernelContext, signed: list[tuple[int, bytes]], offline: bool,
                     failure = checked
                 else:
                     ctx.data[0x9F4C] = checked.icc_dynamic_number
+                    if icc.algorithm == "sm2":
+                        ctx.step("fDDA signature", "SM2 with SM3 (PBOC 3.0 SM suite)")
     if failure is None:
         oda_succeeded(ctx, "fDDA")
         return None

@@ -23,6 +23,13 @@ objects (a single object is also accepted)::
       }
     ]
 
+An SM2 CA public key (UnionPay's PBOC 3.0 SM suite) names its algorithm and
+gives the public key as x || y (64 bytes) instead of modulus and exponent;
+its optional check value is SHA-1(RID || index || x || y), emvkit's choice
+(``docs/capk.md``)::
+
+    {"rid": "A000000333", "index": "E3", "algorithm": "sm2", "public_key": "95925BB0..."}
+
 A revocation list file names revoked issuer certificates by the CA key that
 signed them and their 3-byte Certificate Serial Number (Book 2 §5.3 step 10,
 §6.3 step 10)::
@@ -51,6 +58,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
+from emvkit.firmware.crypto.sm2 import SM2Error, decode_point
 from emvkit.terminal.errors import ConfigError
 
 __all__ = ["CaPublicKey", "CapkStore", "RevocationList", "parse_hex_lines", "parse_keys_text"]
@@ -59,12 +67,18 @@ MAX_MODULUS = 248  # N_CA <= 248 bytes, 1984 bits (Book 2 §5.1, §6.1)
 EXPONENTS = (b"\x03", b"\x01\x00\x01")  # 3 and 2^16 + 1 (Book 2 Annex B2.1)
 
 _CAPK_FIELDS = frozenset({"rid", "index", "modulus", "exponent", "checksum", "expiry", "description"})
+_SM2_FIELDS = frozenset({"rid", "index", "algorithm", "public_key", "checksum", "expiry", "description"})
+ALGORITHMS = ("rsa", "sm2")
+SM2_KEY_LENGTH = 64  # x || y on sm2p256v1
 _REVOCATION_FIELDS = frozenset({"rid", "index", "serial", "description"})
 
 
 @dataclass(frozen=True)
 class CaPublicKey:
-    """One CA public key (Book 2 §11.2.2): RID, index, modulus, exponent, check value, expiry."""
+    """One CA public key (Book 2 §11.2.2): RID, index, modulus, exponent, check value, expiry.
+
+    ``algorithm`` is ``rsa`` (EMV) or ``sm2`` (PBOC 3.0 SM suite); an SM2 key
+    has its public key x || y in ``modulus`` and an empty ``exponent``."""
 
     rid: bytes
     index: int
@@ -72,13 +86,19 @@ class CaPublicKey:
     exponent: bytes
     checksum: bytes | None = None
     expiry: date | None = None
+    algorithm: str = "rsa"
 
     def __post_init__(self) -> None:
         if len(self.rid) != 5:
             raise ValueError(f"a RID is 5 bytes, got {len(self.rid)}")
         if not 0 <= self.index <= 0xFF:
             raise ValueError(f"a CA public key index is one byte, got {self.index}")
-        if not self.modulus or not self.exponent:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"a CA public key algorithm is one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.algorithm == "sm2":
+            if len(self.modulus) != SM2_KEY_LENGTH or self.exponent:
+                raise ValueError("an SM2 CA public key is x || y (64 bytes) without an exponent")
+        elif not self.modulus or not self.exponent:
             raise ValueError("modulus and exponent must not be empty")
         if self.checksum is not None and len(self.checksum) != 20:
             raise ValueError(f"a CA public key check value is 20 bytes, got {len(self.checksum)}")
@@ -138,7 +158,21 @@ class CapkStore:
         store = cls()
         for i, entry in enumerate(_entries(doc, where)):
             at = f"{where}[{i}]"
-            _check_fields(entry, _CAPK_FIELDS, at)
+            algorithm = entry.get("algorithm", "rsa")
+            if algorithm not in ALGORITHMS:
+                raise ConfigError(f"{at}.algorithm: one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+            _check_fields(entry, _SM2_FIELDS if algorithm == "sm2" else _CAPK_FIELDS | {"algorithm"}, at)
+            if algorithm == "sm2":
+                key = _checked_sm2_key(
+                    at, rid=_hex(entry, "rid", at, 5), index=_hex(entry, "index", at, 1)[0],
+                    public_key=_hex(entry, "public_key", at, SM2_KEY_LENGTH),
+                    checksum=_hex(entry, "checksum", at, 20) if "checksum" in entry else None,
+                    expiry=_date(entry, "expiry", at) if "expiry" in entry else None)
+                try:
+                    store.add(key)
+                except ConfigError as exc:
+                    raise ConfigError(f"{at}: {exc}") from None
+                continue
             key = _checked_key(
                 at,
                 rid=_hex(entry, "rid", at, 5),
@@ -199,6 +233,21 @@ def _checked_key(at: str, rid: bytes, index: int, modulus: bytes, exponent: byte
     if not key.checksum_ok:
         raise ConfigError(f"{at}.checksum: does not match the key; "
                           f"SHA-1(RID || index || modulus || exponent) is "
+                          f"{key.compute_checksum().hex().upper()}")
+    return key
+
+
+def _checked_sm2_key(at: str, rid: bytes, index: int, public_key: bytes, checksum: bytes | None,
+                     expiry: date | None) -> CaPublicKey:
+    """An SM2 CA key whose public key is a point of sm2p256v1 (and whose check value matches, when given)."""
+    try:
+        decode_point(b"\x04" + public_key)
+    except SM2Error as exc:
+        raise ConfigError(f"{at}.public_key: {exc}") from None
+    key = CaPublicKey(rid=rid, index=index, modulus=public_key, exponent=b"", checksum=checksum, expiry=expiry,
+                      algorithm="sm2")
+    if not key.checksum_ok:
+        raise ConfigError(f"{at}.checksum: does not match the key; SHA-1(RID || index || x || y) is "
                           f"{key.compute_checksum().hex().upper()}")
     return key
 

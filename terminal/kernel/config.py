@@ -53,6 +53,9 @@ class TerminalConfig:
     currency_exponent: int = 2
     merchant_category_code: bytes = bytes.fromhex("5411")
     terminal_id: bytes = b"EMVKIT01"
+    # PBOC 3.0 SM suite: tell a card whose PDOL asks for the SM Algorithm
+    # Support Indicator (DF69) that this terminal supports SM (01) or not (00).
+    sm_algorithms: bool = True
     random_selection_percent: int = 0
     random_selection_max_percent: int = 0
     random_selection_threshold: int = 0
@@ -83,6 +86,7 @@ class TerminalConfig:
             0x5F36: bytes((self.currency_exponent,)),
             0x9F15: self.merchant_category_code,
             0x9F1C: self.terminal_id,
+            0xDF69: b"\x01" if self.sm_algorithms else b"\x00",
         }
 
 
@@ -192,6 +196,7 @@ def config_from_toml(doc: dict[str, object], where: str) -> TerminalConfig:
         currency_exponent=t.bounded("currency_exponent", 2, 0, 9),
         merchant_category_code=t.hex("merchant_category_code", TerminalConfig.merchant_category_code, 2),
         terminal_id=_terminal_id(t),
+        sm_algorithms=t.get("sm_algorithms", bool, True),
         source=where,
     )
     t.check_unknown()

@@ -44,7 +44,23 @@ Book 2 §5.3/§6.3 for the issuer certificate, §6.4 for the ICC certificate)::
     cda_cid_mismatch                    §6.6.2 step 6: CID in the SDAD is not the 9F27 returned
     cda_transaction_hash                §6.6.2 step 12: Transaction Data Hash Code differs
     oda_record_not_template             Book 3 §10.3: a record read for ODA (any SFI) is not one 70 template
+    {issuer,icc}_certificate_signature  SM suite: the SM2 signature of the certificate does not verify
+    {issuer,icc}_public_key             SM suite: the certified key is not an uncompressed sm2p256v1 point
+    sdad_signature                      SM suite: the SM2 signature of the SDAD does not verify
     sda_tag_list_invalid                Book 3 §10.3: 9F4A lists a tag other than 82
+
+The SM suite of UnionPay's PBOC 3.0 (JR/T 0025): when the CA public key the
+card names (8F) is an SM2 key, :func:`recover_issuer_key` reads a format 12
+issuer certificate, :func:`recover_icc_key` a format 14 ICC certificate and
+:func:`verify_fdda` a format 15 SDAD; none is recovered from its signature,
+each is data followed by an SM2 signature r || s over SM3 (with the signer's
+Z_A, default user ID). The layouts are in
+``emvkit/terminal/perso/certificates.py`` and ``docs/kernel.md`` (with what
+was and was not checked against a public source). The RSA codes keep their
+meaning: ``*_format`` (not 12/14/15), ``*_length`` (not header, key and
+signature), ``*_hash_algorithm`` (signature algorithm not 04: SM2 with SM3),
+``*_key_algorithm`` (not 04: SM2); the recovered fields carry the hash result
+empty and ``hash_matched`` as the signature's verdict.
 
 One deliberate ordering choice: a needed but absent remainder (92, 9F48) is
 reported before the hash check it would otherwise fail, so the kernel can set
@@ -66,6 +82,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import date
 
+from emvkit.firmware.crypto import sm2
 from emvkit.firmware.crypto.rsa import recover
 from emvkit.terminal.kernel.capk import CaPublicKey, RevocationList
 
@@ -91,6 +108,11 @@ DATA_MISSING_CODES = frozenset({"icc_data_missing", "issuer_remainder_missing", 
 
 _HASH_SHA1 = 0x01  # Book 2 Annex B3.1
 _KEY_RSA = 0x01  # Book 2 Annex B2.1
+# PBOC 3.0 SM suite (see the module docstring).
+_SM_SIGNATURE = 0x04  # SM2 signature over SM3
+_KEY_SM2 = 0x04
+_SM_SIGNATURE_LENGTH = 64  # r || s
+_SM_KEY_LENGTH = 64  # x || y
 _NAMES = {
     "issuer_certificate": "the Issuer Public Key Certificate (90)",
     "icc_certificate": "the ICC Public Key Certificate (9F46)",
@@ -143,6 +165,7 @@ class IssuerPublicKey:
     expiry: tuple[int, int]  # (month, year)
     serial: bytes  # Certificate Serial Number, 3 bytes
     certificate: RecoveredCertificate | None = field(default=None, compare=False)  # every field of tag 90
+    algorithm: str = "rsa"  # "sm2": modulus holds the SM2 public key x || y, exponent is empty
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,7 @@ class IccPublicKey:
     expiry: tuple[int, int]  # (month, year)
     serial: bytes
     certificate: RecoveredCertificate | None = field(default=None, compare=False)  # every field of tag 9F46
+    algorithm: str = "rsa"  # "sm2": modulus holds the SM2 public key x || y, exponent is empty
 
 
 @dataclass(frozen=True)
@@ -332,6 +356,10 @@ def recover_issuer_key(capk: CaPublicKey | None, certificate: bytes | None, rema
                           "the terminal has no CA public key for this RID and CA Public Key Index (8F)")
     if not certificate:
         return _missing("the Issuer Public Key Certificate (90)")
+    if capk.algorithm == "sm2":
+        if not pan:
+            return _missing("the Application PAN (5A)")
+        return _recover_issuer_key_sm(capk, certificate, pan, today, revocations)
     if not exponent:
         return _missing("the Issuer Public Key Exponent (9F32)")
     if not pan:
@@ -370,6 +398,10 @@ def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainde
     """
     if not certificate:
         return _missing("the ICC Public Key Certificate (9F46)")
+    if issuer.algorithm == "sm2":
+        if not pan:
+            return _missing("the Application PAN (5A)")
+        return _recover_icc_key_sm(issuer, certificate, static_data, pan, today)
     if not exponent:
         return _missing("the ICC Public Key Exponent (9F47)")
     if not pan:
@@ -412,6 +444,8 @@ def _open_sdad(icc: IccPublicKey, sdad: bytes | None) -> tuple[bytes, bytes] | O
     (recovered block, ICC Dynamic Data)."""
     if not sdad:
         return _missing("the Signed Dynamic Application Data (9F4B)")
+    if icc.algorithm != "rsa":
+        return OdaFailure("sdad_format", "DDA and CDA with an SM2 ICC key are not implemented (fDDA only)")
     block = _recover("sdad", 0x05, sdad, icc.modulus, icc.exponent)
     if isinstance(block, OdaFailure):
         return block
@@ -447,14 +481,14 @@ def verify_fdda(icc: IccPublicKey, sdad: bytes | None, un: bytes, amount: bytes,
     version = card_auth_data[0] if card_auth_data else 0
     if version not in (0, 1):
         return OdaFailure("fdda_version", f"fDDA version {version:02X} in 9F69 is not 00 or 01")
+    signed = (un, amount, currency, card_auth_data) if version == 1 and card_auth_data is not None else (un,)
+    if icc.algorithm == "sm2":
+        return _verify_sdad_sm(icc, sdad, b"".join(signed))
     opened = _open_sdad(icc, sdad)
     if isinstance(opened, OdaFailure):
         return opened
     block, dynamic = opened
-    if version == 1 and card_auth_data is not None:
-        failed = _check_hash("sdad", block, block[2], un, amount, currency, card_auth_data)
-    else:
-        failed = _check_hash("sdad", block, block[2], un)
+    failed = _check_hash("sdad", block, block[2], *signed)
     return failed if failed is not None else DynamicData(dynamic[1:1 + dynamic[0]], dynamic)
 
 
@@ -486,6 +520,131 @@ def verify_cda(icc: IccPublicKey, sdad: bytes | None, un: bytes, cid: int,
         return OdaFailure("cda_transaction_hash",
                           "the Transaction Data Hash Code does not match the PDOL/CDOL data and the response")
     return CdaData(dynamic[1:n + 1], signed_cid, dynamic[n + 2:n + 10], hash_code)
+
+
+# --- The SM suite (PBOC 3.0, JR/T 0025): SM2 certificates and fDDA ---
+
+def _sm2_verify(public_xy: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` (r || s) is the SM2 signature of ``message`` by the
+    key x || y, with SM3 under its Z_A and the default user ID."""
+    try:
+        point = sm2.decode_point(b"\x04" + public_xy)
+    except sm2.SM2Error:
+        return False
+    return sm2.verify(point, message, signature)
+
+
+def _open_sm_certificate(owner: str, fmt: int, owner_len: int, certificate: bytes, signer: bytes,
+                         static_data: bytes) -> tuple[bytes, RecoveredCertificate] | OdaFailure:
+    """Format, signature algorithm, length, SM2 signature and the certified key of an
+    SM issuer (owner "issuer", format 12) or ICC (owner "icc", format 14)
+    certificate: (public key x || y, its fields). A failure after the format
+    check carries the fields."""
+    prefix = f"{owner}_certificate"
+    name = _NAMES[prefix]
+    base = 1 + owner_len  # expiry, serial, signature alg, key alg, key parameter, key length, key
+    header = base + 9
+    if len(certificate) < header + _SM_SIGNATURE_LENGTH:
+        return OdaFailure(f"{prefix}_length", f"{name} is {len(certificate)} bytes: too short for an SM certificate")
+    body, signature = certificate[:-_SM_SIGNATURE_LENGTH], certificate[-_SM_SIGNATURE_LENGTH:]
+
+    def fields(verified: bool | None) -> RecoveredCertificate:
+        return RecoveredCertificate(
+            owner=owner, format=body[0], identifier=_digits(body[1:base]), expiry=body[base:base + 2],
+            serial=body[base + 2:base + 5], hash_algorithm=body[base + 5], key_algorithm=body[base + 6],
+            key_length=body[base + 8], exponent_length=0, hash_result=b"", hash_matched=verified)
+
+    if body[0] != fmt:
+        return OdaFailure(f"{prefix}_format", f"{name} has format {body[0]:02X}, not {fmt:02X}")
+    if body[base + 5] != _SM_SIGNATURE:
+        return OdaFailure(f"{prefix}_hash_algorithm", f"{name} names signature algorithm {body[base + 5]:02X}; "
+                          "only 04 (SM2 with SM3) is defined", fields(None))
+    key_length = body[base + 8]
+    if len(body) != header + key_length:
+        return OdaFailure(f"{prefix}_length", f"{name} is {len(certificate)} bytes; a {key_length}-byte key "
+                          f"makes it {header + key_length + _SM_SIGNATURE_LENGTH}", fields(None))
+    if not _sm2_verify(signer, body + static_data, signature):
+        return OdaFailure(f"{prefix}_signature", f"the SM2 signature of {name} does not verify", fields(False))
+    key = body[header:]
+    if len(key) != _SM_KEY_LENGTH or not _sm2_point(key):
+        return OdaFailure(f"{owner}_public_key", f"the key in {name} is not an uncompressed sm2p256v1 point "
+                          "x || y (64 bytes)", fields(True))
+    return key, fields(True)
+
+
+def _sm2_point(key: bytes) -> bool:
+    try:
+        sm2.decode_point(b"\x04" + key)
+    except sm2.SM2Error:
+        return False
+    return True
+
+
+def _recover_issuer_key_sm(capk: CaPublicKey, certificate: bytes, pan: str, today: date,
+                           revocations: RevocationList | None) -> IssuerPublicKey | OdaFailure:
+    """The issuer public key from an SM certificate (format 12): the checks of
+    §6.3 steps 8-11 after the SM2 signature."""
+    opened = _open_sm_certificate("issuer", 0x12, 4, certificate, capk.modulus, b"")
+    if isinstance(opened, OdaFailure):
+        return opened
+    key, fields = opened
+    identifier = fields.identifier
+    if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
+        return OdaFailure("issuer_identifier_mismatch",
+                          f"Issuer Identifier {certificate[1:5].hex().upper()} is not the leading digits of the PAN",
+                          fields)
+    expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", fields.expiry, today)
+    if isinstance(expiry, OdaFailure):
+        return replace(expiry, certificate=fields)
+    if revocations is not None and revocations.is_revoked(capk.rid, capk.index, fields.serial):
+        return OdaFailure("issuer_certificate_revoked",
+                          f"issuer certificate {fields.serial.hex().upper()} under CA key {capk.name} is revoked",
+                          fields)
+    if fields.key_algorithm != _KEY_SM2:
+        return OdaFailure("issuer_key_algorithm",
+                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)", fields)
+    return IssuerPublicKey(key, b"", identifier, expiry, fields.serial, fields, algorithm="sm2")
+
+
+def _recover_icc_key_sm(issuer: IssuerPublicKey, certificate: bytes, static_data: bytes, pan: str,
+                        today: date) -> IccPublicKey | OdaFailure:
+    """The ICC public key from an SM certificate (format 14), whose signature
+    also covers the static data to be authenticated: §6.4 steps 8-10 after it."""
+    opened = _open_sm_certificate("icc", 0x14, 10, certificate, issuer.modulus, static_data)
+    if isinstance(opened, OdaFailure):
+        return opened
+    key, fields = opened
+    if not fields.identifier.isdigit() or fields.identifier != _digits(pan):
+        return OdaFailure("pan_mismatch", "the ICC certificate is for another PAN than the card's (5A)", fields)
+    expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", fields.expiry, today)
+    if isinstance(expiry, OdaFailure):
+        return replace(expiry, certificate=fields)
+    if fields.key_algorithm != _KEY_SM2:
+        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)",
+                          fields)
+    return IccPublicKey(key, b"", fields.identifier, expiry, fields.serial, fields, algorithm="sm2")
+
+
+def _verify_sdad_sm(icc: IccPublicKey, sdad: bytes | None, extra: bytes) -> DynamicData | OdaFailure:
+    """An SM suite SDAD: 15 | LDD | ICC Dynamic Data | r || s, the signature over
+    everything before it followed by ``extra`` (the data fDDA signs)."""
+    if not sdad:
+        return _missing("the Signed Dynamic Application Data (9F4B)")
+    name = _NAMES["sdad"]
+    if len(sdad) < 2 + _SM_SIGNATURE_LENGTH:
+        return OdaFailure("sdad_length", f"{name} is {len(sdad)} bytes: too short for an SM2 signature")
+    if sdad[0] != 0x15:
+        return OdaFailure("sdad_format", f"{name} has format {sdad[0]:02X}, not 15 (SM suite)")
+    length = sdad[1]
+    if len(sdad) != 2 + length + _SM_SIGNATURE_LENGTH:
+        return OdaFailure("sdad_length", f"{name} is {len(sdad)} bytes; ICC Dynamic Data of {length} bytes makes it "
+                          f"{2 + length + _SM_SIGNATURE_LENGTH}")
+    dynamic = sdad[2:2 + length]
+    if length < 1 or dynamic[0] + 1 > length:
+        return OdaFailure("sdad_dynamic_data", f"ICC Dynamic Data length {length} does not fit its dynamic number")
+    if not _sm2_verify(icc.modulus, sdad[:2 + length] + extra, sdad[2 + length:]):
+        return OdaFailure("sdad_signature", f"the SM2 signature of {name} does not verify")
+    return DynamicData(dynamic[1:1 + dynamic[0]], dynamic)
 
 
 # --- Static data to be authenticated (Book 3 §10.3) ---

@@ -24,19 +24,24 @@ from emvkit.terminal.secretfile import check_private
 
 __all__ = [
     "BUILTIN_DIR", "DEFAULT_CARD", "builtin_names", "capk_path", "load_builtin", "load_profile", "profile_path",
-    "read_profile", "regenerate",
+    "read_profile", "regenerate", "regenerate_variant",
 ]
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
 
+# Built-in cards beyond one per scheme: name -> (scheme, CA public key index).
+# unionpay_sm: the PBOC 3.0 SM suite, under its own SM2 test CA.
+VARIANTS = {"unionpay_sm": ("unionpay", 0xE3)}
+
+
 def builtin_names() -> list[str]:
-    return list(SCHEMES)
+    return [*SCHEMES, *VARIANTS]
 
 
 def profile_path(name: str) -> Path:
-    if name not in SCHEMES:
-        raise ConfigError(f"no built-in card {name!r} (built-in: {', '.join(SCHEMES)})")
+    if name not in builtin_names():
+        raise ConfigError(f"no built-in card {name!r} (built-in: {', '.join(builtin_names())})")
     return BUILTIN_DIR / f"{name}.json"
 
 
@@ -52,7 +57,7 @@ def load_builtin(name: str) -> dict[str, Any]:
 
 
 def regenerate(directory: Path = BUILTIN_DIR) -> None:
-    """Make new built-in cards: one test CA per RID, one card per scheme."""
+    """Make new built-in cards: one test CA per RID, one card per scheme, and the variants."""
     directory.mkdir(parents=True, exist_ok=True)
     cas = {rid: generate_rsa(CA_BITS_DEFAULT) for rid in set(RIDS.values())}
     capks = {}
@@ -60,9 +65,24 @@ def regenerate(directory: Path = BUILTIN_DIR) -> None:
         rid = RIDS["visa" if name == "wearable" else name]
         built = build_card(CardOptions(scheme=name, ca=cas[rid], pan=luhn_complete(DEFAULT_PAN_PREFIX[name])))
         (directory / f"{name}.json").write_text(json.dumps(built.profile, indent=1) + "\n")
-        capks[rid] = built.capk
+        capks[(rid, built.capk["index"])] = built.capk
     (directory / "capk.json").write_text(json.dumps(sorted(capks.values(), key=lambda k: k["rid"]),
                                                     indent=1) + "\n")
+    for name in VARIANTS:
+        regenerate_variant(name, directory)
+
+
+def regenerate_variant(name: str, directory: Path = BUILTIN_DIR) -> None:
+    """Make one variant card afresh (its own CA) and put its CA public key in
+    ``capk.json`` beside the others, which stay as they are."""
+    scheme, index = VARIANTS[name]
+    pan = luhn_complete(DEFAULT_PAN_PREFIX[scheme][:-1] + "4")  # not the scheme card's PAN
+    built = build_card(CardOptions(scheme=scheme, pan=pan, ca_index=index, sm=name.endswith("_sm")))
+    built.profile["id"] = name
+    (directory / f"{name}.json").write_text(json.dumps(built.profile, indent=1) + "\n")
+    path = directory / "capk.json"
+    keys = [k for k in json.loads(path.read_text()) if (k["rid"], k["index"]) != (built.capk["rid"], index)]
+    path.write_text(json.dumps(sorted([*keys, built.capk], key=lambda k: (k["rid"], k["index"])), indent=1) + "\n")
 
 
 DEFAULT_CARD = "visa"

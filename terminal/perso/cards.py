@@ -17,9 +17,16 @@ from typing import Any
 from emvkit.firmware import tlv
 from emvkit.firmware.crypto import emv as emvcrypto
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
+from emvkit.firmware.crypto.sm2 import SM2PrivateKey
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.perso.certificates import icc_certificate, issuer_certificate, signed_static_data
-from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, ca_public_key, generate_rsa
+from emvkit.terminal.perso.certificates import (
+    icc_certificate,
+    issuer_certificate,
+    signed_static_data,
+    sm_icc_certificate,
+    sm_issuer_certificate,
+)
+from emvkit.terminal.perso.keys import CA_BITS_DEFAULT, ca_public_key, generate_rsa, generate_sm2, sm2_ca_public_key
 
 __all__ = ["SCHEMES", "BuiltCard", "CardOptions", "build_card", "luhn_complete"]
 
@@ -42,6 +49,9 @@ ICC_BITS = 1024
 
 # Terminal data the qVSDC / qPBOC card signs: EMV Book C-3 / C-7 PDOL.
 QUICK_PDOL = "9F66049F02069F03069F1A0295055F2A029A039C019F3704"
+# PBOC 3.0 SM suite: the card also asks for the terminal's SM Algorithm
+# Support Indicator (DF69, 1 byte: 01 the terminal supports SM).
+SM_PDOL = QUICK_PDOL + "DF6901"
 EMV_CDOL1 = "9F02069F03069F1A0295055F2A029A039C019F37049F35019F3403"
 EMV_CDOL2 = "8A0291" + "0A" + "95059F3704"
 LOG_FORMAT = "9A039F21039F02065F2A029F1A029C019F36029F2701"
@@ -68,16 +78,19 @@ class CardOptions:
     psn: str = "01"
     issuer_cert_expiry: str = "1231"  # MMYY
     icc_cert_expiry: str = "1230"  # MMYY
-    ca: RSAPrivateKey | None = None
+    ca: RSAPrivateKey | SM2PrivateKey | None = None
     ca_index: int = TEST_CA_INDEX
     random: Callable[[int], bytes] = _secrets.token_bytes
+    # UnionPay only: the PBOC 3.0 SM suite (SM2/SM3 certificates and fDDA,
+    # SM4 cryptograms) instead of RSA/SHA-1/TDEA; the CA is then an SM2 key.
+    sm: bool = False
 
 
 @dataclass
 class BuiltCard:
     profile: dict[str, Any]
     capk: dict[str, str]
-    ca: RSAPrivateKey
+    ca: RSAPrivateKey | SM2PrivateKey
 
 
 def _h(value: bytes | str) -> str:
@@ -234,6 +247,10 @@ def _date(name: str, value: str, form: str) -> None:
 def build_card(options: CardOptions) -> BuiltCard:
     """A complete, personalised test card and the CA public key for it."""
     pan = _check(options)
+    if options.sm:
+        return _build_sm_card(options, pan)
+    if isinstance(options.ca, SM2PrivateKey):
+        raise ConfigError("an SM2 CA signs SM cards only (--sm)")
     scheme = _Scheme(options.scheme)
     rid = bytes.fromhex(RIDS[scheme.base])
     ca = options.ca or generate_rsa(CA_BITS_DEFAULT)
@@ -290,3 +307,53 @@ def build_card(options: CardOptions) -> BuiltCard:
         },
     }
     return BuiltCard(profile, ca_public_key(rid, options.ca_index, ca), ca)
+
+
+def _build_sm_card(options: CardOptions, pan: str) -> BuiltCard:
+    """A UnionPay card of the PBOC 3.0 SM suite: SM2 CA, issuer and ICC keys,
+    SM2 certificates (certificates.py), SM4 master keys, a PDOL asking for
+    DF69. It takes the qPBOC path only (no SDA, no DDA or CDA)."""
+    if options.scheme != "unionpay":
+        raise ConfigError("the SM suite (--sm) is UnionPay's: use --scheme unionpay")
+    if isinstance(options.ca, RSAPrivateKey):
+        raise ConfigError("an SM card needs an SM2 CA (the CA key file of an earlier --sm perso)")
+    scheme = _Scheme(options.scheme)
+    rid = bytes.fromhex(RIDS[scheme.base])
+    ca = options.ca or generate_sm2()
+    issuer = generate_sm2()
+    icc = generate_sm2()
+    apps = scheme.applications(pan)
+    for app in apps:
+        app.update(cryptogram_version="upi_sm4", aip="3C00", pdol=SM_PDOL)
+    static = scheme.static_records(pan, options.expiry, options.effective, options.psn)
+    issuer_cert = sm_issuer_certificate(ca, issuer, pan, options.issuer_cert_expiry, options.random(3))
+    icc_cert = sm_icc_certificate(issuer, icc, pan, options.icc_cert_expiry, options.random(3),
+                                  _static_data(static, apps[0]["aip"]))
+    certs: list[dict[str, Any]] = [
+        {"sfi": 2, "record": 1, "data": [["8F", f"{options.ca_index:02X}"], ["90", _h(issuer_cert)]]},
+        {"sfi": 2, "record": 2, "data": [["9F46", _h(icc_cert)]]},
+    ]
+    records = static + certs + scheme.dynamic_records(pan, options.expiry)
+    card_data = scheme.card_data(pan, options.expiry, options.psn)
+    for app in apps:
+        app["records"] = records
+        app["data"] = card_data
+        app["log"] = {"sfi": 11, "records": 10, "format": LOG_FORMAT}
+    imk_ac = options.random(16)  # an SM4 key: no parity bits
+    icc_mk_ac = emvcrypto.derive_icc_mk(imk_ac, pan, options.psn, "SM4")
+    profile = {
+        "format": "emvkit-card",
+        "version": 1,
+        "id": f"{options.scheme}_sm",
+        "description": f"emvkit test card ({options.scheme}, SM suite); keys are test keys",
+        "applications": apps,
+        "secrets": {
+            "pan": pan,
+            "psn": options.psn,
+            "imk_ac": _h(imk_ac),
+            "icc_mk_ac": _h(icc_mk_ac),
+            "derivation": "SM4",
+            "icc_sm2": icc.to_dict(),
+        },
+    }
+    return BuiltCard(profile, sm2_ca_public_key(rid, options.ca_index, ca), ca)

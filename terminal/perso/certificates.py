@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emvkit.firmware.crypto.rsa import RSAPrivateKey, sign_recoverable
+from emvkit.firmware.crypto.sm2 import SM2PrivateKey
 from emvkit.terminal.perso.keys import exponent_bytes
 
-__all__ = ["Certificate", "icc_certificate", "issuer_certificate", "signed_static_data"]
+__all__ = ["Certificate", "icc_certificate", "issuer_certificate", "signed_static_data", "sm_icc_certificate",
+           "sm_issuer_certificate"]
 
 HASH_SHA1 = 0x01
 PK_RSA = 0x01
@@ -85,3 +87,46 @@ def signed_static_data(issuer: RSAPrivateKey, dac: bytes, static_data: bytes) ->
     body = b"\x03" + bytes((HASH_SHA1,)) + dac
     body += b"\xbb" * (issuer.size - 22 - len(body))
     return sign_recoverable(issuer, body, static_data)
+
+
+# --- PBOC 3.0 SM suite (JR/T 0025): certificates signed with SM2 over SM3 ---
+#
+# Not recovered from the signature: the certificate is its data followed by
+# the 64-byte SM2 signature r || s of that data (for the ICC certificate,
+# of that data followed by the static data to be authenticated), made with
+# the signer's Z_A under the default user ID (GB/T 32918.2, GM/T 0009).
+#
+#   Issuer: 12 | issuer identifier (4) | expiry MMYY (2) | serial (3) |
+#           04 (signature algorithm: SM2 with SM3) | 04 (public key
+#           algorithm: SM2) | 00 (public key parameter) | 40 | x || y (64)
+#   ICC:    14 | PAN, F padded (10) | expiry (2) | serial (3) | 04 | 04 |
+#           00 | 40 | x || y (64)
+#
+# docs/card-application.md "SM suite" lists what of this layout was checked
+# against a public source and what was not.
+
+SM_ISSUER_FORMAT = 0x12
+SM_ICC_FORMAT = 0x14
+SM_SIGNATURE_SM2_SM3 = 0x04
+PK_SM2 = 0x04
+SM_KEY_PARAMETER = 0x00
+
+
+def sm_issuer_certificate(ca: SM2PrivateKey, issuer: SM2PrivateKey, pan: str, expiry_mmyy: str,
+                          serial: bytes) -> bytes:
+    """Issuer Public Key Certificate (90) of the SM suite, format 12."""
+    key = issuer.public_bytes()
+    body = (bytes((SM_ISSUER_FORMAT,)) + issuer_identifier(pan) + bytes.fromhex(expiry_mmyy) + serial
+            + bytes((SM_SIGNATURE_SM2_SM3, PK_SM2, SM_KEY_PARAMETER, len(key))) + key)
+    return body + ca.sign(body)
+
+
+def sm_icc_certificate(issuer: SM2PrivateKey, icc: SM2PrivateKey, pan: str, expiry_mmyy: str, serial: bytes,
+                       static_data: bytes) -> bytes:
+    """ICC Public Key Certificate (9F46) of the SM suite, format 14; the
+    signature also covers the static data to be authenticated."""
+    key = icc.public_bytes()
+    pan_field = bytes.fromhex((pan + "F" * (20 - len(pan)))[:20])
+    body = (bytes((SM_ICC_FORMAT,)) + pan_field + bytes.fromhex(expiry_mmyy) + serial
+            + bytes((SM_SIGNATURE_SM2_SM3, PK_SM2, SM_KEY_PARAMETER, len(key))) + key)
+    return body + issuer.sign(body + static_data)

@@ -7,12 +7,14 @@ Keys are generated with ``cryptography`` and held in CRT form as
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from emvkit.firmware.crypto import sm2
 from emvkit.firmware.crypto.rsa import RSAPrivateKey
 
-__all__ = ["ca_public_key", "generate_rsa"]
+__all__ = ["ca_public_key", "generate_rsa", "generate_sm2", "sm2_ca_public_key"]
 
 # EMV allows public exponents 3 and 2^16 + 1 (Book 2 §5.1, §11.2.1).
 EXPONENT = 3
@@ -50,4 +52,23 @@ def ca_public_key(rid: bytes, index: int, key: RSAPrivateKey) -> dict[str, str]:
         "modulus": modulus.hex().upper(),
         "exponent": exponent.hex().upper(),
         "checksum": checksum.hex().upper(),
+    }
+
+
+def generate_sm2() -> sm2.SM2PrivateKey:
+    """A fresh SM2 key on sm2p256v1: d uniform in [1, n-2]."""
+    n = sm2.SM2P256V1.n
+    return sm2.SM2PrivateKey(1 + secrets.randbelow(n - 2))
+
+
+def sm2_ca_public_key(rid: bytes, index: int, key: sm2.SM2PrivateKey) -> dict[str, str]:
+    """The terminal's entry for an SM2 CA public key (``docs/capk.md``): the
+    key as x || y, with emvkit's check value SHA-1(RID || index || x || y)."""
+    public = key.public_bytes()
+    return {
+        "rid": rid.hex().upper(),
+        "index": f"{index:02X}",
+        "algorithm": "sm2",
+        "public_key": public.hex().upper(),
+        "checksum": hashlib.sha1(rid + bytes((index,)) + public).digest().hex().upper(),
     }
