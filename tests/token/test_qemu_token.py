@@ -183,6 +183,8 @@ def test_bad_provisioning_is_one_line_and_leaves_the_token_unchanged(images: dic
     truncated.write_text(card.read_text()[: len(card.read_text()) // 2])
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({**doc, "applications": [{**doc["applications"][0], "scheme": "nosuchscheme"}]}))
+    for path in (garbage, truncated, unknown):
+        path.chmod(0o600)  # a profile file is refused when others can read it: each must fail for its own fault
 
     with token_run("qemu_m3", images["qemu_m3"], tmp_path / "store.bin") as token:
         assert emvkit("token", "provision", "--port", token.url, "--card", str(card)).returncode == 0
@@ -192,6 +194,7 @@ def test_bad_provisioning_is_one_line_and_leaves_the_token_unchanged(images: dic
             assert done.returncode == 2, (bad.name, done.stdout, done.stderr)
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("emvkit token provision: error: "), (bad.name, lines)
+            assert "chmod" not in lines[0], (bad.name, lines)
             assert "Traceback" not in done.stderr
             assert info(token.url) == state, bad.name
         forced = emvkit("token", "provision", "--port", token.url, "--card", str(card), "--force")
