@@ -212,15 +212,29 @@ class Tearing(Powered):
             raise
 
 
+# Exits 0 once pcscd tells its clients that a reader holds a usable card.
+WAIT_FOR_CARD = textwrap.dedent(
+    """
+    import sys
+    from emvkit.terminal.transport import pcsc
+    sys.exit(0 if pcsc.wait_for_card("", float(sys.argv[1])) else 1)
+    """
+)
+
+
 @contextmanager
 def inserted(pcscd: PrivatePcscd, card: Powered, atr: bytes = contactless_atr()) -> Iterator[VpcdBridge]:
-    """The card in the reader while inside; removed (pcscd has seen it go) on the way out."""
+    """The card in the reader while inside (pcscd reports it to clients); removed on the way out."""
     bridge = VpcdBridge(card, port=pcscd.vpcd_port, atr=atr)
     thread = threading.Thread(target=bridge.run, name="vpcd-bridge", daemon=True)
     thread.start()
     try:
         if not card.powered_on.wait(HANG_S):
             raise AssertionError(f"pcscd did not power the card within {HANG_S:g} s\n" + pcscd.log_path.read_text())
+        # pcscd powers the card first and tells its clients after: a client asking in between sees no card.
+        seen = subprocess.run([sys.executable, "-c", WAIT_FOR_CARD, str(HANG_S)], env=client_env(pcscd),
+                              timeout=2 * HANG_S, check=False)
+        assert seen.returncode == 0, "pcscd never reported the card\n" + pcscd.log_path.read_text()
         yield bridge
     finally:
         bridge.close()
