@@ -241,3 +241,26 @@ def test_sm2_capk_entries_are_checked() -> None:
         CapkStore.from_json([dict(good, modulus="00")])
     with pytest.raises(ConfigError, match="algorithm"):
         CapkStore.from_json([dict(good, algorithm="ecdsa")])
+
+
+def test_mpy_card_tap_is_approved_with_sm2_fdda() -> None:
+    # The same card application under the MicroPython unix port.
+    tap = run_transaction(open_transport("mpy:unionpay_sm"), load_config(), TransactionRequest(amount=1000))
+    assert (tap.result.outcome.outcome, tap.result.oda, tap.result.oda_result) == (
+        Outcome.APPROVED, "fDDA", "successful")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda doc: doc["secrets"]["icc_sm2"].update(public="00" * 64), "secrets.icc_sm2"),
+    (lambda doc: doc["applications"][0].update(pdol=doc["applications"][0]["pdol"][:-6]), "DF69"),
+    (lambda doc: doc["applications"][0].update(scheme="visa"), "UnionPay"),
+])
+def test_bad_sm_profiles_are_one_line_errors(tmp_path: Path, change: object, message: str) -> None:
+    doc = json.loads(json.dumps(CARD))
+    change(doc)  # type: ignore[operator]
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    run = subprocess.run([venv_tool("emvkit"), "tap", "--reader", f"emu:{path}"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and message in run.stderr, run.stderr

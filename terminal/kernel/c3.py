@@ -35,7 +35,7 @@ def run(ctx: KernelContext, fci: dict[int, bytes]) -> Exchange[TransactionResult
     pdol = fci.get(0x9F38)
     if not pdol:
         raise KernelStop(Outcome.END_APPLICATION, "the card has no PDOL: it cannot take the TTQ")
-    if ctx.kernel == 7 and 0xDF69 in (tag for tag, _ in tlv.parse_dol(pdol)):
+    if ctx.kernel == 7 and _asks_for(pdol, 0xDF69):
         # PBOC 3.0: the card asks whether the terminal supports the SM suite
         # (SM Algorithm Support Indicator DF69, from the configuration).
         ctx.step("SM algorithms", "the card asks (DF69); the terminal " +
@@ -79,6 +79,14 @@ def run(ctx: KernelContext, fci: dict[int, bytes]) -> Exchange[TransactionResult
         ctx.step("online PIN", "the transaction goes online for the PIN")
         offline = False
     return ctx.result(Outcome.APPROVED if offline else Outcome.ONLINE_REQUEST)
+
+
+def _asks_for(dol: bytes, tag: int) -> bool:
+    """Whether a DOL names ``tag``; a malformed one is left to GPO to report."""
+    try:
+        return tag in (t for t, _ in tlv.parse_dol(dol))
+    except tlv.TLVError:
+        return False
 
 
 def _fdda(ctx: KernelContext, signed: list[tuple[int, bytes]], offline: bool,
