@@ -32,12 +32,16 @@
 #
 # Provisioning. A token (firmware/main.py's Token: the store behind the
 # card) makes the device personalisable: BEGIN announces the length, the
-# CRC-32 of the whole and the force flag; DATA carries offset and bytes,
-# buffered here; COMMIT checks length and CRC and hands the bytes to
-# token.personalise(data, force), which validates, writes them durably and
-# returns the new card, or raises ProvisionError(code, text) having changed
-# nothing. Every check fails before anything is written; any error drops the
-# transfer (start again with BEGIN). Resends are safe: a DATA at an offset
+# CRC-32 of the whole and the force flag, and token.stage(length, force)
+# opens a transfer; DATA carries offset and bytes, which go straight into
+# the store's staging slot (transfer.write: the personalisation is never
+# held whole on the heap); COMMIT checks length and the CRC of the bytes as
+# stored, and transfer.commit() parses them from the store, builds the card,
+# makes the record current and returns the new card, or raises
+# ProvisionError(code, text) having changed nothing current. Nothing staged
+# counts before that (store.Staging); any error drops the transfer (start
+# again with BEGIN). A token with no stage() gets the bytes buffered here and
+# handed whole to token.personalise(data, force). Resends are safe: a DATA at an offset
 # already held is written again, a BEGIN resent with its seq is answered
 # again, and a COMMIT resent with its seq after it succeeded is answered from
 # the first answer (the device is personalised by then: without this, a lost
@@ -83,6 +87,8 @@ class DevLink:
     # (None: PROVISION_* are unsupported), an object with
     #   check(force)                  raises ProvisionError when it would refuse any
     #                                 personalisation (already personalised, no store)
+    #   stage(length, force)          (optional) -> a transfer: write(offset, data),
+    #                                 crc() of what it holds, commit() -> the new card
     #   personalise(data, force)      -> the new card, or raises ProvisionError
     #   info()                        -> [(key, value), ...] for DEVICE_INFO
     #   capacity (optional)           the largest personalisation it takes
@@ -93,7 +99,7 @@ class DevLink:
         self.profile_id = profile_id
         self.max_payload = max_payload
         self.token = token
-        self._perso = None  # type: bytearray | None  # the transfer in progress
+        self._perso = None  # type: object  # the transfer in progress (Token.stage, or a _Buffer)
         self._perso_length = 0
         self._perso_crc = 0
         self._perso_force = False
@@ -244,10 +250,11 @@ class DevLink:
             limit = link.PROVISION_MAX
         if length > limit:
             raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, limit))
-        self.token.check(force)  # refused before a byte is buffered
+        self.token.check(force)  # refused before a byte is taken
+        stage = getattr(self.token, "stage", None)
         gc.collect()
         try:
-            self._perso = bytearray(length)
+            self._perso = stage(length, force) if stage is not None else _Buffer(self.token, length, force)
         except MemoryError:
             raise ProvisionError(link.ERR_TOO_LARGE, "no memory for %d bytes" % length)
         self._perso_length = length
@@ -258,8 +265,8 @@ class DevLink:
         return 0
 
     def _data(self, payload) -> int:
-        buf = self._perso
-        if buf is None:
+        transfer = self._perso
+        if transfer is None:
             raise ProvisionError(link.ERR_OUT_OF_ORDER, "PROVISION_DATA without PROVISION_BEGIN")
         if len(payload) < 4:
             raise ProvisionError(link.ERR_BAD_REQUEST, "PROVISION_DATA: offset (4) | bytes")
@@ -270,26 +277,25 @@ class DevLink:
         if offset + n > self._perso_length:
             raise ProvisionError(link.ERR_OUT_OF_ORDER, "bytes %d to %d: past the announced %d"
                                  % (offset, offset + n, self._perso_length))
-        buf[offset:offset + n] = memoryview(payload)[4:]
+        transfer.write(offset, memoryview(payload)[4:])
         if offset + n > self._perso_held:
             self._perso_held = offset + n
         return self._perso_held
 
     def _commit(self, payload) -> tuple:
-        buf = self._perso
-        if buf is None:
+        transfer = self._perso
+        if transfer is None:
             raise ProvisionError(link.ERR_OUT_OF_ORDER, "PROVISION_COMMIT without PROVISION_BEGIN")
         if payload:
             raise ProvisionError(link.ERR_BAD_REQUEST, "PROVISION_COMMIT takes no payload")
         length = self._perso_length
         if self._perso_held != length:
             raise ProvisionError(link.ERR_INTEGRITY, "%d of %d bytes arrived" % (self._perso_held, length))
-        if crc32(buf) != self._perso_crc:
+        if transfer.crc() != self._perso_crc:
             raise ProvisionError(link.ERR_INTEGRITY, "CRC-32 mismatch")
-        force = self._perso_force
         self._perso = None  # the token owns the bytes now
         try:
-            card = self.token.personalise(buf, force)
+            card = transfer.commit()
         except ProvisionError:
             raise
         except Exception as exc:  # a bug in the token: nothing was personalised
@@ -325,6 +331,24 @@ class DevLink:
             hook()
         except Exception as exc:
             self.log("card %s() raised %s" % (name, type(exc).__name__), write)
+
+
+class _Buffer:
+    # A transfer held on the heap, for a token with no stage(): the whole
+    # is handed to token.personalise(data, force) at COMMIT.
+    def __init__(self, token, length: int, force: bool) -> None:
+        self.token = token
+        self.data = bytearray(length)
+        self.force = force
+
+    def write(self, offset: int, data) -> None:
+        self.data[offset:offset + len(data)] = data
+
+    def crc(self) -> int:
+        return crc32(self.data)
+
+    def commit(self):
+        return self.token.personalise(self.data, self.force)
 
 
 def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str = "",

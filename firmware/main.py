@@ -129,7 +129,7 @@ class BoundSlot:
 
 class Token:
     # What DevLink asks of a token (devlink.DevLink: check(force),
-    # personalise(data, force), info()), on a store at `root` (a folder:
+    # stage(length, force), personalise(data, force), info()), on a store at `root` (a folder:
     # None when the board has none or it cannot be mounted). store_status:
     # "ok", "empty" (no personalisation stored), "corrupt" (the store or what
     # it holds cannot be read), "none" (no store on this board).
@@ -157,22 +157,30 @@ class Token:
 
     def load(self, frozen: "str | None" = None) -> None:
         # The personalisation in the store (else `frozen`, the JSON text of
-        # an image's built-in card): builds the card. Never raises.
-        data = None
+        # an image's built-in card): builds the card. Never raises. The
+        # record is parsed as it is read from the store (SlotFile.reader):
+        # its bytes are never all on the heap.
+        doc = None
         if self.perso_file is not None:
             try:
-                data = self.perso_file.read()  # StoreError: a file with no valid record
+                stream = self.perso_file.reader()  # StoreError: a file with no valid record
+                if stream is not None:
+                    with stream:
+                        doc = json.load(stream)
             except Exception:
-                self.store_status = "corrupt"
+                self.store_status = "corrupt"  # or a record that is not JSON
                 return
         source = "store"
-        if data is None:
+        if doc is None:
             if frozen is None:
                 return
-            data = frozen.encode()
             source = "frozen"
+            try:
+                doc = json.loads(frozen)
+            except Exception:
+                return
         try:
-            card = self._card(json.loads(data))
+            card = self._card(doc)
         except Exception:
             if source == "store":
                 self.store_status = "corrupt"  # a record that is not a profile (any more)
@@ -209,28 +217,50 @@ class Token:
     def personalise(self, data, force: bool = False):
         # Checks `data` (the profile JSON), writes it to the store and
         # returns the new card; or raises ProvisionError having changed
-        # nothing. The write is the one moment of change (SlotFile: a power
-        # cut leaves the old record or the new one). With force, a damaged
-        # file of the store (no valid record: SlotFile refuses to read or
-        # write it) is emptied first: it held nothing that could be used.
+        # nothing: stage() and Transfer.commit() with the whole at once.
+        transfer = self.stage(len(data), force)
+        transfer.write(0, data)
+        return transfer.commit()
+
+    def stage(self, length: int, force: bool = False) -> "Transfer":
+        # A personalisation of `length` bytes, written to the store as its
+        # pieces arrive (devlink: PROVISION_DATA) and made current by
+        # Transfer.commit() only; ProvisionError when it would be refused
+        # whatever it holds. With force, a damaged file of the store (no
+        # valid record: SlotFile refuses to read or write it) is emptied
+        # first: it held nothing that could be used.
         self.check(force)
         perso_file = self.perso_file
         if perso_file is None:
             raise ProvisionError(link.ERR_STORE, "no store on this device")  # (check() said so already)
-        if len(data) > self.capacity:
-            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (len(data), self.capacity))
+        if length > self.capacity:
+            raise ProvisionError(link.ERR_TOO_LARGE, "%d bytes, at most %d" % (length, self.capacity))
         try:
-            doc = json.loads(data)
+            _usable(perso_file)
+            staging = perso_file.stage(length)
+        except Exception as exc:
+            raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
+        return Transfer(self, staging)
+
+    def _commit(self, staging):
+        # The staged profile, parsed from the store, builds the new card; the
+        # record becomes current (SlotFile: the one moment of change; a
+        # power cut leaves the old record or the new one) only then.
+        _collect()
+        try:
+            with staging.reader() as stream:
+                doc = json.load(stream)
         except MemoryError:
-            raise ProvisionError(link.ERR_TOO_LARGE, "not enough memory to parse %d bytes" % len(data))
+            raise ProvisionError(link.ERR_TOO_LARGE, "not enough memory to parse %d bytes" % staging.length)
+        except OSError as exc:
+            raise ProvisionError(link.ERR_STORE, "cannot read the personalisation: %s" % type(exc).__name__)
         except Exception:
             raise ProvisionError(link.ERR_BAD_PROFILE, "not JSON")
         card = self._card(doc)
         doc = None
         _collect()
         try:
-            _usable(perso_file)
-            perso_file.write(data)
+            staging.commit()
         except Exception as exc:
             raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
         self.card = card
@@ -252,6 +282,32 @@ class Token:
             initial = CardState.from_dict(card.profile.initial_state)
             card.store = CardStore(BoundSlot(self.state_file, identity(card)), initial)  # type: ignore[arg-type]
         return card
+
+
+class Transfer:
+    # A personalisation on its way into the store (Token.stage): what
+    # devlink's PROVISION_DATA and PROVISION_COMMIT drive.
+    def __init__(self, token: Token, staging) -> None:
+        self.token = token
+        self.staging = staging
+
+    def write(self, offset: int, data) -> None:
+        try:
+            self.staging.write(offset, data)
+        except Exception as exc:
+            raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
+
+    def crc(self) -> int:
+        # CRC-32 of the bytes as stored (-1 when the store cannot give them back).
+        try:
+            crc = self.staging.crc()
+        except Exception:
+            crc = None
+        return -1 if crc is None else crc
+
+    def commit(self):
+        # The new card, or ProvisionError having changed nothing.
+        return self.token._commit(self.staging)
 
 
 def _usable(slot_file) -> None:

@@ -68,6 +68,7 @@ STATE_SLOT_SIZE = const(4096)
 PERSO_SLOT_SIZE = const(24576)
 
 _SEQ_MAX = const(0xFFFFFFFF)
+_PIECE = const(128)  # bytes read at a time to check a CRC
 _ENOENT = const(2)
 
 _fsync = getattr(os, "fsync", None)  # CPython; MicroPython has none
@@ -140,16 +141,59 @@ class SlotFile:
         # A file with no valid record otherwise is not taken for a fresh
         # store (that would reset the counters, or overwrite a file that is
         # not ours): StoreError.
-        slot, seq, payload = self._scan()
+        slot, seq, length = self._scan()
         self._newest = (slot, seq)
-        return payload
+        if length < 0:
+            return None
+        f = self.opener(self.path, "rb")
+        try:
+            f.seek(slot * self.slot_size + HEADER_SIZE)
+            return f.read(length)
+        finally:
+            f.close()
+
+    def reader(self) -> "PayloadReader | None":
+        # The newest valid payload as a stream (json.load reads it as it
+        # parses, with no copy of it on the heap); None for a fresh store;
+        # StoreError as read().
+        slot, seq, length = self._scan()
+        self._newest = (slot, seq)
+        if length < 0:
+            return None
+        return PayloadReader(self.opener(self.path, "rb"), slot * self.slot_size + HEADER_SIZE, length)
 
     def write(self, payload) -> None:
         # Durable when this returns. Raises StoreError, before writing
         # anything, when the payload does not fit.
-        if len(payload) > self.capacity:
+        self._check_fits(len(payload))
+        target, seq = self._next()
+        head, tail = _record_ends(seq, payload)
+        self._newest = None  # unknown until this write is through
+        f = self._open_for_write()
+        try:
+            f.seek(target * self.slot_size)
+            f.write(head)
+            f.write(payload)
+            f.write(tail)
+            _sync(f)
+        finally:
+            f.close()
+        self._newest = (target, seq)
+
+    def stage(self, length: int) -> "Staging":
+        # A record of `length` payload bytes written piece by piece (see
+        # Staging); StoreError, before writing anything, when it does not fit.
+        self._check_fits(length)
+        target, seq = self._next()
+        return Staging(self, target, seq, length)
+
+    def _check_fits(self, length: int) -> None:
+        if length > self.capacity:
             raise StoreError("%s: %d bytes do not fit a %d-byte slot (at most %d)"
-                             % (self.path, len(payload), self.slot_size, self.capacity))
+                             % (self.path, length, self.slot_size, self.capacity))
+
+    def _next(self) -> tuple:
+        # (slot, seq) of the next record: the slot that does not hold the newest.
         newest = self._newest
         if newest is None:
             slot, seq, _ = self._scan()
@@ -157,67 +201,182 @@ class SlotFile:
             slot, seq = newest
         if seq >= _SEQ_MAX:
             raise StoreError("%s: sequence number exhausted" % self.path)
-        target = 1 - slot  # fresh store: (1, -1) -> slot 0, seq 0
-        head, tail = _record_ends(seq + 1, payload)
-        self._newest = None  # unknown until this write is through
+        return 1 - slot, seq + 1  # fresh store: (1, -1) -> slot 0, seq 0
+
+    def _open_for_write(self):
         try:
-            f = self.opener(self.path, "r+b")
+            return self.opener(self.path, "r+b")
         except OSError as exc:
             if exc.args[0] != _ENOENT:
                 raise
-            f = self.opener(self.path, "w+b")
-        try:
-            f.seek(target * self.slot_size)
-            f.write(head)
-            f.write(payload)
-            f.write(tail)
-            f.flush()
-            fileno = getattr(f, "fileno", None)
-            if _fsync is not None and fileno is not None:
-                _fsync(fileno())
-        finally:
-            f.close()
-        self._newest = (target, seq + 1)
+            return self.opener(self.path, "w+b")
 
     def _scan(self) -> tuple:
-        # (slot, seq, payload) of the newest valid record, or (1, -1, None).
+        # (slot, seq, length) of the newest valid record, or (1, -1, -1).
+        # The CRC is checked a piece at a time: no copy of a payload is made.
         try:
             f = self.opener(self.path, "rb")
         except OSError as exc:
             if exc.args[0] == _ENOENT:
-                return 1, -1, None
+                return 1, -1, -1
             raise
         try:
             headers = []
             for slot in (0, 1):
                 f.seek(slot * self.slot_size)
-                parsed = _parse_header(f.read(HEADER_SIZE), self.slot_size)
+                head = f.read(HEADER_SIZE)
+                parsed = _parse_header(head, self.slot_size)
                 if parsed is not None:
-                    headers.append((parsed[0], slot, parsed[1]))
+                    headers.append((parsed[0], slot, parsed[1], head))
             # Newest first (slot 0 first on equal seq); the CRC decides.
             headers.sort(key=lambda h: (-h[0], h[1]))
-            for seq, slot, length in headers:
-                payload = self._payload(f, slot, seq, length)
-                if payload is not None:
-                    return slot, seq, payload
+            for seq, slot, length, head in headers:
+                base = slot * self.slot_size + HEADER_SIZE
+                crc = _crc_of(f, base, length, crc32(head))
+                stored = f.read(CRC_SIZE)
+                if crc is not None and len(stored) == CRC_SIZE and crc == int.from_bytes(stored, "big"):
+                    return slot, seq, length
             size = f.seek(0, 2)
             f.seek(0)
             start = f.read(HEADER_SIZE)
         finally:
             f.close()
         if size == 0 or (size <= self.slot_size and _torn_first(start)):
-            return 1, -1, None
+            return 1, -1, -1
         raise StoreError("%s: no valid record (not a store of %d-byte slots, or damaged)" % (self.path, self.slot_size))
 
-    def _payload(self, f, slot: int, seq: int, length: int):
-        f.seek(slot * self.slot_size)
-        data = f.read(HEADER_SIZE + length + CRC_SIZE)
-        if len(data) != HEADER_SIZE + length + CRC_SIZE:
+
+def _sync(f) -> None:
+    # Durable: flush, then os.fsync where the platform has it (littlefs
+    # commits a file on flush and close).
+    f.flush()
+    fileno = getattr(f, "fileno", None)
+    if _fsync is not None and fileno is not None:
+        _fsync(fileno())
+
+
+def _crc_of(f, start: int, length: int, crc: int = 0) -> "int | None":
+    # CRC-32 of `length` bytes of `f` from `start`, read _PIECE bytes at a
+    # time, continuing `crc`; None when the file ends first. Leaves f just
+    # after them.
+    f.seek(start)
+    buf = bytearray(_PIECE)
+    view = memoryview(buf)
+    left = length
+    while left > 0:
+        n = f.readinto(view[:left] if left < _PIECE else view)
+        if not n:
             return None
-        body = memoryview(data)[:HEADER_SIZE + length]
-        if crc32(body) != int.from_bytes(data[HEADER_SIZE + length:], "big"):
-            return None
-        return bytes(data[HEADER_SIZE:HEADER_SIZE + length])
+        crc = crc32(view[:n], crc)
+        left -= n
+    return crc
+
+
+class Staging:
+    # A record written a piece at a time into the slot the next write takes
+    # (SlotFile.stage): a personalisation streamed in as it arrives, never
+    # held whole on the heap. write() puts payload bytes at their offset
+    # (again, for a resent piece); crc() and reader() read back what the
+    # slot holds; commit() writes the header and the CRC, and only then is
+    # the record the newest. Until commit() the slot reads as invalid (the
+    # argument at the top: the old header no longer matches, or the new one
+    # has no CRC yet), so a power cut, or a transfer given up, leaves the
+    # newest record as it was. One staging at a time, and no write() to the
+    # same file meanwhile.
+    def __init__(self, slot_file: SlotFile, target: int, seq: int, length: int) -> None:
+        self.slot_file = slot_file
+        self.target = target
+        self.seq = seq
+        self.length = length
+        self._base = target * slot_file.slot_size + HEADER_SIZE
+
+    def write(self, offset: int, data) -> None:
+        if offset < 0 or offset + len(data) > self.length:
+            raise StoreError("%s: bytes %d to %d of a %d-byte record" % (self.slot_file.path, offset,
+                                                                        offset + len(data), self.length))
+        f = self.slot_file._open_for_write()
+        try:
+            f.seek(self._base + offset)
+            f.write(data)
+            f.flush()
+        finally:
+            f.close()
+
+    def crc(self, start: int = 0) -> "int | None":
+        # CRC-32 of the payload as the slot holds it (None: not all there).
+        f = self.slot_file.opener(self.slot_file.path, "rb")
+        try:
+            return _crc_of(f, self._base, self.length, start)
+        finally:
+            f.close()
+
+    def reader(self) -> "PayloadReader":
+        return PayloadReader(self.slot_file.opener(self.slot_file.path, "rb"), self._base, self.length)
+
+    def commit(self) -> None:
+        # The header, then the CRC over header and payload as read back:
+        # durable when this returns, and from then on the newest record.
+        slot_file = self.slot_file
+        head = MAGIC + bytes((VERSION,)) + self.seq.to_bytes(4, "big") + self.length.to_bytes(4, "big")
+        crc = self.crc(crc32(head))
+        if crc is None:
+            raise StoreError("%s: the staged record is incomplete" % slot_file.path)
+        slot_file._newest = None
+        f = slot_file._open_for_write()
+        try:
+            f.seek(self._base - HEADER_SIZE)
+            f.write(head)
+            f.seek(self._base + self.length)
+            f.write(crc.to_bytes(4, "big"))
+            _sync(f)
+        finally:
+            f.close()
+        slot_file._newest = (self.target, self.seq)
+
+
+try:
+    from io import IOBase as _Stream
+except ImportError:  # a port without io.IOBase
+    _Stream = object  # type: ignore
+
+
+class PayloadReader(_Stream):  # type: ignore
+    # `length` bytes of an open file from `start`, as a stream that ends
+    # there: json.load(reader) parses a payload straight from the store
+    # (MicroPython's json.load reads its stream a byte at a time, and wants
+    # the stream to end after the document). Closes the file at close() or
+    # on leaving a `with`.
+    def __init__(self, f, start: int, length: int) -> None:
+        self.f = f
+        self.left = length
+        f.seek(start)
+
+    def readinto(self, buf) -> int:
+        n = len(buf)
+        if n > self.left:
+            n = self.left
+            buf = memoryview(buf)[:n]
+        if n <= 0:
+            return 0
+        got = self.f.readinto(buf) or 0
+        self.left -= got
+        return got
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.left:
+            n = self.left
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 # --- the card's store ---

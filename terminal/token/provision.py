@@ -20,13 +20,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from emvkit.firmware import link
 from emvkit.firmware.crc import crc32
 from emvkit.firmware.devlink import ProvisionError
 from emvkit.firmware.main import card_from_profile
 from emvkit.terminal.errors import ConfigError, EmvkitError, TransportError
-from emvkit.terminal.perso.builtin import read_profile
+from emvkit.terminal.perso.builtin import builtin_names, load_builtin, profile_path, read_profile
 from emvkit.terminal.tlvdump import mask_pan
 from emvkit.terminal.transport.serial import SerialTransport, TokenRefused
 
@@ -71,7 +72,7 @@ class Personalisation:
 
 def load_personalisation(path: Path, limit: int = link.PROVISION_MAX) -> Personalisation:
     """Read and check a card profile; ``ConfigError`` (one line, no secret) if a token would refuse it."""
-    doc = read_profile(path, "card profile")  # a JSON object; private when it holds secrets
+    doc = _read_profile(path)
     try:
         card = card_from_profile(doc)
     except ProvisionError as exc:
@@ -90,6 +91,15 @@ def load_personalisation(path: Path, limit: int = link.PROVISION_MAX) -> Persona
         schemes=tuple(app.scheme for app in profile.applications),
         masked_pan=mask_pan(card.secrets.pan),
     )
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    # A built-in card's file is public test data (perso/builtin.py: read without the private-file
+    # check, as emu:NAME reads it); any other file is a JSON object, private when it holds secrets.
+    for name in builtin_names():
+        if path.resolve() == profile_path(name).resolve():
+            return load_builtin(name)
+    return read_profile(path, "card profile")
 
 
 def _refused(exc: TokenRefused) -> ProvisionRefused:

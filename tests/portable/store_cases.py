@@ -145,6 +145,10 @@ class _SuppliedFile:
         self._supply.check()
         return self._f.read(n)
 
+    def readinto(self, buf):
+        self._supply.check()
+        return self._f.readinto(buf)
+
     def write(self, data):
         supply = self._supply
         supply.check()
@@ -454,6 +458,34 @@ def test_writes_alternate_slots_and_the_newest_wins():
         assert data[:20] == store.encode_record(2, b"CCC")
         assert data[64:85] == store.encode_record(3, b"DDDD")
         assert store.SlotFile(path, 64).read() == b"DDDD"
+    finally:
+        _remove(path)
+
+
+def test_a_staged_record_counts_only_once_committed():
+    path = _temp_path()
+    try:
+        slots = store.SlotFile(path, 64)
+        slots.write(b"old")  # slot 0, seq 0
+        staged = slots.stage(13)
+        staged.write(0, b'{"a": ')
+        assert store.SlotFile(path, 64).read() == b"old"  # a cut now: the old record
+        assert staged.crc() is None  # not all there
+        _raises(staged.commit, store.StoreError)
+        assert store.SlotFile(path, 64).read() == b"old"
+        staged.write(0, b'{"a": ')  # a resent piece, then the rest
+        staged.write(6, b"[1, 2]}")
+        _raises(lambda: staged.write(12, b"xx"), store.StoreError)  # past the announced length
+        assert store.SlotFile(path, 64).read() == b"old"  # written, not committed: still the old one
+        assert staged.crc() == 0x726169D5  # zlib.crc32 of the 13 bytes, worked out apart
+        with staged.reader() as stream:
+            assert json.load(stream) == {"a": [1, 2]}  # the stream ends with the payload
+        staged.commit()
+        assert _file_bytes(path)[64:] == store.encode_record(1, b'{"a": [1, 2]}')
+        assert slots.read() == store.SlotFile(path, 64).read() == b'{"a": [1, 2]}'
+        with store.SlotFile(path, 64).reader() as stream:
+            assert json.load(stream) == {"a": [1, 2]}
+        assert store.SlotFile(_temp_path() + "-none", 64).reader() is None
     finally:
         _remove(path)
 

@@ -10,6 +10,7 @@ except ImportError:
     from firmware import link, main
     from firmware.devlink import ProvisionError
 
+import binascii
 import json
 import os
 
@@ -99,7 +100,15 @@ def test_a_personalisation_is_stored_and_found_at_the_next_boot():
         assert dict(again.info())["atc"] == 3
 
 
+def _stored(root):
+    # What a reboot finds: the current personalisation record (None: none).
+    return main.Token("test", root).perso_file.read()
+
+
 def test_a_refused_personalisation_changes_nothing():
+    # Nothing current: a refused profile may have been staged in the slot
+    # the next write takes, but the store reads as before, and the slot of
+    # the current record is untouched.
     def no_secrets(doc):
         del doc["secrets"]
 
@@ -115,16 +124,43 @@ def test_a_refused_personalisation_changes_nothing():
                      _perso("visa", unknown_scheme), _perso("visa", bad_state), b"\xff\xfe"):
             code, text = _refusal(lambda d=data: token.personalise(d))
             assert code == link.ERR_BAD_PROFILE, (code, text)
-        assert _file(root, main.PERSO_FILE) is None and not token.personalised
+        assert _stored(root) is None and not token.personalised and not _token(root).personalised
+        assert _token(root).store_status == "empty"
         card = token.personalise(_perso("visa"))
         _set_atc(card, 9)
-        perso, state = _file(root, main.PERSO_FILE), _file(root, main.STATE_FILE)
+        current = _file(root, main.PERSO_FILE)  # slot 0, the first record, is all the file holds
+        state = _file(root, main.STATE_FILE)
         for data in (b"{}", _perso("mastercard", unknown_scheme)):
             assert _refusal(lambda d=data: token.personalise(d, True))[0] == link.ERR_BAD_PROFILE
         assert _refusal(lambda: token.personalise(_perso("mastercard")))[0] == link.ERR_ALREADY_PERSONALISED
         assert _refusal(lambda: token.personalise(b" " * (token.capacity + 1), True))[0] == link.ERR_TOO_LARGE
         assert token.card is card and dict(token.info())["atc"] == 9
-        assert _file(root, main.PERSO_FILE) == perso and _file(root, main.STATE_FILE) == state
+        assert _file(root, main.PERSO_FILE)[:len(current)] == current and _file(root, main.STATE_FILE) == state
+        assert _stored(root) == _perso("visa")
+        rebooted = _token(root)
+        assert rebooted.card.profile.id == "visa" and dict(rebooted.info())["atc"] == 9
+
+
+def test_a_transfer_goes_into_the_store_as_it_arrives_and_counts_at_commit():
+    old, new = _perso("visa"), _perso("mastercard")
+    half = len(new) // 2
+    with _Store() as root:
+        token = _token(root)
+        _set_atc(token.personalise(old), 4)
+        given_up = token.stage(len(new), True)
+        given_up.write(0, new[:half])
+        assert _token(root).card.profile.id == "visa"  # a reboot mid-transfer finds the old card
+        transfer = token.stage(len(new), True)  # the next BEGIN starts again
+        transfer.write(0, new[:half])
+        transfer.write(0, new[:half])  # a piece resent
+        transfer.write(half, new[half:])
+        assert transfer.crc() == binascii.crc32(new) & 0xFFFFFFFF
+        assert _token(root).card.profile.id == "visa" and token.card.profile.id == "visa"
+        card = transfer.commit()
+        assert card is token.card and card.profile.id == "mastercard"
+        rebooted = _token(root)
+        assert rebooted.card.profile.id == "mastercard" and dict(rebooted.info())["atc"] == 0
+        assert rebooted.perso_file.read() == new
 
 
 def test_the_unknown_scheme_error_says_which_field():
