@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,13 @@ from gmssl import sm2 as gm_sm2  # type: ignore[import-untyped]
 from gmssl import sm4 as gm_sm4
 
 from emvkit.firmware import tlv
+from emvkit.firmware.crypto.sm2 import SM2PrivateKey
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.issuer import IssuerHost
+from emvkit.terminal.kernel import oda
 from emvkit.terminal.kernel.authorisation import AuthorisationRequest, AuthorisationResponse
-from emvkit.terminal.kernel.capk import CapkStore
+from emvkit.terminal.kernel.capk import CapkStore, CaPublicKey
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.perso.builtin import capk_path, load_builtin
@@ -264,3 +267,65 @@ def test_bad_sm_profiles_are_one_line_errors(tmp_path: Path, change: object, mes
     run = subprocess.run([venv_tool("emvkit"), "tap", "--reader", f"emu:{path}"], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and message in run.stderr, run.stderr
+
+
+# --- SM ODA failures, one check at a time (oda.py) ---------------------------------------------
+
+TODAY = date(2026, 1, 15)
+PAN = CARD["secrets"]["pan"]
+
+
+def _sm2_capk() -> CaPublicKey:
+    return CaPublicKey(rid=bytes.fromhex(SM2_CA["rid"]), index=int(SM2_CA["index"], 16),
+                       modulus=bytes.fromhex(SM2_CA["public_key"]), exponent=b"", algorithm="sm2")
+
+
+def _resigned(cert: bytes, change: int, value: int, signer: SM2PrivateKey) -> bytes:
+    body = bytearray(cert[:-64])
+    body[change] = value
+    return bytes(body) + signer.sign(bytes(body))
+
+
+@pytest.mark.parametrize(("cert", "code"), [
+    (lambda c: b"\x02" + c[1:], "issuer_certificate_format"),
+    (lambda c: c[:10] + b"\x01" + c[11:], "issuer_certificate_hash_algorithm"),
+    (lambda c: c[:-1], "issuer_certificate_length"),
+    (lambda c: c[:-1] + bytes((c[-1] ^ 1,)), "issuer_certificate_signature"),
+    (lambda c: c[:20] + bytes((c[20] ^ 1,)) + c[21:], "issuer_certificate_signature"),
+])
+def test_issuer_certificate_failures(cert: object, code: str) -> None:
+    good = _record(2, 1)["90"]
+    result = oda.recover_issuer_key(_sm2_capk(), cert(good), None, None, PAN, TODAY)  # type: ignore[operator]
+    assert isinstance(result, oda.OdaFailure) and result.code == code, result
+
+
+def test_issuer_certificate_recovers_and_checks_pan_expiry_and_key() -> None:
+    issuer = oda.recover_issuer_key(_sm2_capk(), _record(2, 1)["90"], None, None, PAN, TODAY)
+    assert isinstance(issuer, oda.IssuerPublicKey) and issuer.algorithm == "sm2"
+    assert issuer.modulus == _record(2, 1)["90"][14:78] and issuer.identifier == PAN[:8]
+    wrong_pan = oda.recover_issuer_key(_sm2_capk(), _record(2, 1)["90"], None, None, "4" + PAN[1:], TODAY)
+    assert isinstance(wrong_pan, oda.OdaFailure) and wrong_pan.code == "issuer_identifier_mismatch"
+    late = oda.recover_issuer_key(_sm2_capk(), _record(2, 1)["90"], None, None, PAN, date(2032, 1, 1))
+    assert isinstance(late, oda.OdaFailure) and late.code == "issuer_certificate_expired"
+    icc = oda.recover_icc_key(issuer, _record(2, 2)["9F46"], None, None, b"wrong static data", PAN, TODAY)
+    assert isinstance(icc, oda.OdaFailure) and icc.code == "icc_certificate_signature"
+    assert icc.certificate is not None and icc.certificate.hash_matched is False
+
+
+def test_compressed_and_bad_certified_keys() -> None:
+    # A certificate carrying its key compressed (02/03 || x), as one public sample does.
+    ca, issuer = SM2PrivateKey(0x1234567), SM2PrivateKey(0x7654321)
+    capk = CaPublicKey(rid=bytes.fromhex("A000000333"), index=0xE9, modulus=ca.public_bytes(), exponent=b"",
+                       algorithm="sm2")
+    x, y = issuer.public
+    compressed = bytes((2 + (y & 1),)) + x.to_bytes(32, "big")
+    body = bytes.fromhex("12" "62123456" "1231" "000001" "04040021") + compressed
+    recovered = oda.recover_issuer_key(capk, body + ca.sign(body), None, None, PAN, TODAY)
+    assert isinstance(recovered, oda.IssuerPublicKey) and recovered.modulus == issuer.public_bytes()
+    off = body[:-33] + b"\x05" + body[-32:]  # neither 02 nor 03
+    bad = oda.recover_issuer_key(capk, off + ca.sign(off), None, None, PAN, TODAY)
+    assert isinstance(bad, oda.OdaFailure) and bad.code == "issuer_public_key"
+    assert bad.certificate is not None and bad.certificate.hash_matched is True  # the signature itself was good
+    rsa_alg = bytes.fromhex("12" "62123456" "1231" "000001" "04010040") + issuer.public_bytes()
+    wrong = oda.recover_issuer_key(capk, rsa_alg + ca.sign(rsa_alg), None, None, PAN, TODAY)
+    assert isinstance(wrong, oda.OdaFailure) and wrong.code == "issuer_key_algorithm"

@@ -224,17 +224,37 @@ def encode_point(point: tuple, curve: Curve = SM2P256V1) -> bytes:
 
 
 def decode_point(data: bytes, curve: Curve = SM2P256V1) -> tuple:
-    # 04 || x || y, checked to lie on the curve (a public key from a card or a
-    # certificate is untrusted input). Compressed forms are not supported.
+    # 04 || x || y, or the compressed 02/03 || x (GB/T 32918.1 §4.2.9-§4.2.10),
+    # checked to lie on the curve (a public key from a card or a certificate
+    # is untrusted input).
     data = bytes(data)
     k = curve.size
+    if len(data) == 1 + k and data[0] in (2, 3):
+        return _decompress(curve, _int(data[1:]), data[0] & 1)
     if len(data) != 1 + 2 * k or data[0] != 4:
-        raise SM2Error("an SM2 public key is 04 || x || y (%d bytes), got %d bytes starting %02X"
-                       % (1 + 2 * k, len(data), data[0] if data else 0))
+        raise SM2Error("an SM2 public key is 04 || x || y (%d bytes) or 02/03 || x (%d), got %d bytes starting %02X"
+                       % (1 + 2 * k, 1 + k, len(data), data[0] if data else 0))
     point = (_int(data[1:1 + k]), _int(data[1 + k:]))
     if not curve.contains(point):
         raise SM2Error("the public key is not a point of %s" % curve.name)
     return point
+
+
+def _decompress(c: Curve, x: int, parity: int) -> tuple:
+    # y from x and the parity of y (GB/T 32918.1 Annex B: y^2 = x^3 + ax + b;
+    # a square root mod p is rhs^((p+1)/4) when p = 3 mod 4, as for sm2p256v1).
+    p = c.p
+    if c.p % 4 != 3:
+        raise SM2Error("compressed points are decoded only on curves with p = 3 mod 4")
+    if not 0 <= x < p:
+        raise SM2Error("the compressed point's x is not a field element")
+    rhs = (x * x * x + c.a * x + c.b) % p
+    y = pow(rhs, (p + 1) // 4, p)
+    if y * y % p != rhs:
+        raise SM2Error("the compressed point is not on %s" % c.name)
+    if y & 1 != parity:
+        y = p - y
+    return (x, y)
 
 
 # --- Signatures (GB/T 32918.2 §6, §7) ---

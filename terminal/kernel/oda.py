@@ -45,7 +45,7 @@ Book 2 §5.3/§6.3 for the issuer certificate, §6.4 for the ICC certificate)::
     cda_transaction_hash                §6.6.2 step 12: Transaction Data Hash Code differs
     oda_record_not_template             Book 3 §10.3: a record read for ODA (any SFI) is not one 70 template
     {issuer,icc}_certificate_signature  SM suite: the SM2 signature of the certificate does not verify
-    {issuer,icc}_public_key             SM suite: the certified key is not an uncompressed sm2p256v1 point
+    {issuer,icc}_public_key             SM suite: the certified key is not an sm2p256v1 point (x || y or compressed)
     sdad_signature                      SM suite: the SM2 signature of the SDAD does not verify
     sda_tag_list_invalid                Book 3 §10.3: 9F4A lists a tag other than 82
 
@@ -565,19 +565,21 @@ def _open_sm_certificate(owner: str, fmt: int, owner_len: int, certificate: byte
                           f"makes it {header + key_length + _SM_SIGNATURE_LENGTH}", fields(None))
     if not _sm2_verify(signer, body + static_data, signature):
         return OdaFailure(f"{prefix}_signature", f"the SM2 signature of {name} does not verify", fields(False))
-    key = body[header:]
-    if len(key) != _SM_KEY_LENGTH or not _sm2_point(key):
-        return OdaFailure(f"{owner}_public_key", f"the key in {name} is not an uncompressed sm2p256v1 point "
-                          "x || y (64 bytes)", fields(True))
+    key = _sm2_key(body[header:])
+    if key is None:
+        return OdaFailure(f"{owner}_public_key", f"the key in {name} is not an sm2p256v1 point: x || y (64 bytes) "
+                          "or 02/03 || x (33)", fields(True))
     return key, fields(True)
 
 
-def _sm2_point(key: bytes) -> bool:
+def _sm2_key(key: bytes) -> bytes | None:
+    """A certified SM2 key as x || y: given as x || y, or compressed (02/03 || x,
+    as one public sample certificate has it); None when it is not a point."""
     try:
-        sm2.decode_point(b"\x04" + key)
+        point = sm2.decode_point(b"\x04" + key if len(key) == _SM_KEY_LENGTH else key)
     except sm2.SM2Error:
-        return False
-    return True
+        return None
+    return sm2.encode_point(point)[1:]
 
 
 def _recover_issuer_key_sm(capk: CaPublicKey, certificate: bytes, pan: str, today: date,

@@ -108,3 +108,16 @@ def test_issuer_certificate_verifies_under_the_builtin_sm2_ca():
     cert = bytes.fromhex(issuer["90"])
     assert cert[0] == 0x12 and cert[10:14] == b"\x04\x04\x00\x40" and len(cert) == 14 + 64 + 64
     assert sm2.verify(_public(ca["public_key"]), cert[:-64], cert[-64:])
+
+
+def test_compressed_public_key_decodes_to_the_profiles_point():
+    xy = bytes.fromhex(_doc()["secrets"]["icc_sm2"]["public"])
+    x, y = int.from_bytes(xy[:32], "big"), int.from_bytes(xy[32:], "big")
+    assert sm2.decode_point(bytes((2 + (y & 1),)) + xy[:32]) == (x, y)
+    # the other parity is the other root, p - y
+    assert sm2.decode_point(bytes((3 - (y & 1),)) + xy[:32]) == (x, sm2.SM2P256V1.p - y)
+    try:
+        sm2.decode_point(b"\x05" + xy[:32])
+        raise AssertionError("05 || x decoded")
+    except sm2.SM2Error:
+        pass
