@@ -288,3 +288,23 @@ def test_subcommand_usage_on_a_bad_option() -> None:
     run = emvkit("tap", "--bogus")
     assert run.returncode == 2
     assert run.stderr.startswith("usage: emvkit tap ") and "unrecognized arguments: --bogus" in run.stderr
+
+
+# --- one date format: perso's expiries are all YYMM ---------------------------------------------------------
+
+
+def test_perso_certificate_expiries_are_yymm(tmp_path: Path) -> None:
+    card = tmp_path / "card.json"
+    made = emvkit("perso", "--scheme", "visa", "--out", str(card), "--issuer-cert-expiry", "3106",
+                  "--icc-cert-expiry", "2911")
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "term.toml"
+    default = (Path(__file__).resolve().parent.parent / "terminal" / "kernel" / "default_terminal.toml").read_text()
+    config.write_text(default.replace('capk_files = ["builtin"]', f'capk_files = ["builtin", "{card.stem}.capk.json"]'))
+    run = emvkit("info", "--reader", f"emu:{card}", "--config", str(config), "--json")
+    assert run.returncode == 0, run.stderr
+    chain = json.loads(run.stdout)["applications"][0]["oda"]["chain"]
+    expiries = {c["certificate"]: c["fields"]["expiry"] for c in chain if c["fields"]}
+    assert expiries == {"issuer": "0631", "icc": "1129"}  # the certificates hold MMYY (EMV Book 2 §5.3, §6.4)
+    wrong = emvkit("perso", "--scheme", "visa", "--out", str(tmp_path / "x.json"), "--issuer-cert-expiry", "0631")
+    assert wrong.returncode == 2 and "'0631' is not a date YYMM" in wrong.stderr

@@ -17,9 +17,11 @@ output it shows is compared with that file's first lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +86,7 @@ class Shell:
                "COLUMNS": "80"}
         self.cwd = cwd
         self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.background = 0
 
     def run(self, command: str) -> tuple[int, str]:
@@ -113,16 +115,24 @@ class Shell:
         return int(status.strip()), text
 
     def close(self) -> None:
+        """End the shell and whatever it left running (its own process group, nothing else)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(b"kill $(jobs -p) 2>/dev/null; wait; exit 0\n")
-        self.proc.stdin.close()
-        self.proc.wait(HANG_S)
+        try:
+            self.proc.stdin.write(b"kill $(jobs -p) 2>/dev/null; wait; exit 0\n")
+            self.proc.stdin.close()
+            self.proc.wait(HANG_S)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
 
 
 def _files() -> list[Path]:
     return [path for path in DOCS if runnable_commands(path)]
 
 
+@pytest.mark.slow  # about 20 s: servers, perso's RSA keys, a hundred emvkit starts
 @pytest.mark.parametrize("path", _files(), ids=lambda p: p.name)
 def test_runnable_blocks_run_as_written(path: Path, tmp_path: Path) -> None:
     for name in LINKED:

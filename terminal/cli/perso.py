@@ -28,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--pan", help="PAN digits (default: a fresh random PAN on the scheme's test BIN)")
     parser.add_argument("--expiry", default="3012", help="application expiry YYMM (default 3012)")
     parser.add_argument("--psn", default="01", help="PAN sequence number, 2 digits (default 01)")
-    parser.add_argument("--issuer-cert-expiry", default="1231", help="MMYY (default 1231)")
-    parser.add_argument("--icc-cert-expiry", default="1230", help="MMYY (default 1230)")
+    # One date format for every expiry of the command line, YYMM as the card's own dates (5F24); the certificates'
+    # MMYY (EMV Book 2 §5.3, §6.4) is made here.
+    parser.add_argument("--issuer-cert-expiry", default="3112", help="issuer certificate expiry YYMM (default 3112)")
+    parser.add_argument("--icc-cert-expiry", default="3012", help="ICC certificate expiry YYMM (default 3012)")
     parser.add_argument("--ca", type=Path, help="CA private key file from an earlier perso (reuse the CA)")
     parser.add_argument("--ca-index", default="E2", help="CA public key index of a new CA, hex (default E2; the "
                         "built-in cards use E1, so both can sit in one terminal configuration)")
@@ -62,11 +64,19 @@ def _index(text: str) -> int:
     return value
 
 
+def _mmyy(yymm: str, what: str) -> str:
+    """A certificate expiry given as YYMM (like --expiry), as the certificate holds it: MMYY."""
+    if not (len(yymm) == 4 and yymm.isascii() and yymm.isdigit() and 1 <= int(yymm[2:]) <= 12):
+        raise ConfigError(f"{what}: {yymm!r} is not a date YYMM (a month 01..12)")
+    return yymm[2:] + yymm[:2]
+
+
 def run(args: argparse.Namespace) -> int:
     ca, index = _read_ca(args.ca) if args.ca else (None, _index(args.ca_index))
     options = CardOptions(
         scheme=args.scheme, pan=args.pan, expiry=args.expiry, psn=args.psn,
-        issuer_cert_expiry=args.issuer_cert_expiry, icc_cert_expiry=args.icc_cert_expiry, ca=ca, ca_index=index,
+        issuer_cert_expiry=_mmyy(args.issuer_cert_expiry, "issuer certificate expiry"),
+        icc_cert_expiry=_mmyy(args.icc_cert_expiry, "ICC certificate expiry"), ca=ca, ca_index=index,
         sm=args.sm,
     )
     built = build_card(options)
