@@ -329,3 +329,20 @@ def test_compressed_and_bad_certified_keys() -> None:
     rsa_alg = bytes.fromhex("12" "62123456" "1231" "000001" "04010040") + issuer.public_bytes()
     wrong = oda.recover_issuer_key(capk, rsa_alg + ca.sign(rsa_alg), None, None, PAN, TODAY)
     assert isinstance(wrong, oda.OdaFailure) and wrong.code == "issuer_key_algorithm"
+
+
+def test_capk_import_keeps_an_sm2_key(tmp_path: Path) -> None:
+    source = tmp_path / "sm2.json"
+    source.write_text(json.dumps([SM2_CA]))
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"))
+    imported = subprocess.run([venv_tool("emvkit"), "capk", "import", str(source)], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT, env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert f"{SM2_CA['rid']}/{SM2_CA['index']}: imported, SM2, 256 bits" in imported.stdout
+    saved = json.loads((tmp_path / "data" / "emvkit" / "capk.json").read_text())
+    assert [(k["algorithm"], k["public_key"], k["checksum"]) for k in saved] == [
+        ("sm2", SM2_CA["public_key"], SM2_CA["checksum"])]
+    listed = subprocess.run([venv_tool("emvkit"), "capk", "list", "--json"], capture_output=True, text=True,
+                            timeout=120, cwd=ROOT, env=env)
+    row = next(r for r in json.loads(listed.stdout) if r["key"] == f"{SM2_CA['rid']}/{SM2_CA['index']}")
+    assert (row["algorithm"], row["bits"], row["source"]) == ("sm2", 256, "imported")

@@ -25,6 +25,7 @@ from emvkit.terminal.capk import (
     user_capk_file,
 )
 from emvkit.terminal.cli.args import BadArgument, parse_hex
+from emvkit.terminal.kernel.capk import CaPublicKey
 
 _SOURCE_NAMES = {"imported": "imported", "production": "built-in production", "test": "built-in test"}
 
@@ -71,10 +72,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     removing.set_defaults(func=run_remove, command_name="capk remove")
 
 
+def _bits(key: CaPublicKey) -> int:
+    """The key size: the modulus of an RSA key, the curve (256 bits) of an SM2 key."""
+    return 256 if key.algorithm == "sm2" else len(key.modulus) * 8
+
+
 def _row(known: KnownKey, used: bool) -> dict[str, object]:
     key = known.key
-    return {"key": key.name, "rid": key.rid.hex().upper(), "index": f"{key.index:02X}",
-            "bits": len(key.modulus) * 8, "exponent": key.exponent.hex().upper(), "source": known.source,
+    return {"key": key.name, "rid": key.rid.hex().upper(), "index": f"{key.index:02X}", "algorithm": key.algorithm,
+            "bits": _bits(key), "exponent": key.exponent.hex().upper(), "source": known.source,
             "checksum": key.compute_checksum().hex().upper(),
             "expiry": None if key.expiry is None else key.expiry.isoformat(), "used": used,
             "description": known.description}
@@ -117,7 +123,8 @@ def run_import(args: argparse.Namespace) -> int:
         current[slot] = KnownKey(key, "imported", args.description or current.get(slot, KnownKey(key, "imported"))
                                  .description)
         checked = "check value verified" if key.checksum is not None else "no check value given"
-        print(f"{key.name}: {state}, {len(key.modulus) * 8} bits, check value "
+        size = f"SM2, {_bits(key)}" if key.algorithm == "sm2" else f"{_bits(key)}"
+        print(f"{key.name}: {state}, {size} bits, check value "
               f"{key.compute_checksum().hex().upper()} ({checked})")
     path = save_imported(sorted(current.values(), key=lambda k: (k.key.rid, k.key.index)))
     print(f"{len(current)} imported key(s) in {path}")
