@@ -385,7 +385,8 @@ def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str
 #
 # - "arrived": a stream whose read returns what has arrived (CPython's
 #   unbuffered files; a non-blocking descriptor; a tty set to VMIN 0): wait
-#   with poll, then one read of up to _READ_LIMIT bytes, a frame at a time;
+#   with poll, then one read of up to _READ_LIMIT bytes (the decoder takes a
+#   frame in as many pieces as it comes);
 # - "bytes": a blocking stream (a board's USB CDC stdin, a pty master passed
 #   as a blocking stdin): wait, then one byte at a time while poll says more
 #   is there (about 1 us a byte on the unix port);
@@ -393,7 +394,7 @@ def run(stream_in, stream_out, card, atr: "bytes | None" = None, profile_id: str
 #   bytes, which never wait past the end of a well-formed frame (after
 #   garbage, though, they may wait until the host resends).
 
-_READ_LIMIT = const(1040)  # more than the largest frame on the wire (1037 bytes)
+_READ_LIMIT = const(256)  # bytes read at a time: a small buffer for a small heap (a frame is at most 1037)
 _WRITE_WAIT_MS = const(2000)  # a host that takes no bytes for this long loses the rest of a frame
 
 

@@ -143,6 +143,7 @@ _IOCTL_SYNC = const(3)
 _IOCTL_BLOCK_COUNT = const(4)
 _IOCTL_BLOCK_SIZE = const(5)
 _IOCTL_BLOCK_ERASE = const(6)
+_ERASE_PIECE = const(256)  # bytes of 0xFF written at a time
 
 
 class SemihostBlockDevice:
@@ -160,9 +161,6 @@ class SemihostBlockDevice:
         self.path = path
         self.block_size = block_size
         self.blocks = blocks
-        self._erased = bytearray(block_size)
-        for i in range(block_size):
-            self._erased[i] = 0xFF
         self._h = -1
         self._open()
 
@@ -171,13 +169,18 @@ class SemihostBlockDevice:
             self._h = open(self.path, "r+b")
         except OSError:
             self._h = open(self.path, "w+b")  # a new store
-        size = self.block_size * self.blocks
         have = length(self._h)
-        erased = memoryview(self._erased)
-        while have < size:
-            n = min(size - have, self.block_size)
-            write(self._h, erased[:n], have)
-            have += n
+        self._erase(have, self.block_size * self.blocks - have)
+
+    def _erase(self, at: int, n: int) -> None:
+        # n bytes of 0xFF at `at`, a piece at a time: no block-sized buffer
+        # stays on the heap (4 KB of a small heap).
+        erased = b"\xff" * _ERASE_PIECE
+        while n > 0:
+            k = n if n < _ERASE_PIECE else _ERASE_PIECE
+            write(self._h, memoryview(erased)[:k], at)
+            at += k
+            n -= k
 
     def readblocks(self, n: int, buf, offset: int = 0) -> None:
         got = read_into(self._h, buf, n * self.block_size + offset)
@@ -204,6 +207,6 @@ class SemihostBlockDevice:
         if op == _IOCTL_BLOCK_SIZE:
             return self.block_size
         if op == _IOCTL_BLOCK_ERASE:
-            write(self._h, self._erased, arg * self.block_size)
+            self._erase(arg * self.block_size, self.block_size)
             return 0
         return None
