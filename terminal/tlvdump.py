@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from emvkit.firmware import tlv as _tlv
 from emvkit.firmware.tlv import TLV, tag_hex
 from emvkit.terminal import bitmaps, tags
 
@@ -90,6 +91,48 @@ def masked_value(tag: int, value: bytes) -> str | None:
     """The masked text for a sensitive tag, or None if ``tag`` is not sensitive."""
     masker = _MASKERS.get(tag)
     return None if masker is None else masker(bytes(value))
+
+
+# --- raw responses, masked ---
+
+def _masked_value(tag: int, value: bytes) -> str:
+    digits = value.hex().upper()
+    if tag == 0x5A:
+        return mask_pan(digits)
+    if tag in (0x57, 0x9F6B):  # track 2 equivalent: PAN, D, then expiry, service code, discretionary data
+        pan, sep, rest = digits.partition("D")
+        if sep and pan.isdigit():
+            return mask_pan(pan) + "D" + "*" * len(rest)
+    return "*" * len(digits)
+
+
+def _masked_nodes(nodes: list[TLV]) -> str:
+    """The nodes' encoding in hex (canonical: the response re-encodes to its own bytes), sensitive values masked."""
+    out = []
+    for node in nodes:
+        if node.children is not None:
+            raw, shown = _tlv.encode(node.children), _masked_nodes(node.children)
+        else:
+            raw = node.value
+            shown = _masked_value(node.tag, raw) if node.tag in SENSITIVE_TAGS else raw.hex().upper()
+        out.append(_tlv.tag_hex(node.tag) + _tlv.encode_length(len(raw)).hex().upper() + shown)
+    return "".join(out)
+
+
+def masked_response(response: bytes, reveal: bool = False) -> str:
+    """An R-APDU in hex with the value of every sensitive data object (:data:`SENSITIVE_TAGS`) replaced by
+    ``*`` unless ``reveal``, its tag and length kept: the PAN keeps its first 6 and last 4 digits, track 2
+    its masked PAN; data that is not (canonical) BER-TLV shows its length only."""
+    data, sw = response[:-2], response[-2:]
+    if reveal or not data:
+        return response.hex().upper()
+    try:
+        nodes = _tlv.decode(data)
+    except _tlv.TLVError:
+        nodes = None
+    if nodes is None or _tlv.encode(nodes) != data:  # not (canonical) BER-TLV: its bytes cannot be sorted out
+        return f"<{len(data)} bytes, not BER-TLV, masked>{sw.hex().upper()}"
+    return _masked_nodes(nodes) + sw.hex().upper()
 
 
 # --- values by format ---

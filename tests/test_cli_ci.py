@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from emvkit.terminal.cli import main
-from emvkit.terminal.cli.apdus import masked_response
 from emvkit.terminal.cli.style import colour_outcome, use_colour
 from emvkit.terminal.currency import CurrencyError, lookup
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.tlvdump import masked_response
 from tests.conftest import HANG_S, venv_tool, within
 
 VISA_PAN = "4761739001010119"
@@ -308,3 +308,16 @@ def test_perso_certificate_expiries_are_yymm(tmp_path: Path) -> None:
     assert expiries == {"issuer": "0631", "icc": "1129"}  # the certificates hold MMYY (EMV Book 2 §5.3, §6.4)
     wrong = emvkit("perso", "--scheme", "visa", "--out", str(tmp_path / "x.json"), "--issuer-cert-expiry", "0631")
     assert wrong.returncode == 2 and "'0631' is not a date YYMM" in wrong.stderr
+
+
+def test_the_serial_servers_apdu_log_masks_the_pan(caplog: pytest.LogCaptureFixture) -> None:
+    from emvkit.terminal.emulator.cards import open_card
+    from emvkit.terminal.emulator.serial_server import _LoggedCard
+
+    caplog.set_level("DEBUG", logger="emvkit.serial_server")
+    card = _LoggedCard(open_card("visa"))
+    card.process(bytes.fromhex(SELECT_PPSE))
+    card.process(bytes.fromhex("00A4040007A000000003101000"))
+    card.process(bytes.fromhex("00B2010C00"))  # record 1.1 of SFI 1: holds 5A, the PAN
+    assert "R-APDU 704A5A08" + VISA_PAN_MASKED in caplog.text
+    assert VISA_PAN not in caplog.text

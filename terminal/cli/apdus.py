@@ -1,13 +1,9 @@
 """``--apdu``: each C-APDU and R-APDU in hex as it happens, and the per-APDU times of ``--json``.
 
-Raw R-APDUs carry cardholder data, so unless ``--reveal`` a response's data is
-decoded as BER-TLV and the value of every sensitive data object
-(:data:`emvkit.terminal.tlvdump.SENSITIVE_TAGS`: the PAN 5A, track 1 and 2 data
-56/57/9F6B, their discretionary data, PIN data) is replaced by ``*`` in the hex,
-keeping its length: the PAN keeps its first 6 and last 4 digits (the PCI DSS
-display rule), track 2 keeps its masked PAN. A response that is not BER-TLV shows
-its length only. Tags, lengths and every other value stay as the card sent them.
-C-APDUs carry no cardholder data and are shown as sent.
+Raw R-APDUs carry cardholder data, so unless ``--reveal`` they are shown by
+:func:`emvkit.terminal.tlvdump.masked_response`: the value of every sensitive
+data object replaced by ``*`` in the hex (the PAN keeping its first 6 and last 4
+digits). C-APDUs carry no cardholder data and are shown as sent.
 """
 
 from __future__ import annotations
@@ -17,55 +13,15 @@ import sys
 import time
 from typing import Any, TextIO
 
-from emvkit.firmware import tlv
-from emvkit.firmware.tlv import TLV
 from emvkit.terminal.cli.report import _command_name as command_name
 from emvkit.terminal.errors import TransportError
-from emvkit.terminal.tlvdump import SENSITIVE_TAGS, mask_pan
+from emvkit.terminal.tlvdump import masked_response
 from emvkit.terminal.transport.base import BaseTransport, Transport
 from emvkit.terminal.transport.trace import Trace
 
-__all__ = ["ApduPrinter", "exchanges_json", "masked_response", "watched"]
+__all__ = ["ApduPrinter", "exchanges_json", "watched"]
 
 log = logging.getLogger("emvkit.apdu")
-
-
-def _masked_value(tag: int, value: bytes) -> str:
-    digits = value.hex().upper()
-    if tag == 0x5A:
-        return mask_pan(digits)
-    if tag in (0x57, 0x9F6B):  # track 2 equivalent: PAN, D, then expiry, service code, discretionary data
-        pan, sep, rest = digits.partition("D")
-        if sep and pan.isdigit():
-            return mask_pan(pan) + "D" + "*" * len(rest)
-    return "*" * len(digits)
-
-
-def _masked_nodes(nodes: list[TLV]) -> str:
-    """The nodes' encoding in hex (canonical: the response re-encodes to its own bytes), sensitive values masked."""
-    out = []
-    for node in nodes:
-        if node.children is not None:
-            raw, shown = tlv.encode(node.children), _masked_nodes(node.children)
-        else:
-            raw = node.value
-            shown = _masked_value(node.tag, raw) if node.tag in SENSITIVE_TAGS else raw.hex().upper()
-        out.append(tlv.tag_hex(node.tag) + tlv.encode_length(len(raw)).hex().upper() + shown)
-    return "".join(out)
-
-
-def masked_response(response: bytes, reveal: bool) -> str:
-    """An R-APDU in hex, its sensitive data objects masked unless ``reveal``."""
-    data, sw = response[:-2], response[-2:]
-    if reveal or not data:
-        return response.hex().upper()
-    try:
-        nodes = tlv.decode(data)
-    except tlv.TLVError:
-        nodes = None
-    if nodes is None or tlv.encode(nodes) != data:  # not (canonical) BER-TLV: its bytes cannot be sorted out
-        return f"<{len(data)} bytes, not BER-TLV, masked>{sw.hex().upper()}"
-    return _masked_nodes(nodes) + sw.hex().upper()
 
 
 class ApduPrinter(BaseTransport):

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from emvkit.terminal.cli.apdus import exchanges_json, masked_response
+from emvkit.terminal.cli.apdus import exchanges_json
 from emvkit.terminal.cli.args import BadArgument, add_transaction_options, expected_outcomes, order_of
 from emvkit.terminal.cli.report import _command_name, report, to_json
 from emvkit.terminal.cli.style import colour_outcome, use_colour
@@ -32,6 +32,7 @@ from emvkit.terminal.cli.tap import host_for
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount
 from emvkit.terminal.session import Tap, make_authoriser, watch
+from emvkit.terminal.tlvdump import masked_response
 from emvkit.terminal.transport.trace import TraceSink, open_trace_sink
 
 DEFAULT_READER = "pcsc:"

@@ -43,6 +43,7 @@ from emvkit.terminal.emulator.serving import Stoppable, call_hook, run_until_sig
 from emvkit.terminal.endpoints import parse_host_port
 from emvkit.terminal.errors import TransportError
 from emvkit.terminal.iso7816 import contactless_atr
+from emvkit.terminal.tlvdump import masked_response
 
 __all__ = [
     "Card",
@@ -86,7 +87,7 @@ class _LoggedCard:
             log.exception("card raised while processing a %d-byte C-APDU; answering 6F00", len(command_apdu))
             raise
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("R-APDU %s", bytes(response).hex(" ").upper())
+            log.debug("R-APDU %s", masked_response(bytes(response)))  # PAN and track data masked
         return response
 
 
