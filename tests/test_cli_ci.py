@@ -82,9 +82,10 @@ def test_watch_expect_fails_when_any_tap_is_outside(capsys: pytest.CaptureFixtur
     capsys.readouterr()
     status = main(["watch", "--reader", "emu:visa", "--count", "2", "--amount", "40.00", "--host", "none",
                    "--json", "--expect", "approved"])
-    out = capsys.readouterr().out.splitlines()
+    out, err = capsys.readouterr()
     assert status == 1
-    assert [json.loads(line)["outcome"] for line in out] == ["Online Request", "Online Request"]
+    assert err == "2 of 2 transaction(s) ended outside --expect approved\n"
+    assert [json.loads(line)["outcome"] for line in out.splitlines()] == ["Online Request", "Online Request"]
 
 
 # --- -v / -vv ------------------------------------------------------------------------------------------

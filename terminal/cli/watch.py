@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _say(args, f"\nstopped after {done} transaction(s)")
     if expected is not None and unexpected:
-        _say(args, f"{unexpected} of {done} transaction(s) ended outside --expect {args.expect}")
+        # on stderr even with --json (stdout stays one object per line): what a CI log needs
+        print(f"{unexpected} of {done} transaction(s) ended outside --expect {args.expect}", file=sys.stderr)
     return 1 if unexpected else 0
 
 
