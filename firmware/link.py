@@ -33,6 +33,7 @@ except ImportError:
     const = lambda x: x  # noqa: E731
 
 import binascii
+from array import array
 
 _crc_hqx = getattr(binascii, "crc_hqx", None)  # CPython: CRC-CCITT in C; MicroPython has none
 
@@ -139,14 +140,15 @@ class LinkError(ValueError):
 
 # --- CRC-16/CCITT-FALSE ---
 
-def _crc_table() -> tuple:
-    table = []
+def _crc_table():
+    # 16-bit entries in an array: 512 bytes of heap (a tuple of ints takes 1 KB).
+    table = array("H", bytes(512))
     for i in range(256):
         c = i << 8
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
-        table.append(c & 0xFFFF)
-    return tuple(table)
+        table[i] = c & 0xFFFF
+    return table
 
 
 _CRC_TABLE = _crc_table()
