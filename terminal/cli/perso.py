@@ -82,18 +82,20 @@ def run(args: argparse.Namespace) -> int:
     built = build_card(options)
     out: Path = args.out
     capk_out: Path = args.capk_out or out.with_name(out.stem + ".capk.json")
+    writing = out  # the file an error names (not the temporary file beside it)
     try:
         write_private(out, json.dumps(built.profile, indent=1) + "\n")
+        writing = capk_out
         capk_out.write_text(json.dumps([built.capk], indent=1) + "\n")
         if ca is None:
-            ca_out = out.with_name(out.stem + ".ca.json")
+            ca_out = writing = out.with_name(out.stem + ".ca.json")
             sm = {"algorithm": "sm2"} if isinstance(built.ca, SM2PrivateKey) else {}
             write_private(ca_out, json.dumps({"format": "emvkit-ca", "rid": built.capk["rid"],
                                                   "index": built.capk["index"], **sm,
                                                   "key": built.ca.to_dict()}, indent=1) + "\n")
             print(f"CA private key:   {ca_out} (mode 0600)")
     except OSError as exc:
-        raise ConfigError(f"cannot write: {exc}") from exc
+        raise ConfigError(f"cannot write {writing}: {exc.strerror or exc}") from exc
     pan = built.profile["secrets"]["pan"]
     suite = ", SM suite" if args.sm else ""
     print(f"card profile:     {out} (mode 0600; scheme {args.scheme}{suite}, PAN {mask_pan(pan)})")
