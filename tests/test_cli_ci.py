@@ -322,3 +322,12 @@ def test_the_serial_servers_apdu_log_masks_the_pan(caplog: pytest.LogCaptureFixt
     card.process(bytes.fromhex("00B2010C00"))  # record 1.1 of SFI 1: holds 5A, the PAN
     assert "R-APDU 704A5A08" + VISA_PAN_MASKED in caplog.text
     assert VISA_PAN not in caplog.text
+
+
+@pytest.mark.parametrize("content", ["garbage", '{"exchanges": [{"command": "zz"}]}', '{"format": "emvkit-trace"}'])
+def test_a_malformed_trace_is_one_line_exit_2(tmp_path: Path, content: str) -> None:
+    trace = tmp_path / "bad.json"
+    trace.write_text(content)
+    run = emvkit("tap", "--reader", f"scripted:{trace}")
+    assert run.returncode == 2 and run.stdout == "", run
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("emvkit tap: error: "), run.stderr
