@@ -294,15 +294,17 @@ class TapSession:
 
 
 def watch(url: str, config: TerminalConfig, order: Order, authoriser: Authoriser | None, count: int | None = None,
-          say: Callable[[str], None] = lambda message: None) -> Iterator[tuple[Tap, str]]:
+          say: Callable[[str], None] = lambda message: None,
+          wrap: Callable[[Transport], Transport] = lambda transport: transport) -> Iterator[tuple[Tap, str]]:
     """Taps as a terminal sees them (EMV Book A §5: present card, processing,
     remove card): (the tap, the reader's name), ``count`` times (None: until
     interrupted). With a ``pcsc:`` reader it waits for each card and for its
     removal, telling the person at the reader through ``say``; other
-    transports always have a card, opened anew for every transaction."""
+    transports always have a card, opened anew for every transaction. ``wrap`` wraps each transaction's
+    transport (``--apdu`` prints its exchanges as they happen)."""
     done = 0
     while count is None or done < count:
-        tap, reader_name = _one_tap(url, config, order, authoriser, say)
+        tap, reader_name = _one_tap(url, config, order, authoriser, say, wrap)
         if tap is None:
             continue
         done += 1
@@ -312,7 +314,7 @@ def watch(url: str, config: TerminalConfig, order: Order, authoriser: Authoriser
 
 
 def _one_tap(url: str, config: TerminalConfig, order: Order, authoriser: Authoriser | None,
-             say: Callable[[str], None]) -> tuple[Tap | None, str]:
+             say: Callable[[str], None], wrap: Callable[[Transport], Transport]) -> tuple[Tap | None, str]:
     """Wait for a card and run one transaction: (the tap or None if the card left first, the reader's name)."""
     transport: Transport
     if url.startswith("pcsc:"):
@@ -334,7 +336,7 @@ def _one_tap(url: str, config: TerminalConfig, order: Order, authoriser: Authori
         say(f"card left before the transaction began ({exc})")
         return None, reader_name
     with transport:
-        return run_transaction(transport, config, request, authoriser), reader_name
+        return run_transaction(wrap(transport), config, request, authoriser), reader_name
 
 
 def _wait_for_removal(reader_name: str, say: Callable[[str], None]) -> None:

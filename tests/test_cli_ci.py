@@ -331,3 +331,13 @@ def test_a_malformed_trace_is_one_line_exit_2(tmp_path: Path, content: str) -> N
     run = emvkit("tap", "--reader", f"scripted:{trace}")
     assert run.returncode == 2 and run.stdout == "", run
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("emvkit tap: error: "), run.stderr
+
+
+def test_watch_apdu_prints_each_taps_exchanges_as_they_happen() -> None:
+    run = emvkit("watch", "--reader", "emu:visa", "--count", "2", "--apdu")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines.count(f">> {SELECT_PPSE}  SELECT PPSE") == 2
+    first_report = next(i for i, line in enumerate(lines) if line.startswith("=== tap 1"))
+    assert lines.index(f">> {SELECT_PPSE}  SELECT PPSE") < first_report
+    assert VISA_PAN not in run.stdout

@@ -33,6 +33,7 @@ class ApduPrinter(BaseTransport):
         super().__init__()
         self.inner, self.out, self.reveal = inner, out, reveal
         self.url = inner.url
+        self._open = bool(getattr(inner, "is_open", False))  # wrapping an open transport (watch)
 
     @property
     def atr(self) -> bytes:

@@ -24,15 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from emvkit.terminal.cli.apdus import exchanges_json
+from emvkit.terminal.cli.apdus import exchanges_json, watched
 from emvkit.terminal.cli.args import BadArgument, add_transaction_options, expected_outcomes, order_of
-from emvkit.terminal.cli.report import _command_name, report, to_json
+from emvkit.terminal.cli.report import report, to_json
 from emvkit.terminal.cli.style import colour_outcome, use_colour
 from emvkit.terminal.cli.tap import host_for
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.currency import format_amount
 from emvkit.terminal.session import Tap, make_authoriser, watch
-from emvkit.terminal.tlvdump import masked_response
 from emvkit.terminal.transport.trace import TraceSink, open_trace_sink
 
 DEFAULT_READER = "pcsc:"
@@ -84,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     done = unexpected = 0
     with _signals_interrupt():
         try:
-            taps = watch(url, config, order, authoriser, args.count, lambda m: _say(args, m))
+            taps = watch(url, config, order, authoriser, args.count, lambda m: _say(args, m),
+                         lambda card: watched(card, args.apdu, args.json, args.reveal))
             while True:
                 sink = traces.next(done + 1) if traces else None  # before the card is touched
                 got: tuple[Tap, str] | None = None
@@ -139,11 +139,6 @@ def _print_tap(args: argparse.Namespace, tap: Tap, url: str, reader_name: str, a
         print(json.dumps(doc), flush=True)
         return
     print(f"=== tap {number} at {when} on {reader_name} ===")
-    if args.apdu:  # the tap's exchanges, once it has ended
-        for e in tap.trace.exchanges:
-            print(f">> {e.command.hex().upper()}  {_command_name(e.command)}")
-            shown = masked_response(e.response, args.reveal) if e.response is not None else f"({e.error})"
-            print(f"<< {shown}  {e.elapsed_ms:.3f} ms")
     text = report(tap, url, args.reveal, amount, kind)
     print(colour_outcome(text, tap.result.outcome.outcome) if use_colour(sys.stdout) else text)
     print(flush=True)
