@@ -268,20 +268,34 @@ class AuthLog:
         """One transaction for every row written in the block (group commit):
         committed when the block ends, rolled back when it raises. Only the
         thread that opened it may write in it."""
-        if self.shared:
-            with self._db.transaction():
-                yield
-            return
-        with self._lock:
-            self._db.execute("BEGIN")
+        self.begin()
         try:
             yield
         except BaseException:
-            with self._lock:
-                self._db.execute("ROLLBACK")
+            self.rollback()
             raise
+        self.commit()
+
+    def begin(self) -> None:
+        """Open the transaction the next rows go into (:meth:`commit` ends it)."""
         with self._lock:
-            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+
+    def commit(self) -> None:
+        """Commit the open transaction (SQLite FULL, PostgreSQL: the fsync).
+        It may run on another thread than the one that wrote the rows, once
+        that one is done with them. When it fails, the rows are rolled back."""
+        with self._lock:
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def rollback(self) -> None:
+        with self._lock:
+            self._db.execute("ROLLBACK")
 
     def record(self, entry: LogEntry) -> int | None:
         """Append one row; its id. None, and nothing written, when the row

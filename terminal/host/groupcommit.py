@@ -2,13 +2,18 @@
 
 The TCP server decides each request on its event loop (checks, ARQC, rules,
 ARPC: :meth:`~emvkit.terminal.host.issuer.IssuerHost.decide`) and hands the
-writing to :class:`GroupCommit`, a thread that takes every job waiting, runs
-them in one :meth:`~emvkit.terminal.host.authlog.AuthLog.batch` (one
-transaction, one fsync) and only then gives their results back to be sent.
-So no answer leaves for a row that is not committed, each insert's conflict
-on the unique (card, ATC) index still decides its own request's answer (a
+writing to :class:`GroupCommit`. While no commit is in flight, the loop
+opens a transaction and inserts every row waiting (each insert is a few
+microseconds of page-cache work); only the ``COMMIT``, the fsync, goes to a
+thread of its own, and while the disk works the loop decides the next
+requests. When the commit returns, the batch's results are handed back on
+the loop and the rows that waited meanwhile form the next batch. So no
+answer leaves for a row that is not committed, each insert's conflict on the
+unique (card, ATC) index still decides its own request's answer (a
 conflicting row does not fail the others: ``ON CONFLICT DO NOTHING``), and
-while one batch waits for the disk the loop decides the next requests.
+the commit thread takes the GIL twice per batch rather than at every SQL
+call (with the inserts on a thread of their own, each one waited for the
+deciding loop to give the GIL back).
 
 Within a batch the rows that may spend an ATC are written in (card, ATC)
 order, so two PostgreSQL hosts whose batches share cards wait on each other's
@@ -19,10 +24,11 @@ committed fails as a whole: none of its answers is sent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from emvkit.terminal.host.authlog import AuthLog
@@ -50,75 +56,111 @@ def _is_database_error(exc: BaseException) -> bool:
 
 
 class GroupCommit:
-    """The writer thread. ``done(jobs, results)`` is called on the writer
-    thread after each batch, ``results`` None when the batch was not
-    committed."""
+    """The writer, driven from one event loop: :meth:`submit` a job, and
+    ``done(jobs, results)`` is called on the loop after its batch commits,
+    ``results`` None when the batch was not committed."""
 
     def __init__(self, log_: AuthLog, done: Callable[[Sequence[Job], list[Any] | None], None]) -> None:
         self.log = log_
         self.done = done
         self.batches = 0  # committed batches (for benches and tests)
+        self.rows = 0  # jobs in them
         self._waiting: list[Job] = []
-        self._busy = False
-        self._stopping = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="emvkit-host-writer", daemon=True)
+        self._committing = False
+        self._scheduled = False
+        self._stopped = False
+        self._idle: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="emvkit-host-commit")
 
     def start(self) -> None:
-        self._thread.start()
+        """Bind to the running loop (call from it)."""
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def submit(self, job: Job) -> None:
-        with self._cond:
-            self._waiting.append(job)
-            self._cond.notify_all()
+        """Queue a job (on the loop); it goes into the next batch."""
+        if self._stopped:
+            log.debug("a write after the writer stopped is dropped")  # pending rows: settled at the next start
+            return
+        self._waiting.append(job)
+        assert self._idle is not None and self._loop is not None, "start() first"
+        self._idle.clear()
+        if not self._committing and not self._scheduled:
+            # After the callbacks already due, so the frames read in this pass join the batch.
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
 
-    def drain(self) -> None:
-        """Return once every job submitted so far is written and handed back."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._waiting and not self._busy)
+    async def drain(self) -> None:
+        """Return once every job submitted so far is committed and handed back."""
+        assert self._idle is not None, "start() first"
+        await self._idle.wait()
 
-    def stop(self) -> None:
-        """Write what is waiting, then end the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join()
+    async def stop(self) -> None:
+        """Write what is waiting, then end the commit thread."""
+        if self._idle is not None:
+            await self.drain()
+        self._stopped = True
+        self._committer.shutdown(wait=True)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._waiting or self._stopping)
-                if not self._waiting:
-                    return
-                jobs, self._waiting = self._waiting, []
-                self._busy = True
-            try:
-                self.done(jobs, self._commit(jobs))
-            except Exception:
-                log.exception("fault while handing back answers")
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._committing:
+            return
+        if not self._waiting:
+            assert self._idle is not None
+            self._idle.set()
+            return
+        jobs, self._waiting = self._waiting, []
+        self._committing = True
+        self._write(jobs, 1)
 
-    def _commit(self, jobs: Sequence[Job]) -> list[Any] | None:
+    def _write(self, jobs: list[Job], attempt: int) -> None:
+        """Insert the rows of ``jobs`` in one open transaction, then hand the COMMIT to the thread."""
         order = sorted(range(len(jobs)), key=lambda i: (jobs[i].order, i))
-        for attempt in range(1, _RETRIES + 1):
-            results: list[Any] = [None] * len(jobs)
+        results: list[Any] = [None] * len(jobs)
+        try:
+            self.log.begin()
             try:
-                with self.log.batch():
-                    for i in order:
-                        results[i] = self._one(jobs[i])
-            except Exception as exc:
-                if type(exc).__name__ in _TRANSIENT and attempt < _RETRIES:
-                    log.warning("batch of %d rows retried: %s", len(jobs), type(exc).__name__)
-                    continue
-                # Not recorded, so not answered: the terminals see a broken link.
-                log.exception("cannot commit the authorisation log; %d answers not sent", len(jobs))
-                return None
-            self.batches += 1
-            return results
-        return None
+                for i in order:
+                    results[i] = self._one(jobs[i])
+            except BaseException:
+                self.log.rollback()
+                raise
+        except Exception as exc:
+            self._failed(jobs, results, attempt, exc)
+            return
+        assert self._loop is not None
+        future = self._loop.run_in_executor(self._committer, self.log.commit)
+        future.add_done_callback(lambda f: self._committed(jobs, results, attempt, f))
+
+    def _committed(self, jobs: list[Job], results: list[Any], attempt: int, future: asyncio.Future[None]) -> None:
+        exc = future.exception()
+        if exc is not None:
+            self._failed(jobs, results, attempt, exc)
+            return
+        self.batches += 1
+        self.rows += len(jobs)
+        self._hand_back(jobs, results)
+
+    def _failed(self, jobs: list[Job], results: list[Any], attempt: int, exc: BaseException) -> None:
+        if type(exc).__name__ in _TRANSIENT and attempt < _RETRIES:
+            log.warning("batch of %d rows retried: %s", len(jobs), type(exc).__name__)
+            self._write(jobs, attempt + 1)
+            return
+        # Not recorded, so not answered: the terminals see a broken link.
+        log.error("cannot commit the authorisation log; %d answers not sent", len(jobs),
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        self._hand_back(jobs, None)
+
+    def _hand_back(self, jobs: list[Job], results: list[Any] | None) -> None:
+        try:
+            self.done(jobs, results)
+        except Exception:
+            log.exception("fault while handing back answers")
+        self._committing = False
+        self._flush()
 
     @staticmethod
     def _one(job: Job) -> Any:

@@ -6,9 +6,10 @@ with a :class:`asyncio.Protocol` per connection: authorising is CPU work
 under the GIL (pyemv, pyiso8583), so threads would only add switching; the
 loop decides the frames of every connection in arrival order, several per
 wake-up when terminals pipeline. The log rows are written by one writer
-thread (:mod:`emvkit.terminal.host.groupcommit`): many requests' rows in one
-transaction, one fsync, and their answers sent only after it commits (group
-commit), while the loop goes on deciding the next requests.
+(:mod:`emvkit.terminal.host.groupcommit`): the loop inserts many requests'
+rows in one transaction, a thread of its own commits it (one fsync), and
+their answers are sent only after it commits (group commit), while the loop
+goes on deciding the next requests.
 
 Delivery: an approval is logged ``pending``; the terminal's next message on
 that connection, or its closing the connection, confirms it (the emvkit
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import threading
@@ -47,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.host.authlog import CONFIRMED, UNCONFIRMED, AuthLog
+from emvkit.terminal.host.authlog import CONFIRMED, UNCONFIRMED
 from emvkit.terminal.host.groupcommit import GroupCommit
 from emvkit.terminal.host.iso8583 import (
     MAX_MESSAGE,
@@ -126,16 +128,11 @@ def answer(host: IssuerHost, message: bytes) -> bytes | None:
 
 
 @dataclass
-class _Delivery:
-    """Writer job: mark approvals confirmed or unconfirmed."""
+class _Write:
+    """Writer job with no answer to send: a delivery mark, a frame that closes its connection."""
 
-    log: AuthLog
-    row_ids: list[int]
-    delivery: str
+    run: Callable[[], object]
     order: tuple[Any, ...] = (1,)
-
-    def run(self) -> None:
-        self.log.mark_delivery(self.row_ids, self.delivery)
 
 
 @dataclass
@@ -265,7 +262,8 @@ class _Connection(asyncio.Protocol):
         while len(buffer) >= 2:
             size = (buffer[0] << 8) | buffer[1]
             if size == 0 or size > MAX_MESSAGE:
-                self.server.host.format_error(f"frame length {size} is outside 1..{MAX_MESSAGE}")
+                reason = f"frame length {size} is outside 1..{MAX_MESSAGE}"
+                self.server.writer.submit(_Write(functools.partial(self.server.host.format_error, reason)))
                 self.closing = True
                 break
             if len(buffer) < 2 + size:
@@ -319,7 +317,7 @@ class _Connection(asyncio.Protocol):
 class HostServer:
     """The TCP front end of an :class:`IssuerHost` on one event loop.
 
-    Answers are sent once their rows are committed by the writer thread
+    Answers are sent once their rows are committed
     (:class:`~emvkit.terminal.host.groupcommit.GroupCommit`), many rows per
     commit."""
 
@@ -351,23 +349,20 @@ class HostServer:
     def mark(self, row_ids: list[int], delivery: str) -> None:
         """Record the delivery of approvals (with the next batch)."""
         if row_ids:
-            self.writer.submit(_Delivery(self.host.log, list(row_ids), delivery))
+            ids = list(row_ids)
+            self.writer.submit(_Write(lambda: self.host.log.mark_delivery(ids, delivery)))
 
     def _handed_back(self, jobs: Sequence[Any], results: list[Any] | None) -> None:
-        """On the writer thread: a batch is committed (or failed); send its answers on the loop."""
-        answered = [(job, None if results is None else results[i]) for i, job in enumerate(jobs)
-                    if isinstance(job, _Job)]
-        if answered:
-            self.loop.call_soon_threadsafe(self._send, answered, results is not None)
-
-    def _send(self, answered: list[tuple[_Job, bytes | None]], committed: bool) -> None:
-        for job, reply in answered:
-            if not committed:
+        """A batch is committed (or failed): send its answers."""
+        for i, job in enumerate(jobs):
+            if not isinstance(job, _Job):
+                continue
+            if results is None:
                 job.connection.fail()
                 continue
             decided = job.prepared.decided
             pending = decided.row_id if decided is not None and decided.pending else None
-            job.connection.deliver(reply, pending)
+            job.connection.deliver(results[i], pending)
 
     async def stop(self) -> None:
         """Stop listening; send the answers of what was received, close every
@@ -377,15 +372,14 @@ class HostServer:
         self._server.close()
         for connection in self.connections:
             connection.closing = True  # nothing more is read
-        await asyncio.to_thread(self.writer.drain)  # its answers are now queued on this loop
-        await asyncio.sleep(0)
+        await self.writer.drain()  # its answers are written
         for connection in list(self.connections):
             self.mark(connection.written, UNCONFIRMED)  # written, never confirmed
             connection.written = []
             connection.close()
         await self._server.wait_closed()
         self._server = None
-        await asyncio.to_thread(self.writer.stop)
+        await self.writer.stop()
 
     @property
     def url(self) -> str:
