@@ -1,8 +1,8 @@
 """The docs' command sequences run as written, and the docs name no machine's paths.
 
 A block is runnable when the line before its fence is ``<!-- runnable -->``. Its
-lines starting with ``$ `` are commands; the lines after one, up to the next, are
-the output it shows (stdout and stderr together). The runnable blocks of a file
+lines starting with ``$ `` are commands (a line ending in ``\\`` goes on on the next);
+the lines after one, up to the next, are the output it shows (stdout and stderr together). The runnable blocks of a file
 run in order in one shell, in a temporary directory (``.venv`` and the source
 folders linked in, ``XDG_STATE_HOME``/``XDG_DATA_HOME`` inside it, the venv's
 bin first on PATH), so later blocks see the files and background jobs of earlier
@@ -57,6 +57,9 @@ def runnable_commands(path: Path) -> list[Command]:
                 text = lines[i][indent:]
                 if text.startswith("$ "):
                     commands.append(Command(i + 1, text[2:]))
+                    while commands[-1].text.endswith("\\") and i + 1 < len(lines):  # continued on the next line
+                        i += 1
+                        commands[-1].text += "\n" + lines[i][indent:]
                 elif len(commands) > first:
                     commands[-1].shown.append(text)
                 i += 1
@@ -200,3 +203,11 @@ def test_cli_md_usage_is_the_help_usage(command: list[str]) -> None:
     documented = "\n".join(line for line in block.splitlines())
     assert documented.startswith(usage) and documented[len(usage):len(usage) + 1] in ("", "\n"), (
         f"docs/cli.md:\n{documented}\n--help:\n{usage}")
+
+
+def test_the_parser_finds_marked_blocks_only(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```\n$ not this\n```\n<!-- runnable -->\n```\n$ echo a \\\n  b\na b\n$ true\n```\n"
+                    "text\n<!-- runnable -->\n  ```\n  $ echo c\n  c\n  ```\n")
+    found = [(c.text, c.shown) for c in runnable_commands(page)]
+    assert found == [("echo a \\\n  b", ["a b"]), ("true", []), ("echo c", ["c"])]
