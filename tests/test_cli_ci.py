@@ -341,3 +341,12 @@ def test_watch_apdu_prints_each_taps_exchanges_as_they_happen() -> None:
     first_report = next(i for i, line in enumerate(lines) if line.startswith("=== tap 1"))
     assert lines.index(f">> {SELECT_PPSE}  SELECT PPSE") < first_report
     assert VISA_PAN not in run.stdout
+
+
+def test_the_nfc_listeners_frame_log_masks_the_pan() -> None:
+    from emvkit.terminal.emulator.nfc_listener import _shown
+
+    record = "700A" "5A084761739001010119" "9000"
+    assert _shown(bytes.fromhex("02" + record)) == "02 700A5A08" + VISA_PAN_MASKED + "9000"  # I-block, block 0
+    assert _shown(bytes.fromhex("0B01" + record)) == "0B01 700A5A08" + VISA_PAN_MASKED + "9000"  # with a CID
+    assert _shown(bytes.fromhex("A3")) == "A3"  # R(ACK): no data

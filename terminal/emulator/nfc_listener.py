@@ -59,6 +59,7 @@ from emvkit.terminal.endpoints import parse_udp_path
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
 from emvkit.terminal.iso7816 import NO_PRECISE_DIAGNOSIS, contactless_atr
 from emvkit.terminal.iso14443 import RATS, historical_bytes_from_atr
+from emvkit.terminal.tlvdump import masked_response
 
 try:
     import nfc
@@ -76,6 +77,15 @@ _POLL = (b"\x26", b"\x52")  # SENS_REQ (REQA) and ALL_REQ (WUPA): the reader sta
 _MAX_RESPONSE = 65536 + 2
 
 log = logging.getLogger("emvkit.nfc")
+
+
+def _shown(frame: bytes) -> str:
+    """A PICC frame for the -vv log: an I-block's R-APDU with PAN and track data masked (its PCB, CID and NAD
+    as they are); other blocks as they are."""
+    if frame[0] & 0xE2 != 0x02:  # not an I-block (ISO/IEC 14443-4 §7.1.1.1)
+        return frame.hex().upper()
+    head = 1 + bool(frame[0] & 0x08) + bool(frame[0] & 0x04)  # PCB, then CID and NAD when announced
+    return frame[:head].hex().upper() + " " + masked_response(frame[head:])
 
 
 class Card(Protocol):
@@ -264,7 +274,7 @@ class NfcListener(Stoppable):
                     powered = self._activated(engine)
                 reply = event.frame if isinstance(event, Reply) else None
                 if log.isEnabledFor(logging.DEBUG):
-                    log.debug("PCD %s -> PICC %s", frame.hex().upper(), reply.hex().upper() if reply else "(silent)")
+                    log.debug("PCD %s -> PICC %s", frame.hex().upper(), _shown(reply) if reply else "(silent)")
                 if engine.state is State.HALT:
                     if reply is not None:
                         clf.exchange(reply, 0)  # send only
