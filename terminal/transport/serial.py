@@ -49,6 +49,7 @@ from typing import Any
 
 from emvkit.firmware import link
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError
+from emvkit.terminal.tlvdump import masked_response
 from emvkit.terminal.transport.base import BaseTransport
 
 __all__ = [
@@ -225,7 +226,7 @@ class SerialTransport(BaseTransport):
         except link.LinkError as exc:
             raise TransportError(f"{self.url}: {exc}") from exc
         if debug:
-            log.debug("R-APDU %s", response.hex(" ").upper())
+            log.debug("R-APDU %s", masked_response(response))  # PAN and track data masked
         return response
 
     def _require_open(self) -> None:
