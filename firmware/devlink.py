@@ -60,6 +60,16 @@ except ImportError:
 
 import gc
 
+TYPE_CHECKING = False  # True for the type checker only: what follows costs a device nothing
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Transfer(Protocol):
+        # A personalisation on its way in (Token.stage, or a _Buffer).
+        def write(self, offset: int, data) -> None: ...
+        def crc(self) -> int: ...
+        def commit(self): ...
+
 VERSION = __version__  # emvkit's version, kept in firmware/__init__.py
 _NO_PRECISE_DIAGNOSIS = sw_bytes(SW_NO_PRECISE_DIAGNOSIS)  # the answer when the card fails
 
@@ -99,7 +109,7 @@ class DevLink:
         self.profile_id = profile_id
         self.max_payload = max_payload
         self.token = token
-        self._perso = None  # type: object  # the transfer in progress (Token.stage, or a _Buffer)
+        self._perso = None  # type: Transfer | None  # the transfer in progress (Token.stage, or a _Buffer)
         self._perso_length = 0
         self._perso_crc = 0
         self._perso_force = False

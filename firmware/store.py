@@ -340,7 +340,7 @@ except ImportError:  # a port without io.IOBase
     _Stream = object  # type: ignore
 
 
-class PayloadReader(_Stream):  # type: ignore
+class PayloadReader(_Stream):
     # `length` bytes of an open file from `start`, as a stream that ends
     # there: json.load(reader) parses a payload straight from the store
     # (MicroPython's json.load reads its stream a byte at a time, and wants

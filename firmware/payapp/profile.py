@@ -79,11 +79,12 @@ class Application:
         self.scheme = doc.get("scheme")
         if self.scheme not in SCHEMES:
             raise ProfileError("%s.scheme: one of %s" % (where, ", ".join(SCHEMES)))
-        self.cryptogram_version = doc.get("cryptogram_version")
-        if self.cryptogram_version not in CRYPTOGRAM_VERSIONS:
+        version = doc.get("cryptogram_version")
+        if not isinstance(version, str) or version not in CRYPTOGRAM_VERSIONS:
             raise ProfileError("%s.cryptogram_version: one of %s"
                                % (where, ", ".join(sorted(CRYPTOGRAM_VERSIONS))))
-        if self.cryptogram_version == "upi_sm4" and self.scheme != "unionpay":
+        self.cryptogram_version = version
+        if version == "upi_sm4" and self.scheme != "unionpay":
             raise ProfileError("%s.cryptogram_version: upi_sm4 (the SM suite) is UnionPay's" % where)
         # The SM suite (PBOC 3.0): SM4 cryptograms and SM2/SM3 fDDA, used
         # when the terminal says it supports SM (DF69 01 in the PDOL data).
