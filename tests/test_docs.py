@@ -80,6 +80,16 @@ def matches(shown: list[str], got: str) -> bool:
     return re.fullmatch("".join(pattern), text, ) is not None
 
 
+def _code(command: str) -> str:
+    """The command without a trailing ``# comment`` (one after spaces, with no quote in it)."""
+    return re.sub(r"\s+#[^'\"]*$", "", command).rstrip()
+
+
+def is_background(command: str) -> bool:
+    code = _code(command)
+    return code.endswith("&") and not code.endswith("&&")
+
+
 class Shell:
     """One bash for a file's commands, in ``cwd``; each command's output read up to a status line."""
 
@@ -94,10 +104,10 @@ class Shell:
 
     def run(self, command: str) -> tuple[int, str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        if command.rstrip().endswith("&") and not command.rstrip().endswith("&&"):
+        if is_background(command):
             self.background += 1
             log = self.cwd / f".background-{self.background}"
-            script = f"{command.rstrip()[:-1]} < /dev/null > {log.name} 2>&1 &\necho; echo {_RC}0\n"
+            script = f"{_code(command)[:-1]} < /dev/null > {log.name} 2>&1 &\necho; echo {_RC}0\n"
         else:
             log = None
             script = f"{{ {command}\n}} < /dev/null 2>&1; echo; echo {_RC}$?\n"
@@ -146,7 +156,7 @@ def test_runnable_blocks_run_as_written(path: Path, tmp_path: Path) -> None:
             status, got = shell.run(command.text)
             where = f"{path.name}:{command.line}: $ {command.text}"
             assert status == 0, f"{where}\nexit status {status}\n{got}"
-            if command.shown and not command.text.rstrip().endswith("&"):
+            if command.shown and not is_background(command.text):
                 assert matches(command.shown, got), f"{where}\nshown:\n" + "\n".join(command.shown) + \
                     f"\ngot:\n{got}"
             elif command.shown:  # a background job: its first lines
@@ -166,6 +176,8 @@ def test_the_parser_reads_blocks_and_wildcards() -> None:
     assert matches(["a"], "a  \n")
     assert not matches(["a", "b"], "a\nc\n")
     assert not matches(["a"], "a\nb\n")
+    assert is_background("emvkit host serve &   # the host") and is_background("x &")
+    assert not is_background("a && b") and not is_background("echo '# &'")
     assert matches(["...", "b"], "b\n")
 
 
