@@ -212,34 +212,41 @@ class Tearing(Powered):
             raise
 
 
-# Exits 0 once pcscd tells its clients that a reader holds a usable card.
-WAIT_FOR_CARD = textwrap.dedent(
+# Exits 0 once pcscd tells its clients that a reader holds a usable card ("card") or no reader holds one.
+PCSCD_SEES = textwrap.dedent(
     """
     import sys
     from emvkit.terminal.transport import pcsc
-    sys.exit(0 if pcsc.wait_for_card("", float(sys.argv[1])) else 1)
+    wait = pcsc.wait_for_card if sys.argv[1] == "card" else pcsc.wait_for_removal
+    sys.exit(0 if wait("", float(sys.argv[2])) else 1)
     """
 )
 
 
+def pcscd_sees(pcscd: PrivatePcscd, what: str) -> None:
+    """Wait until pcscd reports ``what`` ("card" or "no card") to its clients."""
+    seen = subprocess.run([sys.executable, "-c", PCSCD_SEES, what, str(HANG_S)], env=client_env(pcscd),
+                          timeout=2 * HANG_S, check=False)
+    assert seen.returncode == 0, f"pcscd never reported {what}\n" + pcscd.log_path.read_text()
+
+
 @contextmanager
 def inserted(pcscd: PrivatePcscd, card: Powered, atr: bytes = contactless_atr()) -> Iterator[VpcdBridge]:
-    """The card in the reader while inside (pcscd reports it to clients); removed on the way out."""
+    """The card in the reader while inside (pcscd reports it to clients); removed on the way out (pcscd
+    reports the reader empty, so that the next card is a new insertion, not a swap between two polls)."""
     bridge = VpcdBridge(card, port=pcscd.vpcd_port, atr=atr)
     thread = threading.Thread(target=bridge.run, name="vpcd-bridge", daemon=True)
     thread.start()
     try:
         if not card.powered_on.wait(HANG_S):
             raise AssertionError(f"pcscd did not power the card within {HANG_S:g} s\n" + pcscd.log_path.read_text())
-        # pcscd powers the card first and tells its clients after: a client asking in between sees no card.
-        seen = subprocess.run([sys.executable, "-c", WAIT_FOR_CARD, str(HANG_S)], env=client_env(pcscd),
-                              timeout=2 * HANG_S, check=False)
-        assert seen.returncode == 0, "pcscd never reported the card\n" + pcscd.log_path.read_text()
+        pcscd_sees(pcscd, "card")  # pcscd powers a card first and tells its clients after
         yield bridge
     finally:
         bridge.close()
         thread.join(HANG_S)
         assert not thread.is_alive(), "the bridge did not stop"
+        pcscd_sees(pcscd, "no card")
 
 
 def client_env(pcscd: PrivatePcscd) -> dict[str, str]:
@@ -381,6 +388,7 @@ def test_card_removed_mid_transaction_is_try_again(pcscd: PrivatePcscd) -> None:
         if client is not None and client.poll() is None:
             client.kill()
             client.wait()
+        pcscd_sees(pcscd, "no card")
     assert result["outcome"] == "Try Again", result
     assert result["apdus"] == 4 and "card removed" in result["steps"], result
     assert "removed" in result["error"]
