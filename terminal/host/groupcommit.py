@@ -131,12 +131,19 @@ class GroupCommit:
         except Exception as exc:
             self._failed(jobs, results, attempt, exc)
             return
-        assert self._loop is not None
-        future = self._loop.run_in_executor(self._committer, self.log.commit)
-        future.add_done_callback(lambda f: self._committed(jobs, results, attempt, f))
+        self._committer.submit(self._commit, jobs, results, attempt)
 
-    def _committed(self, jobs: list[Job], results: list[Any], attempt: int, future: asyncio.Future[None]) -> None:
-        exc = future.exception()
+    def _commit(self, jobs: list[Job], results: list[Any], attempt: int) -> None:
+        """On the commit thread: COMMIT, then wake the loop (one hop)."""
+        error: BaseException | None = None
+        try:
+            self.log.commit()
+        except BaseException as exc:
+            error = exc
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._committed, jobs, results, attempt, error)
+
+    def _committed(self, jobs: list[Job], results: list[Any], attempt: int, exc: BaseException | None) -> None:
         if exc is not None:
             self._failed(jobs, results, attempt, exc)
             return
