@@ -1,18 +1,19 @@
 """The docs' command sequences run as written, and the docs name no machine's paths.
 
 A block is runnable when the line before its fence is ``<!-- runnable -->``. Its
-lines starting with ``$ `` are commands (a line ending in ``\\`` goes on on the next);
-the lines after one, up to the next, are the output it shows (stdout and stderr together). The runnable blocks of a file
-run in order in one shell, in a temporary directory (``.venv`` and the source
-folders linked in, ``XDG_STATE_HOME``/``XDG_DATA_HOME`` inside it, the venv's
-bin first on PATH), so later blocks see the files and background jobs of earlier
-ones. Every command must exit 0 (a doc shows a failure as ``cmd; echo $?``).
-Shown output is compared line by line: a line ``...`` stands for any number of
-lines, ``...`` inside a line for any text, trailing spaces do not count; a block
-that shows nothing is not compared. A command ending in ``&`` runs in the
-background with its output in a file; the next command starts once that output
-has begun (emvkit's servers print their banner only once they listen), and the
-output it shows is compared with that file's first lines.
+lines starting with ``$ `` are commands (one ending in a backslash goes on on the
+next line); the lines after one, up to the next, are the output it shows (stdout
+and stderr together). The runnable blocks of a file run in order in one shell, in
+a temporary directory (``.venv`` and the source folders linked in,
+``XDG_STATE_HOME``/``XDG_DATA_HOME`` inside it, the venv's bin first on PATH), so
+later blocks see the files and background jobs of earlier ones. Every command
+must exit 0 (a doc shows a failure as ``cmd; echo $?``). Shown output is compared
+line by line: a line ``...`` stands for any number of lines, ``...`` inside a line
+for any text, trailing spaces do not count; a command that shows nothing is not
+compared. A command ending in ``&`` (before any ``# comment``) runs in the
+background with its output in a file: the next command starts once that output
+shows what the doc shows (emvkit's servers print their banner only once they
+listen), or has a first line when the doc shows none.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ class Shell:
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self.background = 0
 
-    def run(self, command: str) -> tuple[int, str]:
+    def run(self, command: str, shown: list[str]) -> tuple[int, str]:
+        """Run ``command``: (its status, its output). A background one is waited for until its output shows
+        the ``shown`` lines (a server's banner comes once it listens), or has a first line when none are shown;
+        its output is then what it has said so far."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         if is_background(command):
             self.background += 1
@@ -122,9 +126,16 @@ class Shell:
             out += chunk
         text, _, status = out.decode().rpartition(_RC)
         text = text[:-1] if text.endswith("\n") else text  # the echo before the status line
-        if log is not None:  # started: wait until it says something (a server's banner comes once it listens)
-            bound.until(lambda: log.exists() and log.stat().st_size > 0 and log.read_bytes().endswith(b"\n"))
-            text = log.read_text()
+        if log is not None:
+            def said() -> str:
+                return log.read_text(errors="replace") if log.exists() else ""
+
+            def ready() -> bool:
+                return matches([*shown, "..."], said()) if shown else said().endswith("\n")
+
+            with contextlib.suppress(AssertionError):  # not there in time: compared (and reported) below
+                bound.until(ready)
+            text = said()
         return int(status.strip()), text
 
     def close(self) -> None:
@@ -153,7 +164,7 @@ def test_runnable_blocks_run_as_written(path: Path, tmp_path: Path) -> None:
     shell = Shell(tmp_path)
     try:
         for command in runnable_commands(path):
-            status, got = shell.run(command.text)
+            status, got = shell.run(command.text, command.shown)
             where = f"{path.name}:{command.line}: $ {command.text}"
             assert status == 0, f"{where}\nexit status {status}\n{got}"
             if command.shown and not is_background(command.text):
