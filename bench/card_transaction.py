@@ -31,7 +31,7 @@ CASES = [
     ("mastercard", "A0000000041010", "GENERATE AC TC with CDA"),
     ("unionpay", "A000000333010101", "qPBOC offline, fDDA v01"),
     ("wearable", "A0000000031010", "qVSDC token, fDDA"),
-    ("unionpay_sm", "A000000333010101", "qPBOC offline, SM2 fDDA, SM4"),
+    ("unionpay-sm", "A000000333010101", "qPBOC offline, SM2 fDDA, SM4"),
 ]
 
 
@@ -42,7 +42,7 @@ def commands_for(name: str, aid: str) -> list[bytes]:
         card.transmit(out[0])
         fci = tlv.decode(card.transmit(out[1])[:-2])
         pdol = tlv.find_value(fci, 0x9F38, b"") or b""
-        # DF69 01: the terminal supports the SM suite (only unionpay_sm asks).
+        # DF69 01: the terminal supports the SM suite (only unionpay-sm asks).
         out.append(gpo(tlv.build_dol(pdol, {**terminal_data(), 0xDF69: b"\x01"})))
         response = tlv.flatten(tlv.decode(card.transmit(out[-1])[:-2]))
     afl = response[0x94]

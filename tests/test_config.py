@@ -34,7 +34,7 @@ def test_default_configuration() -> None:
     config = load_config()
     assert config.source == "built-in config"
     assert len(config.applications) == 5
-    assert len(config.capks) == 4  # one RSA test CA per RID, and the SM2 CA of emu:unionpay_sm
+    assert len(config.capks) == 4  # one RSA test CA per RID, and the SM2 CA of emu:unionpay-sm
     assert [k.algorithm for k in config.capks].count("sm2") == 1
     assert config.sm_algorithms
     assert [(a.aid.hex().upper(), a.kernel) for a in config.applications] == [

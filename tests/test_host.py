@@ -481,7 +481,7 @@ def test_the_database_never_holds_the_pan(tmp_path: Path) -> None:
 def test_builtin_keys_cover_the_builtin_cards() -> None:
     keys = IssuerKeys.builtin()
     assert len(keys) == 5
-    for name in ("visa", "mastercard", "unionpay", "wearable", "unionpay_sm"):
+    for name in ("visa", "mastercard", "unionpay", "wearable", "unionpay-sm"):
         doc = profile(name)
         key = keys.find(doc["secrets"]["pan"])
         assert key is not None

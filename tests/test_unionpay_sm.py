@@ -1,8 +1,8 @@
-"""UnionPay's SM suite (PBOC 3.0) end to end: the built-in ``unionpay_sm`` card
+"""UnionPay's SM suite (PBOC 3.0) end to end: the built-in ``unionpay-sm`` card
 tapped offline (SM2/SM3 fDDA) and online (the host verifies the SM4 ARQC),
 what the card signs checked with gmssl (an independent SM2/SM3/SM4), the
 SM4 cryptogram and ARPC recomputed with gmssl's SM4, tampered and refused
-cases, ``emvkit perso --scheme unionpay --sm`` and SM2 CA keys in the store.
+cases, ``emvkit perso --scheme unionpay --algorithms sm`` and SM2 CA keys in the store.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from tests.conftest import ROOT, venv_tool
 
-CARD = load_builtin("unionpay_sm")
+CARD = load_builtin("unionpay-sm")
 SM2_CA = next(k for k in json.loads(capk_path().read_text()) if k.get("algorithm") == "sm2")
 
 
@@ -116,7 +116,7 @@ def test_certificates_verify_with_gmssl() -> None:
 
 
 def test_fdda_signature_of_a_tap_verifies_with_gmssl() -> None:
-    tap = run_transaction(open_transport("emu:unionpay_sm"), load_config(), TransactionRequest(amount=1000))
+    tap = run_transaction(open_transport("emu:unionpay-sm"), load_config(), TransactionRequest(amount=1000))
     assert tap.result.outcome.outcome is Outcome.APPROVED
     gpo = next(e for e in tap.trace.exchanges if e.command[1] == 0xA8)
     assert gpo.response is not None
@@ -136,7 +136,7 @@ def test_fdda_signature_of_a_tap_verifies_with_gmssl() -> None:
 
 
 def test_offline_tap_is_approved_with_sm2_fdda() -> None:
-    tap = run_transaction(open_transport("emu:unionpay_sm"), load_config(), TransactionRequest(amount=1000))
+    tap = run_transaction(open_transport("emu:unionpay-sm"), load_config(), TransactionRequest(amount=1000))
     result = tap.result
     assert result.outcome.outcome is Outcome.APPROVED
     assert (result.oda, result.oda_result) == ("fDDA", "successful")
@@ -147,8 +147,18 @@ def test_offline_tap_is_approved_with_sm2_fdda() -> None:
     assert gpo.command[5 + 2:-1].endswith(b"\x01")  # DF69 01 ends the PDOL data
 
 
+def test_cli_tap_on_the_builtin_name_is_approved_with_sm2_fdda() -> None:
+    # The built-in card's name as the CLI takes it: emu:unionpay-sm.
+    run = subprocess.run([venv_tool("emvkit"), "tap", "--reader", "emu:unionpay-sm", "--amount", "10.00", "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)
+    assert (shown["outcome"], shown["kernel"], shown["cid"]) == ("Approved", 7, "40")
+    assert (shown["oda"], shown["oda_result"]) == ("fDDA", "successful")
+
+
 def test_tampered_sdad_fails_oda() -> None:
-    tap = run_transaction(TamperSdad("emu:unionpay_sm"), load_config(), TransactionRequest(amount=1000))  # type: ignore[arg-type]
+    tap = run_transaction(TamperSdad("emu:unionpay-sm"), load_config(), TransactionRequest(amount=1000))  # type: ignore[arg-type]
     result = tap.result
     assert (result.oda, result.oda_result) == ("fDDA", "sdad_signature")
     assert result.tvr[0] & 0x08  # DDA failed (fDDA is a DDA)
@@ -158,7 +168,7 @@ def test_tampered_sdad_fails_oda() -> None:
 
 def test_terminal_without_sm_is_refused_by_the_sm_card() -> None:
     config = replace(load_config(), sm_algorithms=False)
-    tap = run_transaction(open_transport("emu:unionpay_sm"), config, TransactionRequest(amount=1000))
+    tap = run_transaction(open_transport("emu:unionpay-sm"), config, TransactionRequest(amount=1000))
     gpos = [e for e in tap.trace.exchanges if e.command[1] == 0xA8]
     assert gpos and all(e.response is not None and e.response[-2:] == b"\x69\x85" for e in gpos)
     assert all(e.command[5 + 2:-1].endswith(b"\x00") for e in gpos)  # DF69 00
@@ -167,7 +177,7 @@ def test_terminal_without_sm_is_refused_by_the_sm_card() -> None:
 
 def test_online_tap_the_host_verifies_the_sm4_arqc() -> None:
     recorder = Recorder(IssuerHost.builtin())
-    tap = run_transaction(open_transport("emu:unionpay_sm"), load_config(), TransactionRequest(amount=6000),
+    tap = run_transaction(open_transport("emu:unionpay-sm"), load_config(), TransactionRequest(amount=6000),
                           authoriser=recorder)
     assert tap.result.outcome.outcome is Outcome.APPROVED
     (request,), (response,) = recorder.requests, recorder.responses
@@ -197,7 +207,7 @@ def test_online_tap_with_a_wrong_arqc_is_declined_by_the_host() -> None:
         return replace(request, icc_data=icc)
 
     recorder = Recorder(IssuerHost.builtin(), change=flip)
-    tap = run_transaction(open_transport("emu:unionpay_sm"), load_config(), TransactionRequest(amount=6000),
+    tap = run_transaction(open_transport("emu:unionpay-sm"), load_config(), TransactionRequest(amount=6000),
                           authoriser=recorder)
     assert not recorder.responses[0].approved
     assert tap.result.outcome.outcome is not Outcome.APPROVED
@@ -208,8 +218,8 @@ def test_online_tap_with_a_wrong_arqc_is_declined_by_the_host() -> None:
 
 def test_perso_sm_card_taps_with_its_capk_file(tmp_path: Path) -> None:
     out = tmp_path / "card.json"
-    run = subprocess.run([venv_tool("emvkit"), "perso", "--scheme", "unionpay", "--sm", "--out", str(out)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run([venv_tool("emvkit"), "perso", "--scheme", "unionpay", "--algorithms", "sm",
+                          "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert os.stat(out).st_mode & 0o777 == 0o600
     assert os.stat(tmp_path / "card.ca.json").st_mode & 0o777 == 0o600
@@ -226,7 +236,7 @@ def test_perso_sm_card_taps_with_its_capk_file(tmp_path: Path) -> None:
                             str(tmp_path / "card.ca.json"), "--out", str(tmp_path / "rsa.json")],
                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "SM2 CA" in again.stderr
-    wrong = subprocess.run([venv_tool("emvkit"), "perso", "--scheme", "visa", "--sm", "--out",
+    wrong = subprocess.run([venv_tool("emvkit"), "perso", "--scheme", "visa", "--algorithms", "sm", "--out",
                             str(tmp_path / "v.json")], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr and "unionpay" in wrong.stderr
 
@@ -248,7 +258,7 @@ def test_sm2_capk_entries_are_checked() -> None:
 
 def test_mpy_card_tap_is_approved_with_sm2_fdda() -> None:
     # The same card application under the MicroPython unix port.
-    tap = run_transaction(open_transport("mpy:unionpay_sm"), load_config(), TransactionRequest(amount=1000))
+    tap = run_transaction(open_transport("mpy:unionpay-sm"), load_config(), TransactionRequest(amount=1000))
     assert (tap.result.outcome.outcome, tap.result.oda, tap.result.oda_result) == (
         Outcome.APPROVED, "fDDA", "successful")
 

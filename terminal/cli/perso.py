@@ -35,8 +35,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--ca", type=Path, help="CA private key file from an earlier perso (reuse the CA)")
     parser.add_argument("--ca-index", default="E2", help="CA public key index of a new CA, hex (default E2; the "
                         "built-in cards use E1, so both can sit in one terminal configuration)")
-    parser.add_argument("--sm", action="store_true", help="UnionPay only: the PBOC 3.0 SM suite (SM2 CA, issuer and "
-                        "ICC keys and certificates, SM2/SM3 fDDA, SM4 cryptogram keys) instead of RSA/SHA-1/TDEA")
+    parser.add_argument("--algorithms", choices=("rsa", "sm"), default="rsa",
+                        help="the card's algorithm suite: rsa (RSA/SHA-1/TDEA, the default) or sm (UnionPay only: "
+                        "the PBOC 3.0 SM suite, SM2 CA, issuer and ICC keys and certificates, SM2/SM3 fDDA, SM4 "
+                        "cryptogram keys)")
     parser.add_argument("--out", type=Path, required=True, help="profile file to write")
     parser.add_argument("--capk-out", type=Path, help="CA public key file (default: OUT with .capk.json)")
     parser.set_defaults(func=run)
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         scheme=args.scheme, pan=args.pan, expiry=args.expiry, psn=args.psn,
         issuer_cert_expiry=_mmyy(args.issuer_cert_expiry, "issuer certificate expiry"),
         icc_cert_expiry=_mmyy(args.icc_cert_expiry, "ICC certificate expiry"), ca=ca, ca_index=index,
-        sm=args.sm,
+        sm=args.algorithms == "sm",
     )
     built = build_card(options)
     out: Path = args.out
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write {writing}: {exc.strerror or exc}") from exc
     pan = built.profile["secrets"]["pan"]
-    suite = ", SM suite" if args.sm else ""
+    suite = ", SM suite" if args.algorithms == "sm" else ""
     print(f"card profile:     {out} (mode 0600; scheme {args.scheme}{suite}, PAN {mask_pan(pan)})")
     print(f"CA public key:    {capk_out} (RID {built.capk['rid']}, index {built.capk['index']})")
     return 0

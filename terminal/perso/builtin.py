@@ -31,8 +31,8 @@ BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 
 
 # Built-in cards beyond one per scheme: name -> (scheme, CA public key index).
-# unionpay_sm: the PBOC 3.0 SM suite, under its own SM2 test CA.
-VARIANTS = {"unionpay_sm": ("unionpay", 0xE3)}
+# unionpay-sm: the PBOC 3.0 SM suite, under its own SM2 test CA.
+VARIANTS = {"unionpay-sm": ("unionpay", 0xE3)}
 
 
 def builtin_names() -> list[str]:
@@ -77,7 +77,7 @@ def regenerate_variant(name: str, directory: Path = BUILTIN_DIR) -> None:
     ``capk.json`` beside the others, which stay as they are."""
     scheme, index = VARIANTS[name]
     pan = luhn_complete(DEFAULT_PAN_PREFIX[scheme][:-1] + "4")  # not the scheme card's PAN
-    built = build_card(CardOptions(scheme=scheme, pan=pan, ca_index=index, sm=name.endswith("_sm")))
+    built = build_card(CardOptions(scheme=scheme, pan=pan, ca_index=index, sm=name.endswith("-sm")))
     built.profile["id"] = name
     (directory / f"{name}.json").write_text(json.dumps(built.profile, indent=1) + "\n")
     path = directory / "capk.json"

@@ -250,7 +250,7 @@ def build_card(options: CardOptions) -> BuiltCard:
     if options.sm:
         return _build_sm_card(options, pan)
     if isinstance(options.ca, SM2PrivateKey):
-        raise ConfigError("an SM2 CA signs SM cards only (--sm)")
+        raise ConfigError("an SM2 CA signs SM cards only (--algorithms sm)")
     scheme = _Scheme(options.scheme)
     rid = bytes.fromhex(RIDS[scheme.base])
     ca = options.ca or generate_rsa(CA_BITS_DEFAULT)
@@ -314,9 +314,9 @@ def _build_sm_card(options: CardOptions, pan: str) -> BuiltCard:
     SM2 certificates (certificates.py), SM4 master keys, a PDOL asking for
     DF69. It takes the qPBOC path only (no SDA, no DDA or CDA)."""
     if options.scheme != "unionpay":
-        raise ConfigError("the SM suite (--sm) is UnionPay's: use --scheme unionpay")
+        raise ConfigError("the SM suite (--algorithms sm) is UnionPay's: use --scheme unionpay")
     if isinstance(options.ca, RSAPrivateKey):
-        raise ConfigError("an SM card needs an SM2 CA (the CA key file of an earlier --sm perso)")
+        raise ConfigError("an SM card needs an SM2 CA (the CA key file of an earlier --algorithms sm perso)")
     scheme = _Scheme(options.scheme)
     rid = bytes.fromhex(RIDS[scheme.base])
     ca = options.ca or generate_sm2()
@@ -344,7 +344,7 @@ def _build_sm_card(options: CardOptions, pan: str) -> BuiltCard:
     profile = {
         "format": "emvkit-card",
         "version": 1,
-        "id": f"{options.scheme}_sm",
+        "id": f"{options.scheme}-sm",
         "description": f"emvkit test card ({options.scheme}, SM suite); keys are test keys",
         "applications": apps,
         "secrets": {

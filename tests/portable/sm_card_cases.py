@@ -1,6 +1,6 @@
 # Portable tests of the card application with UnionPay's SM suite (PBOC 3.0:
 # SM2/SM3 fDDA, SM4 cryptograms), run on CPython and under MicroPython with
-# the built-in unionpay_sm card. Expected values come from the SM primitives
+# the built-in unionpay-sm card. Expected values come from the SM primitives
 # (checked against the published vectors in sm_cases.py) composed here by
 # the rules docs/card-application.md states, not from the card's own
 # cryptogram code; tests/test_unionpay_sm.py checks the same card with gmssl.
@@ -24,7 +24,7 @@ _CURRENCY = bytes.fromhex("0978")
 
 
 def _doc():
-    with open(_PROFILES + "unionpay_sm.json") as f:
+    with open(_PROFILES + "unionpay-sm.json") as f:
         return json.load(f)
 
 
