@@ -76,6 +76,22 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
     return found
 
 
+def setup_logging(level: int) -> None:
+    """Log records of ``level`` and above to stderr. The level is the handler's too: a library that sets its own
+    logger to INFO (nfcpy does on import) is not heard without -v."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    ours: list[logging.Handler] = [h for h in root.handlers if getattr(h, "emvkit", False)]
+    if not ours and not root.handlers:  # (a host program's own handlers are left alone)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.emvkit = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        ours = [handler]
+    for existing in ours:
+        existing.setLevel(level)
+
+
 def log_level(verbose: int) -> int:
     """``-v`` count -> logging level: warnings only, -v INFO, -vv DEBUG."""
     return {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -106,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extras = parser.parse_known_args(argv)
     if extras:  # the sub-command's usage, not the top level's
         _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
-    logging.basicConfig(level=log_level(args.verbose), format=LOG_FORMAT, stream=sys.stderr)
+    setup_logging(log_level(args.verbose))
     try:
         status: int = args.func(args)
     except (EmvkitError, TLVError) as exc:
