@@ -154,6 +154,22 @@ def test_read_record_errors() -> None:
     assert x.send(bytes.fromhex("00B2010400"))[1] == 0x6A86  # SFI 0
 
 
+def test_record_template_option() -> None:
+    # A profile record may be served in another template, or none (test cards
+    # breaking EMV Book 3 §10.3's tag-70 rule); 70 when the option is absent.
+    doc = profile("visa")
+    records = doc["applications"][0]["records"]
+    records[0]["template"] = "77"
+    records[1]["template"] = ""
+    x = make_card(doc)
+    x.ok(select(VISA))
+    first, second, third = (x.ok(read_record(r["sfi"], r["record"])) for r in records[:3])
+    content = [b"".join(tlv.encode_tlv(int(t, 16), bytes.fromhex(v)) for t, v in r["data"]) for r in records[:3]]
+    assert first == b"\x77" + bytes((len(content[0]),)) + content[0]
+    assert second == content[1]
+    assert third[0] == 0x70 and third.endswith(content[2])
+
+
 def test_afl_covers_every_record() -> None:
     x = make_card("visa")
     afl = quick_gpo(x, VISA)[0x94]
@@ -558,6 +574,8 @@ def test_atc_exhausted_blocks_cryptograms() -> None:
         (lambda d: d["applications"][0].update(scheme="amex"), "scheme"),
         (lambda d: d["applications"][0].update(pdol="9F66"), "pdol"),
         (lambda d: d["applications"][0]["records"][0].update(sfi=31), "SFI 1..30"),
+        (lambda d: d["applications"][0]["records"][0].update(template="7070"), "template: one byte"),
+        (lambda d: d["applications"][0]["records"][0].update(template="7G"), "template: not hex"),
         (lambda d: d["secrets"].update(icc_mk_ac="00"), "16 bytes"),
         (lambda d: d["applications"][0]["records"][0]["data"].append(["9F", "zz"]), "not hex"),
     ],

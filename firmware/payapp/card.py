@@ -414,7 +414,7 @@ class Card:
         content = record.content
         if self.tx.card_auth_data is not None and not record.oda:
             content = _substitute(content, 0x9F69, self.tx.card_auth_data)
-        return tlv.encode_tlv(0x70, content)
+        return tlv.encode_tlv(record.template, content) if record.template else content
 
     # --- GENERATE APPLICATION CRYPTOGRAM (§6.5.5) ---
 

@@ -58,11 +58,14 @@ def _int(doc: dict, key: str, where: str, default=None) -> int:
 
 
 class Record:
-    def __init__(self, sfi: int, number: int, oda: bool, content: bytes) -> None:
+    def __init__(self, sfi: int, number: int, oda: bool, content: bytes, template: int = 0x70) -> None:
         self.sfi = sfi
         self.number = number
         self.oda = oda
-        self.content = content  # the data objects inside template 70
+        self.content = content  # the data objects inside the template
+        # The tag READ RECORD wraps them in: 70 (EMV Book 3 §5.3); 0 for none.
+        # Another one is for test cards breaking the tag-70 rule of §10.3.
+        self.template = template
 
 
 class Application:
@@ -138,7 +141,11 @@ class Application:
             if sfi == self.log_sfi:
                 raise ProfileError("%s: SFI %d is the log file" % (rwhere, sfi))
             content = _encode_pairs(_pairs(rec.get("data"), rwhere + ".data"))
-            self.records[(sfi, number)] = Record(sfi, number, bool(rec.get("oda", False)), content)
+            template = _hex(rec.get("template", "70"), rwhere + ".template")
+            if len(template) > 1:
+                raise ProfileError("%s.template: one byte, or empty for none" % rwhere)
+            self.records[(sfi, number)] = Record(sfi, number, bool(rec.get("oda", False)), content,
+                                                 template[0] if template else 0)
             order.append((sfi, number))
         self.afl = _build_afl(order, self.records)
 
