@@ -46,6 +46,7 @@ import pytest
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import CommandAPDU
 from emvkit.terminal.config_files import load_config
+from emvkit.terminal.kernel.authorisation import Authoriser
 from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
@@ -121,12 +122,16 @@ def pinned_random(n: int) -> bytes:
 
 
 def transact(transport: Transport, amount: int, config: TerminalConfig | None = None,
-             random: Callable[[int], bytes] | None = None) -> Tap:
-    """One transaction on an open transport; asserts it ends with a defined Outcome."""
+             random: Callable[[int], bytes] | None = None, authoriser: Authoriser | None = None) -> Tap:
+    """One transaction on an open transport; asserts it ends with a defined Outcome.
+
+    With an ``authoriser`` (e.g. the issuer host in-process, ``IssuerHost``)
+    an Online Request goes to it and the transaction completes: issuer
+    authentication and issuer scripts reach the card."""
     request = TransactionRequest(amount=amount, date=TRANSACTION_DATE)
     if random is not None:
         request.random = random
-    tap = run_transaction(transport, config or load_config(), request)
+    tap = run_transaction(transport, config or load_config(), request, authoriser)
     outcome = tap.result.outcome.outcome
     assert isinstance(outcome, Outcome), f"not an Outcome: {outcome!r}"
     assert outcome is not Outcome.SELECT_NEXT, "Select Next is Entry Point's business, never a final outcome"
@@ -224,11 +229,12 @@ class Dut:
         return open_transport(self.url_for(card, faults, cdcvm))
 
     def tap(self, amount: int, *, card: Card = None, faults: str | None = None, cdcvm: bool | None = None,
-            config: TerminalConfig | None = None, random: Callable[[int], bytes] | None = None) -> Tap:
+            config: TerminalConfig | None = None, random: Callable[[int], bytes] | None = None,
+            authoriser: Authoriser | None = None) -> Tap:
         """Open the card, run one transaction of ``amount`` (minor units), close it."""
         transport = self.open(card, faults, cdcvm)
         with transport:
-            tap = transact(transport, amount, config, random)
+            tap = transact(transport, amount, config, random, authoriser)
         self.note(transport.url, amount, tap)
         return tap
 

@@ -99,12 +99,28 @@ def replace_in_records(profile: dict[str, Any], values: dict[str, bytes]) -> Non
 
 
 def static_data(profile: dict[str, Any]) -> bytes:
-    """Book 3 §10.3: the values of the SFI 1-10 records signed for ODA, then the AIP (SDA Tag List 82)."""
+    """Book 3 §10.3: the records signed for ODA (of SFI 1-10 the template's value, of SFI 11-30 the
+    whole 70 template, tag and length included), then the AIP (SDA Tag List 82)."""
     app = profile["applications"][0]
-    signed = [record for record in app["records"] if record.get("oda")]
-    assert all(record["sfi"] <= 10 for record in signed)
-    data = b"".join(tlv.encode_tlv(int(t, 16), bytes.fromhex(v)) for record in signed for t, v in record["data"])
+    data = b""
+    for record in app["records"]:
+        if record.get("oda"):
+            value = b"".join(tlv.encode_tlv(int(t, 16), bytes.fromhex(v)) for t, v in record["data"])
+            data += value if record["sfi"] <= 10 else tlv.encode_tlv(0x70, value)
     return data + bytes.fromhex(app["aip"])
+
+
+def recertify(built: BuiltCard, profile: dict[str, Any], pan: str) -> dict[str, Any]:
+    """``profile`` (a changed copy of the card's) with a new issuer certificate under our CA and a
+    new ICC certificate naming ``pan`` and signing the profile's static data as it now is."""
+    issuer = generate_rsa(ISSUER_BITS)
+    icc = RSAPrivateKey.from_dict(profile["secrets"]["icc_rsa"])
+    issuer_cert = issuer_certificate(built.ca, issuer, profile["secrets"]["pan"], "1231", b"\x00\x00\x01")
+    icc_cert = icc_certificate(issuer, icc, pan, "1230", b"\x00\x00\x02", static_data(profile))
+    replace_in_records(profile, {"90": issuer_cert.certificate, "92": issuer_cert.remainder,
+                                 "9F32": issuer_cert.exponent, "9F46": icc_cert.certificate,
+                                 "9F48": icc_cert.remainder, "9F47": icc_cert.exponent})
+    return profile
 
 
 def certify_other_pan(built: BuiltCard) -> dict[str, Any]:
@@ -113,13 +129,22 @@ def certify_other_pan(built: BuiltCard) -> dict[str, Any]:
     pan = profile["secrets"]["pan"]
     other = luhn_complete(pan[:-2] + str((int(pan[-2]) + 1) % 10))
     assert other != pan and other[:8] == pan[:8]
-    issuer = generate_rsa(ISSUER_BITS)
-    icc = RSAPrivateKey.from_dict(profile["secrets"]["icc_rsa"])
-    issuer_cert = issuer_certificate(built.ca, issuer, pan, "1231", b"\x00\x00\x01")
-    icc_cert = icc_certificate(issuer, icc, other, "1230", b"\x00\x00\x02", static_data(profile))
-    replace_in_records(profile, {"90": issuer_cert.certificate, "92": issuer_cert.remainder,
-                                 "9F32": issuer_cert.exponent, "9F46": icc_cert.certificate,
-                                 "9F48": icc_cert.remainder, "9F47": icc_cert.exponent})
+    return recertify(built, profile, other)
+
+
+def with_sfi_11_record(built: BuiltCard, template: str) -> dict[str, Any]:
+    """The card with one more record signed for ODA, in SFI 11 (its log moved to SFI 12): the Issuer
+    URL (5F50), certified as a 70 template, then served in ``template`` (the profile's record
+    option: a tag, or empty for the bare data object)."""
+    profile = copy.deepcopy(built.profile)
+    record: dict[str, Any] = {"sfi": 11, "record": 1, "oda": True,
+                              "data": [["5F50", b"https://example.org".hex().upper()]]}
+    for app in profile["applications"]:
+        if "log" in app:
+            app["log"]["sfi"] = 12
+        app["records"].append(record)
+    recertify(built, profile, profile["secrets"]["pan"])
+    record["template"] = template
     return profile
 
 
@@ -240,6 +265,37 @@ def test_revoked_issuer_certificate(dut: Dut, card: str, kernel: int, our_ca: RS
     config.revocations.add(key.rid, key.index, issuer_certificate_serial(built))
     tap = dut.tap(AMOUNT, card=write_profile(built.profile, profile_dir, "revoked"), config=config)
     assert_failed_before_generate_ac(tap, kernel, "issuer_certificate_revoked")
+
+
+# --- Records read for ODA (Book 3 §10.3) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("card", "kernel"), KERNEL_CARDS)
+def test_oda_record_in_sfi_11_in_a_70_template_is_authenticated(dut: Dut, card: str, kernel: int,
+                                                                   our_ca: RSAPrivateKey, profile_dir: Path) -> None:
+    """The control for the next scenario: an SFI 11 record signed with its tag 70 and length passes ODA."""
+    built = personalise(kernel, our_ca)
+    tap = dut.tap(AMOUNT, card=write_profile(with_sfi_11_record(built, "70"), profile_dir, "sfi11"),
+                  config=config_trusting(built))
+    reads = [e.command for e in tap.trace.exchanges if e.command[1] == 0xB2]
+    assert bytes.fromhex("00B2015C") in [c[:4] for c in reads]  # READ RECORD 1 of SFI 11
+    assert tap.result.outcome.outcome is Outcome.APPROVED
+    assert tap.result.oda_result == "successful" and tap.result.tvr == bytes(5)
+
+
+@pytest.mark.parametrize("template", ["77", ""], ids=["template-77", "no-template"])
+@pytest.mark.parametrize(("card", "kernel"), KERNEL_CARDS)
+def test_oda_record_in_sfi_11_not_a_70_template(dut: Dut, card: str, kernel: int, template: str,
+                                                 our_ca: RSAPrivateKey, profile_dir: Path) -> None:
+    """EMV 4.4 Book 3 §10.3: a record read for ODA not coded with tag 70, in SFI 11-30 as in
+    SFI 1-10, makes ODA performed and failed: its own code and the failed method's TVR bit."""
+    built = personalise(kernel, our_ca)
+    tap = dut.tap(AMOUNT, card=write_profile(with_sfi_11_record(built, template), profile_dir, "not-70"),
+                  config=config_trusting(built))
+    assert_failed_before_generate_ac(tap, kernel, "oda_record_not_template")
+    failure = tap.result.oda_failure
+    assert failure is not None and "SFI 11" in failure.message
+    assert tap.result.oda_certificates == ()  # failed before any certificate was opened
 
 
 # --- The dynamic signature ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from emvkit.terminal.errors import TransportError
 from emvkit.terminal.iso7816 import INS_GENERATE_AC
 from emvkit.terminal.kernel.config import TerminalConfig
 from emvkit.terminal.kernel.outcome import Cvm, Outcome
+from emvkit.terminal.perso.builtin import load_builtin
 from emvkit.terminal.session import Tap
 from emvkit.terminal.transport.mpy import find_micropython
 
@@ -134,6 +135,26 @@ def test_terminal_action_code_denial_declines(dut: Dut) -> None:
     assert tvr(tap, "FLOOR_LIMIT_EXCEEDED")
     assert generate_ac_p1(tap) == 0x00  # AAC, no CDA
     assert r.cid == AAC
+
+
+def test_magstripe_only_card_on_kernel_2_ends_after_gpo(dut: Dut, profile_dir: Path) -> None:
+    """Book C-2 S3.16-S3.18 and S3.90: a card whose AIP (0000) lacks "EMV mode supported", on a
+    kernel 2 without mag-stripe mode, ends with End Application ("Insert, swipe or try another
+    card") after GET PROCESSING OPTIONS: no record read, no GENERATE AC."""
+    doc = load_builtin("mastercard")
+    for app in doc["applications"]:
+        app["aip"] = "0000"
+    card = profile_dir / "magstripe-only.json"
+    card.write_text(json.dumps(doc))
+    card.chmod(0o600)  # the profile holds the card's keys
+    tap = dut.tap(1234, card=card)
+    r = tap.result
+    assert [e.command[1] for e in tap.trace.exchanges] == [0xA4, 0xA4, 0xA8]  # PPSE, SELECT, GPO
+    assert r.kernel == 2 and r.outcome.outcome is Outcome.END_APPLICATION
+    assert r.outcome.ui_message == "Insert, swipe or try another card"
+    assert "AIP 0000" in r.error and "card data missing" not in r.error
+    control = dut.tap(1234, card="mastercard")  # the same card with its AIP 1D80 (EMV mode) is approved
+    assert control.result.outcome.outcome is Outcome.APPROVED
 
 
 # --- Limits at their boundaries -------------------------------------------------------------
