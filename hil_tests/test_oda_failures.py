@@ -113,6 +113,7 @@ def static_data(profile: dict[str, Any]) -> bytes:
 def recertify(built: BuiltCard, profile: dict[str, Any], pan: str) -> dict[str, Any]:
     """``profile`` (a changed copy of the card's) with a new issuer certificate under our CA and a
     new ICC certificate naming ``pan`` and signing the profile's static data as it now is."""
+    assert isinstance(built.ca, RSAPrivateKey), "an RSA card"
     issuer = generate_rsa(ISSUER_BITS)
     icc = RSAPrivateKey.from_dict(profile["secrets"]["icc_rsa"])
     issuer_cert = issuer_certificate(built.ca, issuer, profile["secrets"]["pan"], "1231", b"\x00\x00\x01")
