@@ -58,13 +58,19 @@ def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Iss
         host.close()
 
 
-def read_answer(sock: socket.socket) -> str:
+def read_exactly(sock: socket.socket, size: int) -> bytes:
     data = b""
-    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
-        chunk = sock.recv(65536)
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
         assert chunk, "the host closed the connection"
         data += chunk
-    return decode_response(data[2:])[0].response_code
+    return data
+
+
+def read_answer(sock: socket.socket) -> str:
+    """One framed answer's response code (the next answer stays unread)."""
+    size = int.from_bytes(read_exactly(sock, 2), "big")
+    return decode_response(read_exactly(sock, size))[0].response_code
 
 
 def committed_codes(path: Path) -> list[str]:

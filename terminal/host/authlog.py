@@ -183,6 +183,8 @@ class AuthLog:
         self._lock_fd: int | None = None
         self._checkpointer: _Checkpointer | None = None
         self._select = _SELECT
+        # A commit that waits for the disk (or, in PostgreSQL, for the server's WAL flush).
+        self.commit_waits = self.shared or (self.path != ":memory:" and synchronous.upper() == "FULL")
         if synchronous.upper() not in SYNCHRONOUS:
             raise ConfigError(f"synchronous must be {' or '.join(SYNCHRONOUS)}, not {synchronous!r}")
         if secret is None and not readonly:

@@ -6,8 +6,11 @@ writing to :class:`GroupCommit`. While no commit is in flight, the loop
 opens a transaction and inserts every row waiting (each insert is a few
 microseconds of page-cache work); only the ``COMMIT``, the fsync, goes to a
 thread of its own, and while the disk works the loop decides the next
-requests. When the commit returns, the batch's results are handed back on
-the loop and the rows that waited meanwhile form the next batch. So no
+requests. (A commit that does not wait for the disk, SQLite
+``synchronous=NORMAL`` or ``:memory:``, runs on the loop: handing it to a
+thread would cost more than it takes.) When the commit returns, the
+batch's results are handed back on the loop and the rows that waited
+meanwhile form the next batch. So no
 answer leaves for a row that is not committed, each insert's conflict on the
 unique (card, ATC) index still decides its own request's answer (a
 conflicting row does not fail the others: ``ON CONFLICT DO NOTHING``), and
@@ -131,10 +134,14 @@ class GroupCommit:
         except Exception as exc:
             self._failed(jobs, results, attempt, exc)
             return
-        self._committer.submit(self._commit, jobs, results, attempt)
+        if self.log.commit_waits:
+            self._committer.submit(self._commit, jobs, results, attempt)
+        else:
+            self._commit(jobs, results, attempt)  # no fsync to wait for: two thread hops would cost more
 
     def _commit(self, jobs: list[Job], results: list[Any], attempt: int) -> None:
-        """On the commit thread: COMMIT, then wake the loop (one hop)."""
+        """On the commit thread (or the loop, when the commit does not wait
+        for the disk): COMMIT, then hand the outcome to the loop."""
         error: BaseException | None = None
         try:
             self.log.commit()
