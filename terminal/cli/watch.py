@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     amount = format_amount(order.request(config).amount, order.currency_in(config))  # bad arguments fail now
     host, safety = host_for(url, args.host)  # real readers: --host none unless asked
     authoriser = make_authoriser(host, url)  # one issuer for every tap: its replay window spans them
+    traces = _TraceFiles(args.trace, args.trace_format, url) if args.trace else None
     if scheme == "pcsc":
         _check_pcscd(url)
     if safety:  # the first line, once every argument and the reader's service are known good
         print(safety, file=sys.stderr)
-    traces = _TraceFiles(args.trace, args.trace_format, url) if args.trace else None
     done = unexpected = 0
     with _signals_interrupt():
         try:
