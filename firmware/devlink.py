@@ -140,7 +140,13 @@ class DevLink:
         for event in self.decoder.feed(data):
             if isinstance(event, link.Frame):
                 self.frames += 1
-                self.handle(event, write)
+                starved = False
+                try:
+                    self.handle(event, write)
+                except MemoryError:
+                    starved = True  # answered below, once the exception (and what it holds) is gone
+                if starved:
+                    self._out_of_memory(event, write)
             else:
                 self.faults += 1
                 write(self.writer.encode(link.ERROR, 0, link.error_payload(event.kind, link.FAULT_NAMES[event.kind])))
@@ -263,10 +269,7 @@ class DevLink:
         self.token.check(force)  # refused before a byte is taken
         stage = getattr(self.token, "stage", None)
         gc.collect()
-        try:
-            self._perso = stage(length, force) if stage is not None else _Buffer(self.token, length, force)
-        except MemoryError:
-            raise ProvisionError(link.ERR_TOO_LARGE, "no memory for %d bytes" % length)
+        self._perso = stage(length, force) if stage is not None else _Buffer(self.token, length, force)
         self._perso_length = length
         self._perso_crc = crc
         self._perso_force = force
@@ -306,7 +309,7 @@ class DevLink:
         self._perso = None  # the token owns the bytes now
         try:
             card = transfer.commit()
-        except ProvisionError:
+        except (ProvisionError, MemoryError):
             raise
         except Exception as exc:  # a bug in the token: nothing was personalised
             raise ProvisionError(link.ERR_STORE, "personalisation failed: %s" % type(exc).__name__)
@@ -329,6 +332,19 @@ class DevLink:
         self._last_command = b""
         self._last_response = b""
         self._commit_seq = -1
+
+    def _out_of_memory(self, frame, write) -> None:
+        # The heap ran out while a request was served: what a transfer held
+        # is dropped (the current personalisation stays: nothing staged
+        # counts before COMMIT), the heap collected, and the request answered
+        # instead of the link going silent.
+        provisioning = self._perso is not None or frame.type == link.PROVISION_COMMIT
+        self._drop_transfer()
+        gc.collect()
+        if frame.type == link.ERROR or frame.type == link.LOG:
+            return
+        self._error(link.ERR_TOO_LARGE, frame.seq, "not enough memory for this personalisation (the current one "
+                    "stays)" if provisioning else "not enough memory for this request", write)
 
     def _error(self, code: int, seq: int, text: str, write) -> None:
         write(self.writer.encode(link.ERROR, seq, link.error_payload(code, text)))

@@ -77,12 +77,14 @@ def _collect() -> None:
 
 # --- the card a profile makes ---
 
-def card_from_profile(doc: dict, rng=None, clock=None):
+def card_from_profile(doc: dict, rng=None, clock=None, release: bool = False, application=None):
     # The card a personalisation document makes (a MemoryStore for its
     # state), or ProvisionError(ERR_BAD_PROFILE) saying why not in one line:
     # the Profile checks (applications, a known scheme, secrets, keys) and
     # a valid initial state. The host checks a file with this very function
-    # before it sends it.
+    # before it sends it. release, application: the document may be taken
+    # apart as it is parsed, its applications parsed one at a time
+    # (payapp.profile.Profile): the token's way on a small heap.
     from .payapp.card import Card
     from .payapp.profile import Profile
     from .payapp.state import CardState
@@ -91,7 +93,7 @@ def card_from_profile(doc: dict, rng=None, clock=None):
     if not isinstance(doc, dict):
         raise ProvisionError(link.ERR_BAD_PROFILE, "not a JSON object")
     try:
-        profile = Profile(doc)
+        profile = Profile(doc, release, application)
         card = Card(profile, rng=rng, clock=clock)
         decode_state(encode_state(CardState.from_dict(profile.initial_state)), "state")
     except MemoryError:
@@ -158,33 +160,28 @@ class Token:
     def load(self, frozen: "str | None" = None) -> None:
         # The personalisation in the store (else `frozen`, the JSON text of
         # an image's built-in card): builds the card. Never raises. The
-        # record is parsed as it is read from the store (SlotFile.reader):
+        # record is parsed as it is read from the store (_card_from_record):
         # its bytes are never all on the heap.
-        doc = None
+        card = None
+        source = "none"
         if self.perso_file is not None:
             try:
                 stream = self.perso_file.reader()  # StoreError: a file with no valid record
                 if stream is not None:
                     with stream:
-                        doc = json.load(stream)
+                        card = self._card_from_record(stream)
+                    source = "store"
             except Exception:
-                self.store_status = "corrupt"  # or a record that is not JSON
+                self.store_status = "corrupt"  # or a record that is not a profile (any more)
                 return
-        source = "store"
-        if doc is None:
+        if card is None:
             if frozen is None:
                 return
-            source = "frozen"
             try:
-                doc = json.loads(frozen)
+                card = self._card(json.loads(frozen))
             except Exception:
                 return
-        try:
-            card = self._card(doc)
-        except Exception:
-            if source == "store":
-                self.store_status = "corrupt"  # a record that is not a profile (any more)
-            return
+            source = "frozen"
         self.source = source
         self.card = card
         if source == "store":
@@ -238,6 +235,8 @@ class Token:
         try:
             _usable(perso_file)
             staging = perso_file.stage(length)
+        except MemoryError:
+            raise  # the dev link answers it (devlink.DevLink: "not enough memory")
         except Exception as exc:
             raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
         return Transfer(self, staging)
@@ -249,18 +248,20 @@ class Token:
         _collect()
         try:
             with staging.reader() as stream:
-                doc = json.load(stream)
+                card = self._card_from_record(stream)
+        except ProvisionError:
+            raise
         except MemoryError:
             raise ProvisionError(link.ERR_TOO_LARGE, "not enough memory to parse %d bytes" % staging.length)
         except OSError as exc:
             raise ProvisionError(link.ERR_STORE, "cannot read the personalisation: %s" % type(exc).__name__)
         except Exception:
             raise ProvisionError(link.ERR_BAD_PROFILE, "not JSON")
-        card = self._card(doc)
-        doc = None
         _collect()
         try:
             staging.commit()
+        except MemoryError:
+            raise  # the dev link answers it (devlink.DevLink: "not enough memory")
         except Exception as exc:
             raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
         self.card = card
@@ -273,11 +274,44 @@ class Token:
             self.store_status = "corrupt"
         return card
 
-    def _card(self, doc):
+    def _card_from_record(self, stream):
+        # The card of the profile on `stream` (a store.PayloadReader): the
+        # document without its applications first, then each application in
+        # turn (store.json_array_spans), so that no more than one of them is
+        # ever parsed on the heap. Each part's text goes into one buffer,
+        # taken before the parts are parsed (later the heap is in pieces
+        # too small for it). ProvisionError as _card; the errors of json
+        # (MemoryError, ValueError) and of the store.
+        from .payapp import card  # noqa: F401  # the card's modules first: they stay, the documents go
+        from .store import json_array_spans
+
+        _collect()
+        spans = json_array_spans(stream, b"applications")
+        size = stream.size
+        for start, end in spans:
+            size -= end - start - 1
+        for start, end in spans:
+            if end - start > size:
+                size = end - start
+        text = bytearray(size)
+        doc = _parse_part(stream, text, spans)
+        apps = doc.get("applications") if isinstance(doc, dict) else None
+        if not spans or not isinstance(apps, list) or len(apps) != len(spans):
+            doc = None  # (a key given twice, say): the whole document at once
+            text = bytearray(0)
+            stream.restart()
+            return self._card(json.load(stream))
+
+        def application(i: int):
+            return _parse_part(stream, text, None, spans[i][0], spans[i][1])
+
+        return self._card(doc, application)
+
+    def _card(self, doc, application=None):
         from .payapp.state import CardState
         from .store import CardStore
 
-        card = card_from_profile(doc, self.rng, self.clock)
+        card = card_from_profile(doc, self.rng, self.clock, release=True, application=application)
         if self.state_file is not None:
             initial = CardState.from_dict(card.profile.initial_state)
             card.store = CardStore(BoundSlot(self.state_file, identity(card)), initial)  # type: ignore[arg-type]
@@ -294,6 +328,8 @@ class Transfer:
     def write(self, offset: int, data) -> None:
         try:
             self.staging.write(offset, data)
+        except MemoryError:
+            raise  # the dev link answers it (devlink.DevLink: "not enough memory")
         except Exception as exc:
             raise ProvisionError(link.ERR_STORE, "cannot write the personalisation: %s" % type(exc).__name__)
 
@@ -301,6 +337,8 @@ class Transfer:
         # CRC-32 of the bytes as stored (-1 when the store cannot give them back).
         try:
             crc = self.staging.crc()
+        except MemoryError:
+            raise
         except Exception:
             crc = None
         return -1 if crc is None else crc
@@ -310,16 +348,33 @@ class Transfer:
         return self.token._commit(self.staging)
 
 
+def _parse_part(stream, text: bytearray, skip=None, start: int = 0, end: int = -1):
+    # The JSON value of a part of `stream` (store.PayloadReader.restart),
+    # read into `text`, the rest of which is filled with spaces (JSON's
+    # whitespace): json.loads takes it as it is, with no copy.
+    stream.restart(skip, start, end)
+    view = memoryview(text)
+    n = 0
+    while n < len(text):
+        k = stream.readinto(view[n:])
+        if not k:
+            break
+        n += k
+    for i in range(n, len(text)):
+        text[i] = 0x20
+    return json.loads(text)  # type: ignore[type-var]  # a bytearray: both interpreters take it, the stubs say str or bytes
+
+
 def _usable(slot_file) -> None:
     # A SlotFile that can be read and written: one with no valid record in
     # it (damaged, or not a store) is emptied.
     from .store import StoreError
 
     try:
-        slot_file.read()
+        slot_file.check()
     except StoreError:
         slot_file.opener(slot_file.path, "wb").close()
-        slot_file.read()
+        slot_file.check()
 
 
 def _exists(path: str) -> bool:

@@ -152,6 +152,12 @@ class SlotFile:
         finally:
             f.close()
 
+    def check(self) -> None:
+        # StoreError as read(), without reading the payload (its CRC is
+        # checked a piece at a time): a small heap need not hold it.
+        slot, seq, _ = self._scan()
+        self._newest = (slot, seq)
+
     def reader(self) -> "PayloadReader | None":
         # The newest valid payload as a stream (json.load reads it as it
         # parses, with no copy of it on the heap); None for a fresh store;
@@ -344,30 +350,63 @@ class PayloadReader(_Stream):
     # `length` bytes of an open file from `start`, as a stream that ends
     # there: json.load(reader) parses a payload straight from the store
     # (MicroPython's json.load reads its stream a byte at a time, and wants
-    # the stream to end after the document). Closes the file at close() or
-    # on leaving a `with`.
-    def __init__(self, f, start: int, length: int) -> None:
+    # the stream to end after the document). `skip`: (start, end) offsets in
+    # the payload, in order, each read as the one byte "0" (a document read
+    # without the parts json_array_spans found, parsed one at a time).
+    # Closes the file at close() or on leaving a `with`.
+    def __init__(self, f, start: int, length: int, skip: "list | None" = None) -> None:
         self.f = f
-        self.left = length
-        f.seek(start)
+        self.base = start
+        self.size = length
+        self.restart(skip)
+
+    def restart(self, skip: "list | None" = None, start: int = 0, end: int = -1) -> None:
+        # Read again, from `start` to `end` (offsets in the payload; -1: its
+        # end), skipping `skip` as at construction.
+        self.pos = start
+        self.length = self.size if end < 0 else end  # where the stream ends
+        self.skip = skip or []
+        self.k = 0  # the next span of skip
+        self.f.seek(self.base + start)
 
     def readinto(self, buf) -> int:
         n = len(buf)
-        if n > self.left:
-            n = self.left
-            buf = memoryview(buf)[:n]
+        if self.k < len(self.skip):
+            start, end = self.skip[self.k]
+            if self.pos == start:  # a skipped part: "0" in its place
+                self.k += 1
+                self.pos = end
+                self.f.seek(self.base + end)
+                buf[0] = 0x30
+                return 1
+            if n > start - self.pos:
+                n = start - self.pos
+        if n > self.length - self.pos:
+            n = self.length - self.pos
         if n <= 0:
             return 0
-        got = self.f.readinto(buf) or 0
-        self.left -= got
+        got = self.f.readinto(memoryview(buf)[:n]) or 0
+        self.pos += got
         return got
 
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self.left:
-            n = self.left
-        data = self.f.read(n)
-        self.left -= len(data)
-        return data
+    def read(self, n: int = -1) -> bytearray:
+        # Up to n bytes (n < 0: the rest), skipping as set, in one buffer:
+        # json.loads(reader.read()) parses a part with no garbage per byte,
+        # which on a small heap leaves it in pieces too small to use.
+        left = self.length - self.pos
+        for i in range(self.k, len(self.skip)):
+            left -= self.skip[i][1] - self.skip[i][0] - 1  # a skipped part reads as one byte
+        if n < 0 or n > left:
+            n = left
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        return buf if got == n else buf[:got]
 
     def close(self) -> None:
         self.f.close()
@@ -377,6 +416,74 @@ class PayloadReader(_Stream):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def json_array_spans(stream, key: bytes) -> list:
+    # [(start, end), ...]: where each element of the array that is `key`'s
+    # value in the top-level object of the JSON text on `stream` lies (offsets
+    # from the stream's start; [] when there is no such array). Read a piece
+    # at a time, so that a large document can be parsed in parts (a card's
+    # applications one by one: payapp.profile.Profile) on a small heap. Only
+    # the structure is followed (strings, escapes, nesting); json.load still
+    # checks everything.
+    spans = []
+    buf = bytearray(_PIECE)
+    depth = 0
+    in_string = escape = False
+    name = bytearray()  # the top-level string being read (a key), up to len(key) + 1 bytes
+    last = b""  # the last top-level string read
+    want = False  # `key` and its ":" were read: its value comes next
+    in_array = False
+    start = -1  # where the current element began
+    end = 0  # and where it ends, so far
+    pos = 0
+    while True:
+        n = stream.readinto(buf)
+        if not n:
+            break
+        for i in range(n):
+            c = buf[i]
+            if in_string:
+                if escape:
+                    escape = False
+                elif c == 0x5C:  # backslash
+                    escape = True
+                elif c == 0x22:  # quote
+                    in_string = False
+                    if depth == 1:
+                        last = bytes(name)
+                elif depth == 1 and len(name) <= len(key):
+                    name.append(c)
+            elif c in (0x20, 0x09, 0x0A, 0x0D):
+                continue
+            elif in_array and depth == 2 and (c == 0x2C or c == 0x5D):  # , or ] after an element
+                if start >= 0:
+                    spans.append((start, end))
+                    start = -1
+                if c == 0x5D:
+                    in_array = False
+                    depth = 1
+            else:
+                if in_array and depth == 2 and start < 0:
+                    start = pos + i
+                if c == 0x22:
+                    in_string = True
+                    if depth == 1:
+                        name = bytearray()
+                elif c == 0x3A:  # colon
+                    want = depth == 1 and last == key
+                    continue
+                elif c == 0x7B or c == 0x5B:  # { [
+                    if want and depth == 1 and c == 0x5B:
+                        in_array = True
+                    depth += 1
+                elif c == 0x7D or c == 0x5D:  # } ]
+                    depth -= 1
+                want = False
+            if in_array and start >= 0 and not in_string:
+                end = pos + i + 1
+        pos += n
+    return spans
 
 
 # --- the card's store ---

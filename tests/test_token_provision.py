@@ -422,3 +422,33 @@ def test_flash_qemu_unknown_board_and_missing_image(capsys: pytest.CaptureFixtur
     assert all(name in err for name in ("qemu_m3", "qemu_m0plus", "rpi_pico2", "esp32s3"))
     status, out, err = cli(capsys, "token", "flash", "--board", "esp32s3", "--image", str(tmp_path / "none.bin"))
     assert status == 2 and "no image file" in err
+
+
+def test_a_profile_parsed_one_application_at_a_time_serves_what_the_whole_document_makes(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The token parses a stored profile in parts (store.json_array_spans: the document without its
+    # applications, then each application); a label full of JSON's structural characters must not
+    # move a part's boundary. The reference: the card made from the whole document on CPython.
+    from emvkit.firmware.payapp.card import Card
+    from emvkit.terminal.perso.builtin import profile_path
+
+    doc = json.loads(profile_path("unionpay").read_text())
+    label = 'UP "2" ]}{[, \\'
+    doc["applications"][1]["label"] = label
+    path = tmp_path / "unionpay.json"
+    path.write_text(json.dumps(doc, indent=1))
+    path.chmod(0o600)
+    reference = Card(json.loads(path.read_text()))
+    commands = [bytes.fromhex("00A404000E325041592E5359532E444446303100")]
+    for app in doc["applications"]:
+        aid = bytes.fromhex(app["aid"])
+        commands.append(bytes((0x00, 0xA4, 0x04, 0x00, len(aid))) + aid + b"\x00")
+        commands += [bytes((0x00, 0xB2, r["record"], (r["sfi"] << 3) | 4, 0x00)) for r in app["records"]]
+    with token_firmware(tmp_path / "store") as port:
+        status, _, err = cli(capsys, "token", "provision", "--port", f"serial:{port}", "--card", str(path))
+        assert status == 0, err
+        with open_transport(f"serial:{port}") as t:
+            answers = [t.transmit(c) for c in commands]
+    assert label.encode() in answers[0]
+    assert answers == [reference.process(c) for c in commands]
+    assert all(a[-2:] == b"\x90\x00" for a in answers)

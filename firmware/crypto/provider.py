@@ -95,6 +95,9 @@ _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
 
 _CACHE_MAX = 32
+# A native schedule costs microseconds to make but stays on the heap: on a small
+# device, the cache of one session (the master key, a session key) only, not of 32.
+_NATIVE_CACHE_MAX = 2
 _cache: dict = {}
 _forced = False
 _pure_des = not _HAVE_NATIVE_DES
@@ -197,7 +200,7 @@ def _cipher(key: bytes):  # -> object with encrypt_block / decrypt_block
             c = _BackendDES(key)
         else:
             c = _NativeTDEA(key)
-        if len(_cache) >= _CACHE_MAX:
+        if len(_cache) >= (_NATIVE_CACHE_MAX if isinstance(c, _BackendDES) else _CACHE_MAX):
             _cache.clear()
         _cache[key] = c
     return c

@@ -20,13 +20,19 @@ class ProfileError(ValueError):
     pass
 
 
-def _hex(value, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise ProfileError("%s: expected a hex string" % where)
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise ProfileError("%s: not hex" % where)
+def _hex(value, where: str, index: int = -1, part: str = "") -> bytes:
+    # where[index] part: the field named in an error (put together only then:
+    # on a small heap, garbage made for every pair leaves it in pieces).
+    if isinstance(value, str):
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            problem = "not hex"
+    else:
+        problem = "expected a hex string"
+    if index >= 0:
+        where = "%s[%d] %s" % (where, index, part)
+    raise ProfileError("%s: %s" % (where, problem))
 
 
 def _pairs(items, where: str) -> list:
@@ -39,10 +45,10 @@ def _pairs(items, where: str) -> list:
     for i, item in enumerate(items):
         if not isinstance(item, list) or len(item) != 2:
             raise ProfileError("%s[%d]: expected [tag, value]" % (where, i))
-        tag = _hex(item[0], "%s[%d] tag" % (where, i))
+        tag = _hex(item[0], where, i, "tag")
         if not tag:
             raise ProfileError("%s[%d]: empty tag" % (where, i))
-        out.append((int.from_bytes(tag, "big"), _hex(item[1], "%s[%d] value" % (where, i))))
+        out.append((int.from_bytes(tag, "big"), _hex(item[1], where, i, "value")))
     return out
 
 
@@ -66,6 +72,10 @@ class Record:
         # The tag READ RECORD wraps them in: 70 (EMV Book 3 §5.3); 0 for none.
         # Another one is for test cards breaking the tag-70 rule of §10.3.
         self.template = template
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Record) and self.sfi == other.sfi and self.number == other.number \
+            and self.oda == other.oda and self.content == other.content and self.template == other.template
 
 
 class Application:
@@ -222,8 +232,20 @@ class Secrets:
                 raise ProfileError("secrets.icc_rsa: %s" % exc)
 
 
+# What applications of one card may share: an attribute equal to an earlier
+# application's is that very object (nothing here is changed after parsing).
+_SHARED = ("fci", "fci_discretionary", "data", "records", "afl", "pdol", "cdol1", "cdol2", "ddol", "aip",
+           "log_format")
+
+
 class Profile:
-    def __init__(self, doc: dict) -> None:
+    # release: the document is the caller's no longer; each application's
+    # part and the secrets are dropped from it once parsed, so that on a
+    # small heap the parsed document and the profile are never both whole.
+    # application: (index) -> that application's document, parsed when it
+    # is needed (the token reads each from its store in turn, and `doc`
+    # holds a placeholder for each); None: they are in `doc`.
+    def __init__(self, doc: dict, release: bool = False, application=None) -> None:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ProfileError("not an %s profile" % FORMAT)
         if doc.get("version") != 1:
@@ -232,10 +254,23 @@ class Profile:
         apps = doc.get("applications")
         if not isinstance(apps, list) or not apps:
             raise ProfileError("applications: at least one")
-        self.applications = [Application(a, i) for i, a in enumerate(apps)]
+        self.applications = []  # type: list[Application]
+        for i in range(len(apps)):
+            app = Application(apps[i] if application is None else application(i), i)
+            if release:
+                apps[i] = None
+            for earlier in self.applications:
+                for name in _SHARED:
+                    mine = getattr(app, name)
+                    if mine is not getattr(earlier, name) and mine == getattr(earlier, name):
+                        setattr(app, name, getattr(earlier, name))
+            self.applications.append(app)
         self.atr_historical = _hex(doc.get("atr_historical", ""), "atr_historical")
         secrets = doc.get("secrets")
+        if release and secrets is not None:
+            doc["secrets"] = None
         self.secrets = None if secrets is None else Secrets(secrets)
+        secrets = None
         state = doc.get("state", {})
         try:
             CardState.from_dict(state, "state")  # every field checked here, once

@@ -10,29 +10,29 @@ provisioning.
 
 from __future__ import annotations
 
+import copy
 import datetime
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.perso.builtin import profile_path
 from emvkit.terminal.session import run_transaction
 from emvkit.terminal.token.build import BadHeapSize, build
-from emvkit.terminal.token.provision import ProvisionRefused
+from emvkit.terminal.token.qemu import QemuToken
 from emvkit.terminal.transport import open_transport
 from tests.conftest import venv_tool
 
 ODA = {"visa": "fDDA", "mastercard": "CDA", "unionpay": "fDDA", "wearable": "fDDA"}
 
 
-# UnionPay (two applications, an 11.6 KB parsed profile) is not there yet: the token refuses it at provisioning
-# for lack of memory (docs/firmware.md, "Heap"). Any other failure, or a pass, fails the mark.
-_UNIONPAY_PENDING = pytest.mark.xfail(raises=ProvisionRefused, strict=True,
-                                      reason="UnionPay's provisioning peak does not fit a 48 KB heap yet")
-CARDS = ["visa", "mastercard", pytest.param("unionpay", marks=_UNIONPAY_PENDING), "wearable"]
+CARDS = ["visa", "mastercard", "unionpay", "wearable"]
 
 
 @pytest.mark.parametrize("card", CARDS)
@@ -66,3 +66,60 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "emvkit token build: error: heap 1000 bytes: give a multiple of 1024 of at least 16384"]
+
+
+def _emvkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([venv_tool("emvkit"), *args], capture_output=True, text=True, timeout=120)
+
+
+def _device_info(url: str) -> dict[str, Any]:
+    done = _emvkit("token", "info", "--port", url, "--json")
+    assert done.returncode == 0, done.stderr
+    info: dict[str, Any] = json.loads(done.stdout)
+    info.pop("mem_free", None)  # the free heap moves with every request
+    info.pop("free_heap", None)
+    return info
+
+
+def _six_application_profile(path: Path) -> Path:
+    """UnionPay's profile with six applications whose records all differ: 15 KB of JSON, a valid profile the
+    host accepts (it is within the token's 24 KB slot) and a 48 KB heap cannot parse."""
+    doc = json.loads(profile_path("unionpay").read_text())
+    first = doc["applications"][0]
+    apps = []
+    for i in range(6):
+        app = copy.deepcopy(first)
+        app["aid"] = first["aid"][:-2] + f"{i + 1:02X}"
+        app["label"] = f"APP {i + 1}"
+        for record in app["records"]:
+            record["data"].append(["9F7C", f"{i:02X}" * 4])  # customer exclusive data: no two records alike
+        apps.append(app)
+    doc["applications"] = apps
+    path.write_text(json.dumps(doc))
+    path.chmod(0o600)
+    assert 12_000 < len(json.dumps(doc, separators=(",", ":"))) < 24_000
+    return path
+
+
+@pytest.mark.parametrize("board", ["qemu_m3", "qemu_m0plus"])
+def test_a_profile_the_heap_cannot_hold_is_answered_and_the_card_stays(small_heap_images: dict[str, Path],
+                                                                       tmp_path: Path, board: str) -> None:
+    big = _six_application_profile(tmp_path / "six.json")
+    with QemuToken(small_heap_images[board], board, store=tmp_path / "store.bin") as token:
+        token.boot()
+        url = f"serial:{token.pty}"
+        done = _emvkit("token", "provision", "--port", url, "--card", str(profile_path("visa")))
+        assert done.returncode == 0, done.stderr
+        before = _device_info(url)
+        assert before["profile"] == "visa" and before["personalised"], before
+        done = _emvkit("token", "provision", "--port", url, "--card", str(big), "--force")
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("sent ")]
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("emvkit token provision: error: the profile is too large for the token: "
+                                   "not enough memory"), lines
+        assert _device_info(url) == before
+        with open_transport(url) as transport:
+            request = TransactionRequest(amount=1000, date=datetime.date(2026, 6, 15))
+            result = run_transaction(transport, load_config(), request).result
+        assert result.outcome.outcome is Outcome.APPROVED, result.error  # the card it had, with its state
