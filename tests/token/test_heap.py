@@ -123,3 +123,18 @@ def test_a_profile_the_heap_cannot_hold_is_answered_and_the_card_stays(small_hea
             request = TransactionRequest(amount=1000, date=datetime.date(2026, 6, 15))
             result = run_transaction(transport, load_config(), request).result
         assert result.outcome.outcome is Outcome.APPROVED, result.error  # the card it had, with its state
+
+
+@pytest.mark.parametrize("board", ["qemu_m3", "qemu_m0plus"])
+def test_tap_after_tap_the_card_keeps_answering_in_a_48_kb_heap(small_heap_images: dict[str, Path],
+                                                                 board: str) -> None:
+    # What a tap leaves on the heap must not add up (a cache of a key schedule per transaction did: the
+    # fourth tap failed). Offline taps until the card's offline limits send it online, then online ones.
+    outcomes = []
+    with open_transport(f"qemu:{board}?card=visa&image={small_heap_images[board]}") as transport:
+        for tap in range(8):
+            request = TransactionRequest(amount=1000 + tap, date=datetime.date(2026, 6, 15))
+            result = run_transaction(transport, load_config(), request).result
+            outcomes.append((result.outcome.outcome, result.error))
+    assert all(outcome in (Outcome.APPROVED, Outcome.ONLINE_REQUEST) for outcome, _ in outcomes), outcomes
+    assert outcomes[0][0] is Outcome.APPROVED
