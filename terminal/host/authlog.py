@@ -116,6 +116,13 @@ _INSERT = (f"INSERT INTO authorisations ({', '.join(_COLUMNS)}) VALUES ({', '.jo
            "ON CONFLICT (pan_hmac, psn, atc) WHERE atc_spent = 1 DO NOTHING RETURNING id")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM authorisations"
 
+# A card's spent ATCs from the highest down to the replay window, then its
+# approvals (not reversed) since a time: kind 0 rows give an ATC, kind 1 a time.
+_CARD_HISTORY = (
+    "SELECT 0, atc, NULL FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1 AND atc >= "
+    "(SELECT MAX(atc) FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1) - ? "
+    "UNION ALL SELECT 1, NULL, time FROM authorisations WHERE pan_hmac = ? AND response_code = '00' "
+    "AND reversed IS NULL AND mti IN ('0100', '0200') AND time >= ?")
 _PAN_LIKE = re.compile(r"\d{12,19}")
 _SCHEMA_LOCK = 0x454D56  # PostgreSQL advisory lock: one process creates the schema
 _RUN_LOCK = 0x454D57  # PostgreSQL advisory locks (_RUN_LOCK, run): the host runs alive
@@ -365,18 +372,14 @@ class AuthLog:
 
     def card_history(self, pan_hmac: str, psn: str, atc_window: int, approvals_since: float) -> CardHistory:
         """The replay window and recent approvals of one card, from the
-        committed rows."""
-        highest = self._read("SELECT MAX(atc) FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1",
-                             (pan_hmac, psn))[0][0]
+        committed rows (one query: PostgreSQL hosts read it per request)."""
+        rows = self._read(_CARD_HISTORY, (pan_hmac, psn, pan_hmac, psn, atc_window, pan_hmac, approvals_since))
         history = CardHistory()
-        if highest is not None:
-            history.highest_atc = highest
-            history.spent_atcs = {row[0] for row in self._read(
-                "SELECT atc FROM authorisations WHERE pan_hmac = ? AND psn = ? AND atc_spent = 1 AND atc >= ?",
-                (pan_hmac, psn, highest - atc_window))}
-        history.approvals = deque(row[0] for row in self._read(
-            "SELECT time FROM authorisations WHERE pan_hmac = ? AND response_code = '00' AND reversed IS NULL "
-            "AND mti IN ('0100', '0200') AND time >= ? ORDER BY time", (pan_hmac, approvals_since)))
+        spent = [atc for kind, atc, _ in rows if kind == 0]
+        if spent:
+            history.highest_atc = max(spent)
+            history.spent_atcs = set(spent)
+        history.approvals = deque(sorted(when for kind, _, when in rows if kind == 1))
         return history
 
     def spent(self, pan_hmac: str, psn: str, atc: int) -> LogEntry | None:
