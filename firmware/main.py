@@ -77,13 +77,13 @@ def _collect() -> None:
 
 # --- the card a profile makes ---
 
-def card_from_profile(doc: dict, rng=None, clock=None, release: bool = False, application=None):
+def card_from_profile(doc: dict, rng=None, clock=None, release: bool = False, parts=None):
     # The card a personalisation document makes (a MemoryStore for its
     # state), or ProvisionError(ERR_BAD_PROFILE) saying why not in one line:
     # the Profile checks (applications, a known scheme, secrets, keys) and
     # a valid initial state. The host checks a file with this very function
-    # before it sends it. release, application: the document may be taken
-    # apart as it is parsed, its applications parsed one at a time
+    # before it sends it. release, parts: the document may be taken apart
+    # as it is parsed, its applications and secrets parsed one at a time
     # (payapp.profile.Profile): the token's way on a small heap.
     from .payapp.card import Card
     from .payapp.profile import Profile
@@ -93,7 +93,7 @@ def card_from_profile(doc: dict, rng=None, clock=None, release: bool = False, ap
     if not isinstance(doc, dict):
         raise ProvisionError(link.ERR_BAD_PROFILE, "not a JSON object")
     try:
-        profile = Profile(doc, release, application)
+        profile = Profile(doc, release, parts)
         card = Card(profile, rng=rng, clock=clock)
         decode_state(encode_state(CardState.from_dict(profile.initial_state)), "state")
     except MemoryError:
@@ -276,42 +276,49 @@ class Token:
 
     def _card_from_record(self, stream):
         # The card of the profile on `stream` (a store.PayloadReader): the
-        # document without its applications first, then each application in
-        # turn (store.json_array_spans), so that no more than one of them is
-        # ever parsed on the heap. Each part's text goes into one buffer,
-        # taken before the parts are parsed (later the heap is in pieces
-        # too small for it). ProvisionError as _card; the errors of json
-        # (MemoryError, ValueError) and of the store.
+        # document without its applications and secrets first, then each
+        # application in turn, then the secrets (store.json_spans), so that
+        # no more than one of them is ever parsed on the heap. Each part's
+        # text goes into one buffer, taken before the parts are parsed
+        # (later the heap is in pieces too small for it). ProvisionError as
+        # _card; the errors of json (MemoryError, ValueError) and of the store.
         from .payapp import card  # noqa: F401  # the card's modules first: they stay, the documents go
-        from .store import json_array_spans
+        from .store import json_spans
 
         _collect()
-        spans = json_array_spans(stream, b"applications")
+        apps = json_spans(stream, b"applications")
+        stream.restart()
+        secrets = json_spans(stream, b"secrets", False)
+        skip = sorted(apps + secrets)
         size = stream.size
-        for start, end in spans:
+        for start, end in skip:
             size -= end - start - 1
-        for start, end in spans:
+        for start, end in skip:
             if end - start > size:
                 size = end - start
         text = bytearray(size)
-        doc = _parse_part(stream, text, spans)
-        apps = doc.get("applications") if isinstance(doc, dict) else None
-        if not spans or not isinstance(apps, list) or len(apps) != len(spans):
+        doc = _parse_part(stream, text, skip)
+        listed = doc.get("applications") if isinstance(doc, dict) else None
+        if not apps or not isinstance(listed, list) or len(listed) != len(apps) \
+                or (secrets and doc.get("secrets") != 0):
             doc = None  # (a key given twice, say): the whole document at once
             text = bytearray(0)
             stream.restart()
             return self._card(json.load(stream))
 
-        def application(i: int):
-            return _parse_part(stream, text, None, spans[i][0], spans[i][1])
+        def part(key: str, i: int):
+            if key == "secrets" and not secrets:
+                return 0  # a document that says "secrets": 0
+            span = secrets[0] if key == "secrets" else apps[i]
+            return _parse_part(stream, text, None, span[0], span[1])
 
-        return self._card(doc, application)
+        return self._card(doc, part)
 
-    def _card(self, doc, application=None):
+    def _card(self, doc, parts=None):
         from .payapp.state import CardState
         from .store import CardStore
 
-        card = card_from_profile(doc, self.rng, self.clock, release=True, application=application)
+        card = card_from_profile(doc, self.rng, self.clock, release=True, parts=parts)
         if self.state_file is not None:
             initial = CardState.from_dict(card.profile.initial_state)
             card.store = CardStore(BoundSlot(self.state_file, identity(card)), initial)  # type: ignore[arg-type]

@@ -352,7 +352,7 @@ class PayloadReader(_Stream):
     # (MicroPython's json.load reads its stream a byte at a time, and wants
     # the stream to end after the document). `skip`: (start, end) offsets in
     # the payload, in order, each read as the one byte "0" (a document read
-    # without the parts json_array_spans found, parsed one at a time).
+    # without the parts json_spans found, parsed one at a time).
     # Closes the file at close() or on leaving a `with`.
     def __init__(self, f, start: int, length: int, skip: "list | None" = None) -> None:
         self.f = f
@@ -418,23 +418,23 @@ class PayloadReader(_Stream):
         self.close()
 
 
-def json_array_spans(stream, key: bytes) -> list:
-    # [(start, end), ...]: where each element of the array that is `key`'s
-    # value in the top-level object of the JSON text on `stream` lies (offsets
-    # from the stream's start; [] when there is no such array). Read a piece
-    # at a time, so that a large document can be parsed in parts (a card's
-    # applications one by one: payapp.profile.Profile) on a small heap. Only
-    # the structure is followed (strings, escapes, nesting); json.load still
-    # checks everything.
+def json_spans(stream, key: bytes, elements: bool = True) -> list:
+    # [(start, end), ...]: where parts of the JSON text on `stream` lie
+    # (offsets from the stream's start): each element of the array that is
+    # `key`'s value in the top-level object, or (elements False) that value
+    # itself; [] when there is none. Read a piece at a time, so that a large
+    # document can be parsed in parts (a card's applications one by one:
+    # payapp.profile.Profile) on a small heap. Only the structure is
+    # followed (strings, escapes, nesting); json.loads still checks it all.
     spans = []
     buf = bytearray(_PIECE)
     depth = 0
     in_string = escape = False
     name = bytearray()  # the top-level string being read (a key), up to len(key) + 1 bytes
     last = b""  # the last top-level string read
-    want = False  # `key` and its ":" were read: its value comes next
-    in_array = False
-    start = -1  # where the current element began
+    want = False  # `key` and its ":" were read: its array comes next
+    level = 0  # the depth the parts lie at, inside them: 2 (the elements), 1 (the value); 0 elsewhere
+    start = -1  # where the current part began
     end = 0  # and where it ends, so far
     pos = 0
     while True:
@@ -456,31 +456,35 @@ def json_array_spans(stream, key: bytes) -> list:
                     name.append(c)
             elif c in (0x20, 0x09, 0x0A, 0x0D):
                 continue
-            elif in_array and depth == 2 and (c == 0x2C or c == 0x5D):  # , or ] after an element
+            elif level and depth == level and (c == 0x2C or c == 0x5D or c == 0x7D):  # , ] } after a part
                 if start >= 0:
                     spans.append((start, end))
                     start = -1
-                if c == 0x5D:
-                    in_array = False
-                    depth = 1
+                if level == 1 or c != 0x2C:
+                    level = 0
+                if c != 0x2C:
+                    depth -= 1
             else:
-                if in_array and depth == 2 and start < 0:
+                if level and depth == level and start < 0:
                     start = pos + i
                 if c == 0x22:
                     in_string = True
                     if depth == 1:
                         name = bytearray()
                 elif c == 0x3A:  # colon
-                    want = depth == 1 and last == key
+                    found = depth == 1 and last == key
+                    want = found and elements
+                    if found and not elements:
+                        level = 1
                     continue
                 elif c == 0x7B or c == 0x5B:  # { [
                     if want and depth == 1 and c == 0x5B:
-                        in_array = True
+                        level = 2
                     depth += 1
                 elif c == 0x7D or c == 0x5D:  # } ]
                     depth -= 1
                 want = False
-            if in_array and start >= 0 and not in_string:
+            if level and start >= 0 and not in_string:
                 end = pos + i + 1
         pos += n
     return spans

@@ -242,10 +242,10 @@ class Profile:
     # release: the document is the caller's no longer; each application's
     # part and the secrets are dropped from it once parsed, so that on a
     # small heap the parsed document and the profile are never both whole.
-    # application: (index) -> that application's document, parsed when it
-    # is needed (the token reads each from its store in turn, and `doc`
-    # holds a placeholder for each); None: they are in `doc`.
-    def __init__(self, doc: dict, release: bool = False, application=None) -> None:
+    # parts: (key, index) -> that part of the document ("applications", i;
+    # "secrets", 0), parsed when it is needed (the token reads each from its
+    # store in turn, and `doc` holds 0 in its place); None: all in `doc`.
+    def __init__(self, doc: dict, release: bool = False, parts=None) -> None:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ProfileError("not an %s profile" % FORMAT)
         if doc.get("version") != 1:
@@ -256,7 +256,7 @@ class Profile:
             raise ProfileError("applications: at least one")
         self.applications = []  # type: list[Application]
         for i in range(len(apps)):
-            app = Application(apps[i] if application is None else application(i), i)
+            app = Application(apps[i] if parts is None else parts("applications", i), i)
             if release:
                 apps[i] = None
             for earlier in self.applications:
@@ -267,6 +267,8 @@ class Profile:
             self.applications.append(app)
         self.atr_historical = _hex(doc.get("atr_historical", ""), "atr_historical")
         secrets = doc.get("secrets")
+        if parts is not None and secrets == 0:
+            secrets = parts("secrets", 0)
         if release and secrets is not None:
             doc["secrets"] = None
         self.secrets = None if secrets is None else Secrets(secrets)
