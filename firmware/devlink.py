@@ -24,6 +24,9 @@
 #   PROVISION_BEGIN, PROVISION_DATA, PROVISION_COMMIT -> PROVISION_ACK
 #                       (with a token, below; ERR_UNSUPPORTED without one)
 #   anything else    -> ERROR ERR_UNSUPPORTED (ERROR and LOG are ignored)
+# A request that runs the heap out (MemoryError) is answered ERROR
+# ERR_TOO_LARGE "not enough memory ...", the transfer in progress dropped and
+# the heap collected: the link never goes silent for lack of memory.
 # A run of bytes that is not a valid frame is answered with a NAK: an ERROR
 # frame, seq 0, whose code is the fault kind; the host resends its request.
 # A resent APDU (same seq, same bytes as the last one) is answered from the
