@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import time
-from collections.abc import Callable
 
 import pytest
 
 from emvkit.terminal.host.iso8583 import decode_response, encode_request, frame
 from emvkit.terminal.host.issuer import IssuerHost
 from emvkit.terminal.host.server import ConnectionLimits, ServerThread
+from tests.conftest import within
 from tests.test_host import online
 
 CLOSE_WAIT_S = 30  # an upper bound on waiting for the server's move, never a measured duration
@@ -28,15 +27,6 @@ def closed(sock: socket.socket, timeout: float = CLOSE_WAIT_S) -> bool:
         return sock.recv(1) == b""
     except ConnectionError:
         return True
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = CLOSE_WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_an_idle_connection_is_closed(caplog: pytest.LogCaptureFixture) -> None:
@@ -86,7 +76,8 @@ def test_beyond_the_cap_a_connection_is_refused_and_the_others_work(caplog: pyte
                 assert closed(third)
             assert "connections open (the limit)" in caplog.text
             second.close()
-            assert wait_until(lambda: len(server.server.connections) < 2)  # the server saw it go
+            within(CLOSE_WAIT_S, "the server seeing the second connection go").until(
+                lambda: len(server.server.connections) < 2)
             with socket.create_connection(("127.0.0.1", server.port)) as fourth:  # a place again
                 fourth.sendall(frame(encode_request(online("unionpay").request)))
                 assert fourth.recv(2) != b""
