@@ -373,7 +373,7 @@ class Card:
                                    tx.terminal.get(0x9F02, bytes(6)), tx.terminal.get(0x5F2A, bytes(2)),
                                    card_auth_data)
             if app.sm:
-                sdad = dda.sign_dynamic_data_sm(signer, dynamic, extra)
+                sdad = dda.sign_dynamic_data_sm(signer, dynamic, extra, self.rng)
             else:
                 sdad = dda.sign_dynamic_data(signer, dynamic, extra)
             body += tlv.encode_tlv(0x9F4B, sdad)

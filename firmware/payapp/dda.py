@@ -35,11 +35,13 @@ def sign_dynamic_data(key, dynamic: bytes, extra: bytes) -> bytes:
 _FORMAT_SDAD_SM = 0x15
 
 
-def sign_dynamic_data_sm(key, dynamic: bytes, extra: bytes) -> bytes:
+def sign_dynamic_data_sm(key, dynamic: bytes, extra: bytes, rng) -> bytes:
+    # rng(nbytes) -> bytes: the card's random source, for the signature's k
+    # (a board without os.urandom has its own; a pinned source pins k).
     if len(dynamic) > 255:
         raise ValueError("ICC dynamic data of %d bytes" % len(dynamic))
     head = bytes((_FORMAT_SDAD_SM, len(dynamic))) + dynamic
-    return head + key.sign(head + extra)
+    return head + key.sign(head + extra, rng)
 
 
 def dda_dynamic_data(dynamic_number: bytes) -> bytes:
