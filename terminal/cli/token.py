@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emvkit.terminal.cli.args import BadArgument
+from emvkit.terminal.perso.builtin import card_source
 from emvkit.terminal.token.device import TokenInfo, open_link, read_info
 from emvkit.terminal.token.front_end import FRONT_ENDS
 from emvkit.terminal.token.provision import load_personalisation, provision
@@ -58,8 +59,9 @@ def add_provision(actions: Actions) -> None:
         "Secrets are never printed.",
     )
     parser.add_argument("--port", required=True, metavar="URL", help=_PORT_HELP)
-    parser.add_argument("--card", required=True, type=Path, metavar="PROFILE.json",
-                        help="the card profile (emvkit perso --out), secrets included")
+    parser.add_argument("--card", required=True, metavar="NAME|PROFILE.json",
+                        help="a built-in card (visa, mastercard, ...) or a card profile (emvkit perso --out), "
+                        "secrets included")
     parser.add_argument("--force", action="store_true", help="replace the personalisation the token holds")
     parser.set_defaults(func=run_provision, command_name="token provision")
 
@@ -83,7 +85,7 @@ class _Progress:
 
 
 def run_provision(args: argparse.Namespace) -> int:
-    perso = load_personalisation(args.card)
+    perso = load_personalisation(card_source(args.card))
     progress = _Progress()
     transport = open_link(args.port)
     try:

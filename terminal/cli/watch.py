@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     url: str = args.reader
     scheme = url.partition(":")[0]
     if scheme != "pcsc" and args.count is None:
-        raise BadArgument(f"--reader {url}: a {scheme}: card is always present, so watch would never stop; "
+        raise BadArgument(f"--reader {url}: the card behind {scheme}: is always present, so watch would never stop; "
                           "give --count N")
     config = load_config(args.config, known_keys=True)
     order = order_of(args)

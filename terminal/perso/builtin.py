@@ -45,6 +45,17 @@ def profile_path(name: str) -> Path:
     return BUILTIN_DIR / f"{name}.json"
 
 
+def card_source(spec: str) -> Path:
+    """A built-in card's name (it wins over a file of that name) or a profile file's path, as a path;
+    ``ConfigError`` for a bare word that is neither (a path that does not exist is left to its reader)."""
+    if spec in builtin_names():
+        return profile_path(spec)
+    path = Path(spec)
+    if not path.is_file() and "/" not in spec and path.suffix != ".json":  # a path is read, and says why not
+        raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
+    return path
+
+
 def capk_path() -> Path:
     return BUILTIN_DIR / "capk.json"
 
@@ -93,10 +104,7 @@ def load_profile(spec: str) -> dict[str, Any]:
     spec = spec or DEFAULT_CARD
     if spec in builtin_names():
         return load_builtin(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"{spec}: neither a built-in card ({', '.join(builtin_names())}) nor a profile file")
-    return read_profile(path)
+    return read_profile(card_source(spec))
 
 
 def read_profile(path: str | Path, what: str = "profile") -> dict[str, Any]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from emvkit.terminal.errors import ConfigError
-from emvkit.terminal.perso.builtin import builtin_names, profile_path
+from emvkit.terminal.perso.builtin import card_source
 from emvkit.terminal.token.boards import BOARDS
 from emvkit.terminal.token.front_end import FRONT_ENDS, FrontEnd, start_front_end
 from emvkit.terminal.token.provision import load_personalisation, provision
@@ -160,13 +160,10 @@ class QemuTransport(BaseTransport):
 
 
 def _card(spec: str, url: str) -> Path:
-    if spec in builtin_names():
-        return profile_path(spec)
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(f"{url}: card={spec!r} is neither a built-in card ({', '.join(builtin_names())}) "
-                          "nor a profile file")
-    return path
+    try:
+        return card_source(spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{url}: card={exc}") from None
 
 
 def from_url(url: str) -> QemuTransport:
