@@ -59,7 +59,7 @@ def test_emulator_and_micropython_answer_byte_for_byte(name: str, aid: str) -> N
 
 
 def test_micropython_transport_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read profile .*none.json: No such file"):
+    with pytest.raises(ConfigError, match=r"cannot read profile .*none\.json: No such file"):
         open_transport(f"mpy:{tmp_path / 'none.json'}")
     with pytest.raises(ConfigError, match="nocard: neither a built-in card"):
         open_transport("mpy:nocard")
