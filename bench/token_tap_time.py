@@ -80,7 +80,7 @@ from emvkit.terminal.errors import EmvkitError  # noqa: E402
 from emvkit.terminal.iso14443 import EDC_LENGTH, PCB_CHAINING, S_WTX, Ats, block_kind, crc_a  # noqa: E402
 from emvkit.terminal.kernel.context import TransactionRequest  # noqa: E402
 from emvkit.terminal.session import run_transaction  # noqa: E402
-from emvkit.terminal.timeline import FDT_PCD_PICC, FDT_PICC_PCD, etu_s, frame_s  # noqa: E402
+from emvkit.terminal.timeline import FDT_PCD_PICC, FDT_PICC_PCD, etu_s, frame_pair_s, frame_s  # noqa: E402
 from emvkit.terminal.token.build import TokenBuildError, build  # noqa: E402
 from emvkit.terminal.transport.qemu import QemuTransport  # noqa: E402
 from emvkit.terminal.transport.qemu import from_url as qemu_from_url  # noqa: E402
@@ -96,16 +96,11 @@ TOKEN_IMAGES = ROOT / "build" / "token"
 # --- the air time --------------------------------------------------------------------------------
 
 
-def last_bit(frame: bytes) -> int:
-    """The last bit of a standard frame: the odd parity bit of its last byte."""
-    return 1 - bin(frame[-1]).count("1") % 2
-
-
 def exchange_s(command: bytes, response: bytes, crc: bool = True) -> float:
     """One frame from the reader and the card's answer, with both frame delay times."""
     sent = command + (crc_a(command) if crc else b"")
     got = len(response) + (EDC_LENGTH if crc else 0)
-    return frame_s(len(sent), 106) + FDT_PCD_PICC[last_bit(sent)] + frame_s(got, 106) + FDT_PICC_PCD
+    return frame_pair_s(sent, got, 106)
 
 
 def activation_s(uid: bytes, ats: bytes, rats: bytes) -> float:

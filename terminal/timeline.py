@@ -36,6 +36,7 @@ __all__ = [
     "ApduTiming",
     "Timeline",
     "apdu_air_s",
+    "frame_pair_s",
     "frame_s",
     "iso_dep_frames",
     "timeline_of",
@@ -68,6 +69,12 @@ def _last_bit(frame: bytes) -> int:
     return 1 - bin(frame[-1]).count("1") % 2
 
 
+def frame_pair_s(sent: bytes, got: int, kbps: int) -> float:
+    """The reader's frame ``sent`` (CRC_A included) and the card's answer of ``got`` bytes, with the frame
+    delay time after each (PCD→PICC depends on the last bit the reader sent)."""
+    return frame_s(len(sent), kbps) + FDT_PCD_PICC[_last_bit(sent)] + frame_s(got, kbps) + FDT_PICC_PCD
+
+
 def _frame(pcb: int, inf: bytes = b"") -> bytes:
     body = bytes((pcb,)) + inf
     return body + crc_a(body)
@@ -94,8 +101,7 @@ def iso_dep_frames(command: bytes, response: bytes, fsc: int = DEFAULT_FSC,
 def apdu_air_s(command: bytes, response: bytes, kbps: int, fsc: int = DEFAULT_FSC,
                fsd: int = DEFAULT_FSD) -> float:
     """Air time of one APDU exchange at ``kbps``: every frame and the frame delay times after each."""
-    return sum(frame_s(len(sent), kbps) + FDT_PCD_PICC[_last_bit(sent)] + frame_s(len(got), kbps) + FDT_PICC_PCD
-               for sent, got in iso_dep_frames(command, response, fsc, fsd))
+    return sum(frame_pair_s(sent, len(got), kbps) for sent, got in iso_dep_frames(command, response, fsc, fsd))
 
 
 @dataclass(frozen=True)
