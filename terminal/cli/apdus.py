@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from emvkit.terminal.cli.report import _command_name as command_name
+from emvkit.terminal.cli.report import command_name
 from emvkit.terminal.errors import TransportError
 from emvkit.terminal.tlvdump import masked_response
 from emvkit.terminal.transport.base import BaseTransport, Transport

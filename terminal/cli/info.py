@@ -13,7 +13,7 @@ from emvkit.firmware.tlv import TLV
 from emvkit.terminal.apdu import Channel, sw_meaning
 from emvkit.terminal.cli.apdus import watched
 from emvkit.terminal.cli.args import BadArgument
-from emvkit.terminal.cli.report import _certificate, _certificate_line
+from emvkit.terminal.cli.report import certificate_fields, certificate_line
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.inspect import Application, Inspection, inspect_card
 from emvkit.terminal.session import Order, default_reader
@@ -96,7 +96,8 @@ def _app_json(app: Application, reveal: bool) -> dict[str, Any]:
         "atc": None if app.atc is None else app.atc.hex().upper(),
         "oda": {"capk": app.capk, "chain": [
             {"certificate": c.owner, "status": c.status, "reason": c.reason,
-             "fields": None if c.certificate is None else _certificate(c.certificate, reveal)} for c in app.chain]},
+             "fields": None if c.certificate is None else certificate_fields(c.certificate, reveal)}
+            for c in app.chain]},
     }
 
 
@@ -141,5 +142,5 @@ def report(found: Inspection, url: str, reveal: bool) -> str:
             lines.append(f"    {check.owner} certificate: {check.status}" + (f" ({check.reason})" if check.reason
                                                                                  else ""))
             if check.certificate is not None:
-                lines.append(f"      {_certificate_line(check.certificate, reveal)}")
+                lines.append(f"      {certificate_line(check.certificate, reveal)}")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import Tap
 from emvkit.terminal.tlvdump import mask_pan
 
-__all__ = ["KERNEL_NAMES", "report", "to_json"]
+__all__ = ["KERNEL_NAMES", "certificate_fields", "certificate_line", "command_name", "report", "to_json"]
 
 KERNEL_NAMES = {2: "C-2 Mastercard", 3: "C-3 Visa", 7: "C-7 UnionPay"}
 
@@ -23,7 +23,7 @@ def _pan(tap: Tap, reveal: bool) -> str:
     return pan if reveal or not pan else mask_pan(pan)
 
 
-def _certificate(c: RecoveredCertificate, reveal: bool) -> dict[str, object]:
+def certificate_fields(c: RecoveredCertificate, reveal: bool) -> dict[str, object]:
     """A recovered certificate's fields; the ICC certificate's PAN masked unless ``reveal``."""
     identifier = c.identifier if reveal or c.owner == "issuer" else mask_pan(c.identifier)
     return {
@@ -35,8 +35,8 @@ def _certificate(c: RecoveredCertificate, reveal: bool) -> dict[str, object]:
     }
 
 
-def _certificate_line(c: RecoveredCertificate, reveal: bool) -> str:
-    fields = _certificate(c, reveal)
+def certificate_line(c: RecoveredCertificate, reveal: bool) -> str:
+    fields = certificate_fields(c, reveal)
     matched = {True: "matched", False: "did not match", None: "not compared"}[c.hash_matched]
     return (f"{c.owner} certificate: format {fields['format']}, {'issuer' if c.owner == 'issuer' else 'PAN'} "
             f"{fields['identifier']}, expiry {fields['expiry']}, serial {fields['serial']}, hash algorithm "
@@ -64,7 +64,7 @@ def to_json(tap: Tap, url: str, reveal: bool, amount: str) -> dict[str, object]:
         "oda": r.oda,
         "oda_result": r.oda_result,
         "oda_failure": None if failure is None else {"code": failure.code, "reason": failure.message},
-        "oda_certificates": [_certificate(c, reveal) for c in r.oda_certificates],
+        "oda_certificates": [certificate_fields(c, reveal) for c in r.oda_certificates],
         "ui_message": r.outcome.ui_message,
         "error": r.error,
         "apdus": tap.apdus,
@@ -93,7 +93,7 @@ def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
     lines.append(f"ODA:         {r.oda}" + (f" ({r.oda_result})" if r.oda_result else ""))
     if r.oda_failure is not None:
         lines.append(f"             {r.oda_failure.message}")
-    lines += [f"             {_certificate_line(c, reveal)}" for c in r.oda_certificates]
+    lines += [f"             {certificate_line(c, reveal)}" for c in r.oda_certificates]
     lines.append(f"CVM:         {r.outcome.cvm.value}")
     lines.append(f"TVR:         {r.tvr.hex().upper()}")
     lines += [f"             {line}" for line in explain(0x95, r.tvr)]
@@ -118,14 +118,14 @@ def report(tap: Tap, url: str, reveal: bool, amount: str, kind: str) -> str:
     lines.append("")
     lines.append(f"{tap.apdus} APDUs, {tap.bytes_exchanged} bytes, {tap.elapsed_ms:.2f} ms in total")
     for e in tap.trace.exchanges:
-        name = _command_name(e.command)
+        name = command_name(e.command)
         status = (e.response or b"")[-2:].hex().upper() if e.response else (e.error or "no response")
         size = len(e.response or b"")
         lines.append(f"  {name:22} {len(e.command):4} > {size:4} <  {status:6} {e.elapsed_ms:8.3f} ms")
     return "\n".join(lines)
 
 
-def _command_name(apdu: bytes) -> str:
+def command_name(apdu: bytes) -> str:
     ins = apdu[1] if len(apdu) > 1 else 0
     if ins == INS_SELECT:
         name = apdu[5:5 + apdu[4]] if len(apdu) > 5 else b""

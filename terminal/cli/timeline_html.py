@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from html import escape
 
-from emvkit.terminal.cli.report import _command_name as command_name
+from emvkit.terminal.cli.report import command_name
 from emvkit.terminal.cli.trace import response_lines
 from emvkit.terminal.timeline import BIT_RATES, BUDGET_MS, Timeline
 from emvkit.terminal.transport.trace import Trace

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from emvkit.firmware import tlv
 from emvkit.terminal.apdu import sw_meaning
-from emvkit.terminal.cli.report import _command_name as command_name
+from emvkit.terminal.cli.report import command_name
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.timeline import BIT_RATES, BUDGET_MS, DEFAULT_FSC, DEFAULT_FSD, Timeline, timeline_of
 from emvkit.terminal.tlvdump import format_tree
