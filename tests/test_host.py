@@ -237,6 +237,10 @@ def test_blocked_file(tmp_path: Path) -> None:
     path.write_text("5413330089010012\n")
     with pytest.raises(ConfigError, match="keyed hash"):
         load_blocked(path)
+    with pytest.raises(ConfigError, match=r"cannot read blocked-PAN file .*none\.txt"):
+        load_blocked(tmp_path / "none.txt")
+    with pytest.raises(ConfigError, match="blocked-PAN file /dev/zero is larger than"):
+        load_blocked("/dev/zero")  # an endless file ends in one line, not in memory
 
 
 def test_velocity_limit() -> None:

@@ -44,6 +44,7 @@ from typing import Final
 
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.host.secret import HostSecret
+from emvkit.terminal.jsonfile import read_text
 
 __all__ = [
     "APPROVED",
@@ -199,10 +200,7 @@ def _check_hash(text: str) -> str:
 def load_blocked(path: str | Path) -> frozenset[str]:
     """A blocked-PAN file: one keyed PAN hash (hex) per line; blank lines
     and ``#`` comments are ignored."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the blocked-PAN file ({exc})") from None
+    lines = read_text(path, "blocked-PAN file").splitlines()  # bounded, as every user file
     out = set()
     for n, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip().lower()
