@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBS := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools postgresql tshark chromium
+DEBS := pcscd libpcsclite-dev swig vsmartcard-vpcd pcsc-tools postgresql tshark chromium netbase
 # What building and booting token images needs (about 2.3 GB): installed by token-debs only.
 TOKEN_DEBS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 # A MicroPython source tree for the token images (docs/token.md); empty: the token tests are not run.

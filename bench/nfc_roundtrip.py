@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import socket
 import statistics
 import sys
 import threading
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emvkit.terminal.apdu import Channel, CommandAPDU
 from emvkit.terminal.emulator.nfc_listener import NfcListener
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.transport.nfc import NfcTransport
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
@@ -51,13 +51,6 @@ class TrivialCard:
 
     def process(self, command_apdu: bytes) -> bytes:
         return ANSWER if command_apdu == SELECT_PPSE else b"\x6d\x00"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def serve(port: int, frame: int, ready: EventType, stop: EventType) -> None:

@@ -10,10 +10,12 @@ line naming the option and the value.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from emvkit.terminal.errors import ConfigError
 
-__all__ = ["MAX_PORT", "check_port", "parse_host_port", "parse_port", "parse_tcp_url", "parse_udp_path"]
+__all__ = ["MAX_PORT", "check_port", "free_udp_port", "parse_host_port", "parse_port", "parse_tcp_url",
+           "parse_udp_path", "port_service_name"]
 
 MAX_PORT = 65535
 
@@ -75,5 +77,36 @@ def parse_udp_path(path: str, what: str, default_port: int, *, listen: bool = Fa
     if scheme != "udp":
         raise ConfigError(f"{what}: {path!r} is not a udp:HOST:PORT path")
     if not rest:
-        return "localhost", default_port
-    return parse_host_port(rest, what, default_host="localhost", default_port=default_port, listen=listen)
+        host, port = "localhost", default_port
+    else:
+        host, port = parse_host_port(rest, what, default_host="localhost", default_port=default_port, listen=listen)
+    name = port_service_name(port)
+    if name is not None:
+        # nfcpy's udp driver turns the port back into text with getnameinfo() and reads that as a number,
+        # so a port the system's services database names ends in "invalid literal for int()".
+        raise ConfigError(f"{what}: port {port} is named {name!r} in the system's services database, which "
+                          "nfcpy's udp driver cannot open; choose another port")
+    return host, port
+
+
+def port_service_name(port: int) -> str | None:
+    """The service name the system gives ``port`` (what getnameinfo() returns for it), or None."""
+    if port == 0:
+        return None
+    try:
+        service = socket.getnameinfo(("127.0.0.1", port), socket.NI_NUMERICHOST)[1]
+    except (OSError, OverflowError):
+        return None
+    return None if service.isdigit() else service
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port free on ``host`` at the time of asking that nfcpy's udp driver can open (one without a
+    service name, see :func:`parse_udp_path`)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port: int = probe.getsockname()[1]
+        if port_service_name(port) is None:
+            return port
+    raise OSError(f"no free unnamed UDP port on {host}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,16 @@ import pytest
 from emvkit.terminal.config_files import DEFAULT_CONFIG
 from emvkit.terminal.currency import CurrencyError, lookup, parse_amount
 from emvkit.terminal.emulator.faults import FaultPlan
-from emvkit.terminal.endpoints import parse_host_port, parse_tcp_url, parse_udp_path
+from emvkit.terminal.endpoints import (
+    free_udp_port,
+    parse_host_port,
+    parse_tcp_url,
+    parse_udp_path,
+    port_service_name,
+)
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.perso.builtin import load_builtin
+from emvkit.terminal.transport import open_transport
 from tests.conftest import venv_tool
 
 DEEP = 100_000  # levels of nesting: far beyond any parser's recursion limit
@@ -252,6 +260,19 @@ def test_host_and_port_forms() -> None:
     assert parse_tcp_url("tcp://10.0.0.1:9/", "--host", 8583) == ("10.0.0.1", 9)
     assert parse_udp_path("udp:127.0.0.1:50000", "--nfc", 54321) == ("127.0.0.1", 50000)
     assert parse_udp_path("udp", "--nfc", 54321) == ("localhost", 54321)
+
+
+def test_a_udp_port_the_services_database_names_is_refused_and_never_chosen() -> None:
+    # nfcpy's udp driver reads the port back through getnameinfo(), so a named port cannot open
+    named = socket.getservbyname("domain", "tcp")
+    with pytest.raises(ConfigError, match=r"port 53 is named 'domain'.*choose another port"):
+        parse_udp_path(f"udp:127.0.0.1:{named}", "--nfc", 54321)
+    with pytest.raises(ConfigError, match="named 'domain'"):
+        open_transport(f"nfc:udp:127.0.0.1:{named}")
+    with pytest.raises(ValueError, match="invalid literal for int"):
+        import nfc.clf.udp
+        nfc.clf.udp.Device("127.0.0.1", named)
+    assert all(port_service_name(free_udp_port()) is None for _ in range(20))
 
 
 BAD_ENDPOINTS = ["99999", "65536", "0", "-1", "\uff18\uff10", "1e3", " 80", "host:", "[::1", "[::1]:",

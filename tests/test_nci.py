@@ -8,7 +8,6 @@ transaction over nfcpy's udp RF link, ``nfc:udp`` reader -> simulator -> driver 
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from emvkit.firmware.payapp.rng import CountingRandom
 from emvkit.terminal.chipsim.nci import PN7150, PN7160, Flavour, MemoryLink, NciChip, NciSimulator
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import run_transaction
@@ -364,13 +364,6 @@ def test_driver_with_no_chip_never_hangs() -> None:
 
 
 # --- over nfcpy's udp RF link ------------------------------------------------------------------------
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Chain:

@@ -31,6 +31,7 @@ from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.emulator.faults import FaultPlan, FaultyCard
 from emvkit.terminal.emulator.isodep import Command, Ignored, IsoDepCard, IsoDepConfig, Reply, State
 from emvkit.terminal.emulator.nfc_listener import NfcListener, parse_target
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.errors import CardRemoved, ConfigError, TransportError, UnknownScheme
 from emvkit.terminal.iso7816 import contactless_atr
 from emvkit.terminal.iso14443 import Ats, crc_a, frame_size, historical_bytes_from_atr
@@ -425,13 +426,6 @@ def test_nfcpy_recovers_lost_frames(lose_command: tuple[int, ...], lose_answer: 
 
 
 # --- end to end over nfcpy's udp driver ---------------------------------------------------------
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def udp_port_bound(port: int) -> bool:

@@ -9,7 +9,6 @@ TgGetData/TgSetData -> the driver (over HSU, I2C or SPI) -> the card application
 from __future__ import annotations
 
 import errno
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from emvkit.firmware.nfc.pn532 import I2cLink, Pn532Target, SpiLink
 from emvkit.terminal.chipsim.pn532 import ACK, ERROR_FRAME, NACK, MemoryLink, Pn532Chip, Pn532Simulator, frame
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
@@ -108,13 +108,6 @@ def test_tg_init_as_target_is_answered_on_activation_and_aborted_by_ack() -> Non
 
 
 # --- the driver against the simulator --------------------------------------------------------------
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def firmware_bus(link: MemoryLink, lsb_first: bool = True) -> Any:

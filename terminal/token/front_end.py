@@ -17,9 +17,9 @@ unless ``nfc_path`` names one).
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING
 
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.errors import ConfigError, EmvkitError
 
 if TYPE_CHECKING:
@@ -36,10 +36,7 @@ class FrontEndError(EmvkitError):
 
 def free_udp_path(host: str = "127.0.0.1") -> str:
     """``udp:HOST:PORT`` with a port free at the time of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-    return f"udp:{host}:{port}"
+    return f"udp:{host}:{free_udp_port(host)}"
 
 
 class FrontEnd:
