@@ -8,7 +8,6 @@ transaction over nfcpy's udp RF link, ``nfc:udp`` reader -> simulator -> driver 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,12 +19,12 @@ from emvkit.firmware.payapp.rng import CountingRandom
 from emvkit.terminal.chipsim.nci import PN7150, PN7160, Flavour, MemoryLink, NciChip, NciSimulator
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
-from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.base import BaseTransport
+from tests.front_end_chain import DriverChain, started
 
 SELECT_PPSE = bytes.fromhex("00A404000E325041592E5359532E444446303100")
 ACTIVATED = bytes.fromhex("61050C0102048020010080000001 80".replace(" ", ""))  # max data 0x20, 1 credit
@@ -366,50 +365,20 @@ def test_driver_with_no_chip_never_hangs() -> None:
 # --- over nfcpy's udp RF link ------------------------------------------------------------------------
 
 
-class Chain:
-    """The driver polled in a thread, the chip on a MemoryLink, its RF side on a udp port."""
-
-    def __init__(self, card: Any, flavour: Flavour) -> None:
-        self.link = MemoryLink(flavour, max_data=64)
-        self.card = card
-        self.driver = NciTarget(self.link.firmware_bus, lambda: self.card, ven=self.link.ven)
-        self.url = f"nfc:udp:127.0.0.1:{free_udp_port()}"
-        self.simulator = NciSimulator(self.link.chip, self.url[4:])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nci-driver", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.driver.poll():
-                self.link.wait(0.002)
-
-    def start(self) -> Chain:
-        self.simulator.start()
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.simulator.close()
-        assert not self._thread.is_alive() and not self.simulator.running
+def nci_chain(card: Any, flavour: Flavour) -> DriverChain:
+    """The NCI driver against the simulated controller of ``flavour``."""
+    link = MemoryLink(flavour, max_data=64)
+    return DriverChain(link, card, lambda card_of: NciTarget(link.firmware_bus, card_of, ven=link.ven),
+                       NciSimulator, "nci-driver")
 
 
 @pytest.fixture
-def chain() -> Iterator[Callable[[Any, Flavour], Chain]]:
-    made: list[Chain] = []
-
-    def make(card: Any, flavour: Flavour) -> Chain:
-        made.append(Chain(card, flavour).start())
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
+def chain() -> Iterator[Callable[[Any, Flavour], DriverChain]]:
+    yield from started(nci_chain)
 
 
 @pytest.mark.parametrize("flavour", [PN7150, PN7160], ids=lambda f: f.name)
-def test_visa_approved_over_nfc_udp_behind_the_simulated_controller(chain: Callable[[Any, Flavour], Chain],
+def test_visa_approved_over_nfc_udp_behind_the_simulated_controller(chain: Callable[[Any, Flavour], DriverChain],
                                                                     flavour: Flavour) -> None:
     c = chain(open_card("visa"), flavour)
     for _ in range(2):  # the chip listens again after each tap

@@ -9,7 +9,6 @@ TgGetData/TgSetData -> the driver (over HSU, I2C or SPI) -> the card application
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,13 +18,13 @@ from emvkit.firmware.nfc.pn532 import I2cLink, Pn532Target, SpiLink
 from emvkit.terminal.chipsim.pn532 import ACK, ERROR_FRAME, NACK, MemoryLink, Pn532Chip, Pn532Simulator, frame
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
-from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.errors import ConfigError
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.qemu import from_url as qemu_from_url
+from tests.front_end_chain import DriverChain, started
 
 WAKE = b"\x55\x55" + bytes(14)
 SAM = frame(0xD4, b"\x14\x01\x14\x00")
@@ -119,46 +118,16 @@ def firmware_bus(link: MemoryLink, lsb_first: bool = True) -> Any:
     return link.firmware_bus
 
 
-class Chain:
-    """The driver polled in a thread, the chip on a MemoryLink, its RF side on a udp port."""
-
-    def __init__(self, card: Any, framing: str = "hsu") -> None:
-        self.link = MemoryLink(framing=framing)
-        self.card = card
-        self.driver = Pn532Target(firmware_bus(self.link), lambda: self.card, ack_ms=50, get_ms=3000)
-        self.url = f"nfc:udp:127.0.0.1:{free_udp_port()}"
-        self.simulator = Pn532Simulator(self.link.chip, self.url[4:])
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pn532-driver", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.driver.poll():
-                self.link.wait(0.002)
-
-    def start(self) -> Chain:
-        self.simulator.start()
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.simulator.close()
-        assert not self._thread.is_alive() and not self.simulator.running
+def pn532_chain(card: Any, framing: str = "hsu") -> DriverChain:
+    """The PN532 driver against the simulated chip, in ``framing``."""
+    link = MemoryLink(framing=framing)
+    return DriverChain(link, card, lambda card_of: Pn532Target(firmware_bus(link), card_of, ack_ms=50, get_ms=3000),
+                       Pn532Simulator, "pn532-driver")
 
 
 @pytest.fixture
-def chain() -> Iterator[Callable[..., Chain]]:
-    made: list[Chain] = []
-
-    def make(card: Any, framing: str = "hsu") -> Chain:
-        made.append(Chain(card, framing).start())
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
+def chain() -> Iterator[Callable[..., DriverChain]]:
+    yield from started(pn532_chain)
 
 
 def tap(url: str) -> Any:
@@ -168,7 +137,7 @@ def tap(url: str) -> Any:
 
 @pytest.mark.parametrize("framing", ["hsu", "i2c", "spi"])
 @pytest.mark.parametrize(("profile", "oda"), [("visa", "fDDA"), ("mastercard", "CDA")])
-def test_transaction_through_the_driver_and_the_simulated_chip(chain: Callable[..., Chain], profile: str,
+def test_transaction_through_the_driver_and_the_simulated_chip(chain: Callable[..., DriverChain], profile: str,
                                                                oda: str, framing: str) -> None:
     c = chain(open_card(profile), framing)
     for _ in range(2):  # the driver arms the chip again after each tap
@@ -193,7 +162,7 @@ class EchoCard:
 
 
 @pytest.mark.parametrize("framing", ["hsu", "i2c", "spi"])
-def test_long_apdus_are_chained_over_the_host_link(chain: Callable[..., Chain], framing: str) -> None:
+def test_long_apdus_are_chained_over_the_host_link(chain: Callable[..., DriverChain], framing: str) -> None:
     card = EchoCard(600)
     c = chain(card, framing)
     frames: list[tuple[str, bytes]] = []
@@ -221,7 +190,7 @@ def corrupt_every(nth: int, code: int) -> Callable[[bytes], bytes]:
     return wire
 
 
-def test_driver_recovers_from_frames_damaged_on_the_wire(chain: Callable[[Any], Chain]) -> None:
+def test_driver_recovers_from_frames_damaged_on_the_wire(chain: Callable[..., DriverChain]) -> None:
     c = chain(open_card("visa"))
     c.link.firmware_bus.filters.append(corrupt_every(3, 0x8E))  # every third TgSetData: no ACK, sent again
     result = tap(c.url)
@@ -229,7 +198,7 @@ def test_driver_recovers_from_frames_damaged_on_the_wire(chain: Callable[[Any], 
     assert sum(1 for line in c.link.chip.log if line == "bad DCS") >= 2
 
 
-def test_garbage_and_error_frames_from_the_chip_end_in_a_rearm(chain: Callable[[Any], Chain]) -> None:
+def test_garbage_and_error_frames_from_the_chip_end_in_a_rearm(chain: Callable[..., DriverChain]) -> None:
     c = chain(open_card("visa"))
     assert tap(c.url).result.outcome.outcome is Outcome.APPROVED
     armed = c.link.chip.wait_listening(5)
