@@ -26,6 +26,19 @@ except ImportError:
 _SLICE_MS = const(1)  # how long UartBus waits between two looks at its UART
 
 
+def platform_ticks():
+    # (ticks_ms, ticks_diff) of the platform, for a driver given none: MicroPython's
+    # wrapping ticks, plain milliseconds on CPython.
+    import time
+
+    # (getattr: each interpreter's stubs know only one of the two clocks)
+    ticks_ms = getattr(time, "ticks_ms", None)
+    if ticks_ms is not None:
+        return ticks_ms, getattr(time, "ticks_diff")  # noqa: B009
+    clock = getattr(time, "monotonic")  # noqa: B009
+    return (lambda: int(clock() * 1000)), (lambda a, b: a - b)
+
+
 class MemoryBus:
     # One end of a link in memory: write() appends to `tx` (what the other
     # side reads), readinto() takes from `rx`. Single-threaded: the test plays

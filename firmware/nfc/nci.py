@@ -139,17 +139,6 @@ _WRONG_LENGTH = b"\x67\x00"
 _NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
 
 
-def _ticks():
-    # (ticks_ms, ticks_diff) of the platform: MicroPython's wrap, plain ms on CPython.
-    import time
-
-    ticks_ms = getattr(time, "ticks_ms", None)
-    if ticks_ms is not None:
-        return ticks_ms, getattr(time, "ticks_diff")  # noqa: B009
-    clock = getattr(time, "monotonic")  # noqa: B009
-    return (lambda: int(clock() * 1000)), (lambda a, b: a - b)
-
-
 class NciTarget:
     # bus: see bus.py (I2cBus; MemoryI2cBus in tests). card_getter(): the
     # card application now (process(apdu) -> bytes, optional power_on() /
@@ -165,7 +154,9 @@ class NciTarget:
         if len(nfcid1) not in (4, 7, 10):
             raise ValueError("an NFCID1 has 4, 7 or 10 bytes")
         if ticks_ms is None or ticks_diff is None:
-            ticks_ms, ticks_diff = _ticks()
+            from .bus import platform_ticks
+
+            ticks_ms, ticks_diff = platform_ticks()
         self.bus = bus
         self.card_getter = card_getter
         self.nfcid1 = bytes(nfcid1)

@@ -237,18 +237,6 @@ _READ_CHUNK = const(64)
 _NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
 
 
-def _ticks():
-    # (ticks_ms, ticks_diff) of the platform: MicroPython's wrap, plain ms on CPython.
-    import time
-
-    # (getattr: each interpreter's stubs know only one of the two clocks)
-    ticks_ms = getattr(time, "ticks_ms", None)
-    if ticks_ms is not None:
-        return ticks_ms, getattr(time, "ticks_diff")  # noqa: B009
-    clock = getattr(time, "monotonic")  # noqa: B009
-    return (lambda: int(clock() * 1000)), (lambda a, b: a - b)
-
-
 class Pn532Target:
     # bus: see bus.py. card_source(): the card application now (an object
     # with process(apdu) -> bytes, optional power_on()/power_off() and
@@ -263,7 +251,9 @@ class Pn532Target:
         if len(nfcid1) != 3 or len(sens_res) != 2:
             raise ValueError("NFCID1t has 3 bytes, SENS_RES 2")
         if ticks_ms is None or ticks_diff is None:
-            ticks_ms, ticks_diff = _ticks()
+            from .bus import platform_ticks
+
+            ticks_ms, ticks_diff = platform_ticks()
         self.bus = bus
         self.card_source = card_source
         self.nfcid1 = bytes(nfcid1)
