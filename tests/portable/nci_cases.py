@@ -10,6 +10,8 @@ try:
 except ImportError:
     from firmware.nfc import bus, nci
 
+from front_end_fakes import FakeCard, FakeClock
+
 _HERE = __file__.replace("\\", "/")
 _VECTORS = (_HERE.rsplit("/", 1)[0] if "/" in _HERE else ".") + "/../vectors/nfc/"
 _POLLS = 50  # polls at most for the driver to write what a line expects, or to go quiet
@@ -35,39 +37,18 @@ def load(name):
     return out
 
 
-class _Card:
+class _Card(FakeCard):
     def __init__(self):
+        FakeCard.__init__(self)
         self.answers = {}
-        self.profile = self
-        self.events = []
 
-    atr_historical = b"\x80\x73"
-
-    def process(self, apdu):
-        self.events.append(bytes(apdu))
-        return self.answers.get(bytes(apdu), b"\x6d\x00")
-
-    def power_on(self):
-        self.events.append("on")
-
-    def power_off(self):
-        self.events.append("off")
-
-
-class _Clock:
-    def __init__(self):
-        self.now = 0
-
-    def ticks(self):
-        return self.now
-
-    def diff(self, a, b):
-        return a - b
+    def answer(self, apdu):
+        return self.answers.get(apdu, b"\x6d\x00")
 
 
 def _driver():
     b = bus.MemoryI2cBus()
-    clock = _Clock()
+    clock = FakeClock()
     card = _Card()
     d = nci.NciTarget(b, lambda: card, b"\x08\x11\x22\x33", ticks_ms=clock.ticks, ticks_diff=clock.diff)
     return d, b, clock, card

@@ -8,6 +8,8 @@ try:
 except ImportError:
     from firmware.nfc import bus, pn532
 
+from front_end_fakes import FakeCard, FakeClock
+
 ACK = b"\x00\x00\xff\x00\xff\x00"
 # SAMConfiguration normal mode, timeout 0x14, no IRQ: LEN 5, LCS FB, DCS = -(D4+14+01+14+00)
 SAM = b"\x00\x00\xff\x05\xfb\xd4\x14\x01\x14\x00\x03\x00"
@@ -22,38 +24,14 @@ def _answer(code, data):
         + bytes(((256 - sum(body) % 256) % 256, 0))
 
 
-class _Card:
-    def __init__(self):
-        self.events = []
-        self.profile = self
-
-    atr_historical = b"\x80\x73"
-
-    def process(self, apdu):
-        self.events.append(bytes(apdu))
-        return bytes(apdu) + b"\x90\x00"
-
-    def power_on(self):
-        self.events.append("on")
-
-    def power_off(self):
-        self.events.append("off")
-
-
-class _Clock:
-    def __init__(self):
-        self.now = 0
-
-    def ticks(self):
-        return self.now
-
-    def diff(self, a, b):
-        return a - b
+class _Card(FakeCard):
+    def answer(self, apdu):
+        return apdu + b"\x90\x00"
 
 
 def _driver(card=None):
     b = bus.MemoryBus()
-    clock = _Clock()
+    clock = FakeClock()
     c = card if card is not None else _Card()
     d = pn532.Pn532Target(b, lambda: c, b"\x11\x22\x33", ticks_ms=clock.ticks, ticks_diff=clock.diff)
     return d, b, clock, c
@@ -341,7 +319,7 @@ def test_spi_link_reverses_the_bits_for_an_msb_first_peripheral():
 
 def test_driver_wakes_an_i2c_chip_with_the_links_wake_up():
     i2c = _I2c()
-    clock = _Clock()
+    clock = FakeClock()
     d = pn532.Pn532Target(pn532.I2cLink(i2c), lambda: None, b"\x11\x22\x33", ticks_ms=clock.ticks,
                           ticks_diff=clock.diff)
     d.poll()
