@@ -177,7 +177,7 @@ class FaultyRelay:
                 try:
                     data = os.read(fd, 4096)
                 except OSError:  # a pty whose slave is not open (yet, or any more)
-                    time.sleep(0.01)  # select says readable (EIO) at once: poll, do not spin
+                    self.stop.wait(0.01)  # select says readable (EIO) at once: poll, do not spin; ends at stop
                     continue
                 if not data:
                     return
