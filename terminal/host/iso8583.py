@@ -171,17 +171,24 @@ def encode_request(request: AuthorisationRequest, when: float | None = None) -> 
     return _encode(doc)
 
 
-def decode_request(message: bytes) -> AuthorisationRequest:
-    """An 0100/0200 message (without the length header) as a request."""
+def _decode_checked(message: bytes, mtis: tuple[str, ...], required: tuple[str, ...],
+                    what: str) -> tuple[dict[str, str], str, dict[str, str], dict[int, bytes]]:
+    """(fields, MTI, readable echo, DE 55's data objects) of a message that must be ``what``: one of
+    ``mtis``, with every ``required`` field, numeric fields numeric; MessageFormatError otherwise."""
     doc, mti = _decode(message)
     echo = _readable_echo(doc)
-    if mti not in REQUEST_MTIS:
-        raise MessageFormatError(f"MTI {mti} is not an authorisation or financial request", mti, echo)
-    missing = [f for f in _REQUIRED if f not in doc]
+    if mti not in mtis:
+        raise MessageFormatError(f"MTI {mti} is not {what}", mti, echo)
+    missing = [f for f in required if f not in doc]
     if missing:
         raise MessageFormatError("missing DE " + ", ".join(missing), mti, echo)
     _check_numeric(doc, mti, echo)
-    icc = _decode_icc(doc["55"], mti, echo)
+    return doc, mti, echo, _decode_icc(doc["55"], mti, echo)
+
+
+def decode_request(message: bytes) -> AuthorisationRequest:
+    """An 0100/0200 message (without the length header) as a request."""
+    doc, mti, echo, icc = _decode_checked(message, REQUEST_MTIS, _REQUIRED, "an authorisation or financial request")
     track2 = _de35_or_error(doc.get("35"), mti, echo)
     psn = doc.get("23")
     if psn is not None and int(psn) > 99:
@@ -235,15 +242,7 @@ def encode_reversal(reversal: Reversal, when: float | None = None) -> bytes:
 
 def decode_reversal(message: bytes) -> Reversal:
     """An 0400/0420 message (without the length header) as a reversal."""
-    doc, mti = _decode(message)
-    echo = _readable_echo(doc)
-    if mti not in REVERSAL_MTIS:
-        raise MessageFormatError(f"MTI {mti} is not a reversal", mti, echo)
-    missing = [f for f in _REVERSAL_REQUIRED if f not in doc]
-    if missing:
-        raise MessageFormatError("missing DE " + ", ".join(missing), mti, echo)
-    _check_numeric(doc, mti, echo)
-    icc = _decode_icc(doc["55"], mti, echo)
+    doc, mti, echo, icc = _decode_checked(message, REVERSAL_MTIS, _REVERSAL_REQUIRED, "a reversal")
     if len(icc.get(0x9F36, b"")) != 2:
         raise MessageFormatError("DE 55 of a reversal holds the original's ATC (9F36, 2 bytes)", mti, echo)
     psn = doc.get("23")
