@@ -579,18 +579,17 @@ class Card:
         return body
 
     def _application_block(self, p1: int, p2: int, data: bytes) -> bytes:
-        if self._script_data(0x84, _INS_APPLICATION_BLOCK, p1, p2, data):
-            raise SwError(SW_WRONG_LENGTH)
-        state = self.store.load()
-        state.blocked = 1
-        self.store.save(state)
-        return b""
+        return self._set_blocked(_INS_APPLICATION_BLOCK, p1, p2, data, 1)
 
     def _application_unblock(self, p1: int, p2: int, data: bytes) -> bytes:
-        if self._script_data(0x84, _INS_APPLICATION_UNBLOCK, p1, p2, data):
+        return self._set_blocked(_INS_APPLICATION_UNBLOCK, p1, p2, data, 0)
+
+    def _set_blocked(self, ins: int, p1: int, p2: int, data: bytes, blocked: int) -> bytes:
+        # APPLICATION BLOCK / UNBLOCK: a MACed command with no data of its own.
+        if self._script_data(0x84, ins, p1, p2, data):
             raise SwError(SW_WRONG_LENGTH)
         state = self.store.load()
-        state.blocked = 0
+        state.blocked = blocked
         self.store.save(state)
         return b""
 
