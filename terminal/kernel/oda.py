@@ -369,22 +369,33 @@ def recover_issuer_key(capk: CaPublicKey | None, certificate: bytes | None, rema
     if isinstance(opened, OdaFailure):
         return opened
     block, modulus, fields = opened
+    expiry = _check_issuer_fields(fields, block[2:6], pan, capk, today, revocations)
+    if isinstance(expiry, OdaFailure):
+        return expiry
+    if fields.key_algorithm != _KEY_RSA:
+        return OdaFailure("issuer_key_algorithm",
+                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)", fields)
+    return IssuerPublicKey(modulus, bytes(exponent), fields.identifier, expiry, fields.serial, fields)
+
+
+def _check_issuer_fields(fields: RecoveredCertificate, identifier_bytes: bytes, pan: str, capk: CaPublicKey,
+                         today: date, revocations: RevocationList | None) -> tuple[int, int] | OdaFailure:
+    """The issuer certificate checks of Book 2 §5.3 after its hash (the SM path too): the Issuer Identifier
+    leads the PAN, the certificate has not expired, it is not revoked. The expiry (month, year), or the
+    failure with the fields attached."""
     identifier = fields.identifier
     if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
         return OdaFailure("issuer_identifier_mismatch",
-                          f"Issuer Identifier {block[2:6].hex().upper()} is not the leading digits of the PAN",
+                          f"Issuer Identifier {identifier_bytes.hex().upper()} is not the leading digits of the PAN",
                           fields)
     expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", fields.expiry, today)
     if isinstance(expiry, OdaFailure):
         return replace(expiry, certificate=fields)
-    serial = fields.serial
-    if revocations is not None and revocations.is_revoked(capk.rid, capk.index, serial):
+    if revocations is not None and revocations.is_revoked(capk.rid, capk.index, fields.serial):
         return OdaFailure("issuer_certificate_revoked",
-                          f"issuer certificate {serial.hex().upper()} under CA key {capk.name} is revoked", fields)
-    if fields.key_algorithm != _KEY_RSA:
-        return OdaFailure("issuer_key_algorithm",
-                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)", fields)
-    return IssuerPublicKey(modulus, bytes(exponent), identifier, expiry, serial, fields)
+                          f"issuer certificate {fields.serial.hex().upper()} under CA key {capk.name} is revoked",
+                          fields)
+    return expiry
 
 
 def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainder: bytes | None,
@@ -590,22 +601,13 @@ def _recover_issuer_key_sm(capk: CaPublicKey, certificate: bytes, pan: str, toda
     if isinstance(opened, OdaFailure):
         return opened
     key, fields = opened
-    identifier = fields.identifier
-    if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
-        return OdaFailure("issuer_identifier_mismatch",
-                          f"Issuer Identifier {certificate[1:5].hex().upper()} is not the leading digits of the PAN",
-                          fields)
-    expiry = _check_expiry("issuer_certificate_expired", "the issuer certificate", fields.expiry, today)
+    expiry = _check_issuer_fields(fields, certificate[1:5], pan, capk, today, revocations)
     if isinstance(expiry, OdaFailure):
-        return replace(expiry, certificate=fields)
-    if revocations is not None and revocations.is_revoked(capk.rid, capk.index, fields.serial):
-        return OdaFailure("issuer_certificate_revoked",
-                          f"issuer certificate {fields.serial.hex().upper()} under CA key {capk.name} is revoked",
-                          fields)
+        return expiry
     if fields.key_algorithm != _KEY_SM2:
         return OdaFailure("issuer_key_algorithm",
                           f"issuer public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)", fields)
-    return IssuerPublicKey(key, b"", identifier, expiry, fields.serial, fields, algorithm="sm2")
+    return IssuerPublicKey(key, b"", fields.identifier, expiry, fields.serial, fields, algorithm="sm2")
 
 
 def _recover_icc_key_sm(issuer: IssuerPublicKey, certificate: bytes, static_data: bytes, pan: str,
