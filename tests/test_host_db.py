@@ -173,6 +173,20 @@ def test_host_secret_cli_hash_and_rotate(tmp_path: Path) -> None:
     assert HostSecret.load(tmp_path / "host.sqlite.secret").keys[1] == secret.keys[1]
 
 
+def test_host_secret_hash_on_a_new_host_creates_the_secret_the_host_then_uses(tmp_path: Path) -> None:
+    db, path = tmp_path / "host.sqlite", tmp_path / "host.sqlite.secret"
+    hashed = emvkit("host", "secret", "hash", "--db", str(db), stdin="5413330089010012\n")
+    assert hashed.returncode == 0, hashed.stderr
+    assert hashed.stderr == f"host secret:      {path} (created, mode 0600)\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    secret = HostSecret.load(path)
+    assert hashed.stdout == f"{secret.pan_hash('5413330089010012')}  # 541333******0012\n"
+    again = emvkit("host", "secret", "hash", "--db", str(db), stdin="5413330089010012\n")
+    assert (again.stdout, again.stderr) == (hashed.stdout, "")  # the same secret, not a new one
+    with IssuerHost.builtin(str(db)) as host:
+        assert host.log.secret.keys == secret.keys
+
+
 @pytest.mark.parametrize(("args", "words"), [
     (["--idle-timeout", "nan"], "--idle-timeout must be more than 0"),
     (["--frame-timeout", "0"], "--frame-timeout must be more than 0"),

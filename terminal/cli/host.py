@@ -102,7 +102,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     secret_parser.add_argument("secret_action", choices=["rotate", "hash"], metavar="rotate|hash",
                                help="rotate: add a new current key, keeping the old ones; hash: print the keyed "
-                               "hash of each PAN read from standard input (one per line), for --blocked")
+                               "hash of each PAN read from standard input (one per line), for --blocked; the "
+                               "secret is created when there is none yet")
     _secret_option(secret_parser)
     secret_parser.add_argument("--db", default="host.sqlite",
                                help="a SQLite log whose secret (DB.secret) to use (default host.sqlite)")
@@ -242,7 +243,9 @@ def run_secret(args: argparse.Namespace) -> int:
         print(f"host secret:      {path} (mode 0600; key {secret.current} is current, {len(secret.keys) - 1} "
               "older kept); restart every host that uses it")
         return 0
-    secret = HostSecret.load(path)
+    secret, created = HostSecret.open(path)
+    if created:  # a new host: the first `host serve` uses this secret
+        print(f"host secret:      {path} (created, mode 0600)", file=sys.stderr)
     for n, line in enumerate(sys.stdin, 1):
         pan = line.strip()
         if not pan:
