@@ -80,7 +80,7 @@ dol_entries = st.lists(
     st.tuples(tags(constructed=False).filter(_valid), st.integers(0, 40)),
     max_size=12,
     unique_by=lambda e: e[0],
-)
+).filter(lambda entries: sum(n for _, n in entries) <= tlv.MAX_DOL_DATA)  # longer: refused (tlv_cases)
 
 
 def _dol_bytes(entries: list[tuple[int, int]]) -> bytes:
