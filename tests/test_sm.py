@@ -26,6 +26,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emvkit.firmware.crypto import sm2, sm3, sm4
+from emvkit.terminal.config_files import load_config
+from emvkit.terminal.emulator.cards import open_card
+from emvkit.terminal.kernel.context import TransactionRequest
+from emvkit.terminal.kernel.outcome import Outcome
+from emvkit.terminal.session import run_transaction
+from emvkit.terminal.transport.emu import EmulatorTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "portable"))
 from crypto_cases import load_rsp
@@ -165,3 +171,18 @@ def test_sm2_digest_signatures_match_gmssl() -> None:
         assert ours.hex() == _gmssl(d, pub).sign(e, f"{k:064x}")
         assert sm2.verify_digest(pub, e, ours)
         assert _gmssl(d, pub).verify(ours.hex(), e)
+
+
+@pytest.mark.parametrize("stuck", [b"\x00", b"\xff"], ids=["zeros", "ones"])
+def test_sm2_signing_with_a_stuck_random_source_fails_instead_of_looping(stuck: bytes) -> None:
+    with pytest.raises(sm2.SM2Error, match="no usable k in 16 draws"):
+        sm2.sign(7, b"message", rng=lambda n: stuck * n)
+
+
+def test_the_sm_card_with_a_stuck_random_source_answers_6f00_and_the_tap_ends() -> None:
+    card = open_card("unionpay-sm", rng=lambda n: bytes(n))
+    with EmulatorTransport(card, url="emu:unionpay-sm") as transport:
+        tap = run_transaction(transport, load_config(), TransactionRequest(amount=1000))
+    gpo = next(e for e in tap.trace.exchanges if e.command[1] == 0xA8)
+    assert gpo.response == b"\x6f\x00"  # fDDA needs k: no signature, no answer but "no precise diagnosis"
+    assert tap.result.outcome.outcome is not Outcome.APPROVED

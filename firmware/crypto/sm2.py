@@ -280,12 +280,19 @@ def message_digest(public: tuple, message: bytes, user_id: bytes = DEFAULT_USER_
     return h.digest()
 
 
+# Draws of k before a signature gives up: a working random source is refused
+# with a chance of about 2^-32 per draw, so running out means it is stuck
+# (all zeros, all ones); signing then fails instead of looping for ever.
+_DRAWS = 16
+
+
 def _random_scalar(c: Curve, rng) -> int:  # rng(nbytes) -> bytes
     # k in [1, n-1], by rejection (k is uniform).
-    while True:
+    for _ in range(_DRAWS):
         k = _int(rng(c.size))
         if 1 <= k < c.n:
             return k
+    raise SM2Error("the random source gave no usable k in %d draws" % _DRAWS)
 
 
 def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
@@ -300,7 +307,7 @@ def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
         rng = provider.random_bytes
     ev = _int(e)
     inv = pow(1 + d, n - 2, n)  # n is prime (Fermat)
-    while True:
+    for _ in range(_DRAWS):
         k = _random_scalar(curve, rng)
         point = multiply(curve, k, curve.g)
         if point is None:  # k in [1, n-1] never gives infinity; kept for the type
@@ -312,6 +319,7 @@ def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
         if s == 0:
             continue
         return _be(curve, r) + _be(curve, s)
+    raise SM2Error("the random source gave no usable k in %d draws" % _DRAWS)
 
 
 def sign(d: int, message: bytes, user_id: bytes = DEFAULT_USER_ID, rng=None, curve: Curve = SM2P256V1,
