@@ -2,11 +2,12 @@
 
 Two sources, both real exchanges: the scripted card sessions in tests/vectors/cards/*.apdu
 (written from the specifications and public sample data; their wildcard bytes read as 00), and two
-transactions on each built-in card (emu:visa, emu:mastercard, emu:unionpay, emu:wearable), one under
-the floor limit and one over it, going online to the built-in issuer host: its ISO 8583 requests
-and answers. Each target's inputs are cut from them as tests/fuzz/targets.py reads its input.
-Files are named by the SHA-1 of their bytes. The built-in cards' sessions carry fresh
-unpredictable numbers, so writing again adds new files beside the old ones.
+transactions on each built-in card (emu:visa, emu:mastercard, emu:unionpay, emu:wearable,
+emu:unionpay-sm), one under the floor limit and one over it, going online to the built-in issuer
+host: its ISO 8583 requests and answers. Each target's inputs are cut from them as
+tests/fuzz/targets.py reads its input. Files are named by the SHA-1 of their bytes. The built-in
+cards' sessions carry fresh unpredictable numbers, so writing again adds new files beside the old
+ones.
 
     .venv/bin/python -m tests.fuzz.corpus          # (re)writes tests/fuzz/corpus/<target>/
 """
@@ -25,12 +26,12 @@ from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.session import make_authoriser, run_transaction
 from emvkit.terminal.transport import open_transport
 from emvkit.terminal.transport.scripted import parse_script
-from tests.fuzz.targets import TARGETS, join_records
+from tests.fuzz.targets import CARDS, TARGETS, join_records
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 SESSIONS = HERE.parent / "vectors" / "cards"
-BUILTIN_CARDS = ("visa", "mastercard", "unionpay", "wearable")
+BUILTIN_CARDS = CARDS
 _DOL_TAGS = (0x9F38, 0x8C, 0x8D, 0x9F49)  # PDOL, CDOL1, CDOL2, DDOL
 
 
@@ -39,6 +40,7 @@ class Session:
     """One card session: the commands and responses in order, and the ISO 8583 messages it caused."""
 
     name: str
+    card: str  # the built-in profile that answered (or, for a recorded session, its scheme's)
     commands: list[bytes]
     responses: list[bytes]
     online: bool = False
@@ -61,7 +63,8 @@ def sessions() -> list[Session]:
     out = []
     for path in sorted(SESSIONS.glob("*.apdu")):
         steps = parse_script(path.read_text(), str(path))
-        out.append(Session(path.stem, [c.value for c, _ in steps], [r for _, r in steps if r is not None]))
+        scheme = next((c for c in CARDS if path.stem.startswith(c)), CARDS[0])
+        out.append(Session(path.stem, scheme, [c.value for c, _ in steps], [r for _, r in steps if r is not None]))
     for name in BUILTIN_CARDS:
         for amount in (1234, 4000):  # under the floor limit (offline), over it (online)
             messages: list[bytes] = []
@@ -71,7 +74,7 @@ def sessions() -> list[Session]:
                 tap = run_transaction(transport, load_config(), TransactionRequest(amount=amount),
                                       _Recording(authoriser, messages))
             exchanges = tap.trace.exchanges
-            out.append(Session(f"emu-{name}-{amount}", [e.command for e in exchanges],
+            out.append(Session(f"emu-{name}-{amount}", name, [e.command for e in exchanges],
                                [e.response for e in exchanges if e.response is not None], True, messages))
     return out
 
@@ -95,7 +98,7 @@ def inputs(session: Session) -> dict[str, list[bytes]]:
         "dol": [d + b"\x00" + c[5:] for r, c in zip(session.responses, session.commands[1:], strict=False)
                 for d in _dols(r)],
         "apdu": session.commands + session.responses,
-        "card": [join_records(session.commands)],
+        "card": [bytes((CARDS.index(session.card),)) + join_records(session.commands)],
         "kernel": [bytes((1 | (4 if session.online else 0),)) + join_records(session.responses)],
         "link": [b"".join(wire)],
         "iso8583": session.messages,

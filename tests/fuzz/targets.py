@@ -18,6 +18,7 @@ from functools import cache
 
 from emvkit.firmware import link, tlv
 from emvkit.firmware.payapp.card import Card
+from emvkit.firmware.payapp.rng import CountingRandom
 from emvkit.terminal.apdu import APDUError, Channel, CommandAPDU, ResponseAPDU
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
@@ -31,7 +32,7 @@ from emvkit.terminal.kernel.outcome import Outcome
 from emvkit.terminal.session import drive
 from emvkit.terminal.transport.base import BaseTransport
 
-__all__ = ["TARGETS", "join_records", "records"]
+__all__ = ["CARDS", "TARGETS", "join_records", "records"]
 
 
 # --- inputs of several messages ---
@@ -114,18 +115,20 @@ def apdu(data: bytes) -> None:
 # --- the card application's command handler (firmware/payapp) ---
 
 
+CARDS = ("visa", "mastercard", "unionpay", "wearable", "unionpay-sm")  # the built-in profiles, by index
+
+
 @cache
 def _profiles() -> tuple[object, ...]:
-    return tuple(open_card(name).profile for name in ("visa", "mastercard", "unionpay", "wearable"))
+    return tuple(open_card(name).profile for name in CARDS)
 
 
 def card(data: bytes) -> None:
-    """``data``: C-APDU records, processed in order by a fresh card (the built-in profile chosen by
-    their number); each answer ends in a status word."""
-    commands = records(data)
+    """``data``: one byte choosing the built-in profile (its value modulo the number of :data:`CARDS`),
+    then C-APDU records, processed in order by a fresh card; each answer ends in a status word."""
     profiles = _profiles()
-    fresh = Card(profiles[len(commands) % len(profiles)], rng=lambda n: bytes(n), clock=lambda: 0.0)
-    for command in commands:
+    fresh = Card(profiles[data[0] % len(profiles) if data else 0], rng=CountingRandom(), clock=lambda: 0.0)
+    for command in records(data[1:]):
         response = fresh.process(command)
         assert isinstance(response, bytes) and len(response) >= 2, response
 
