@@ -317,6 +317,15 @@ def test_bad_endpoints_are_one_line_before_any_banner(tmp_path: Path, args: list
     assert_one_line_error(emvkit(*args), command, mention)
 
 
+@pytest.mark.parametrize(("store", "mention"), [("nodir/store.bin", "no folder"), (".", "not a regular file")])
+def test_token_run_refuses_a_store_it_cannot_write_before_its_banner(tmp_path: Path, store: str,
+                                                                     mention: str) -> None:
+    image = tmp_path / "firmware.elf"
+    image.write_bytes(b"\x7fELF")  # refused before QEMU would read it
+    run = emvkit("token", "run", "--board", "qemu_m3", "--image", str(image), "--store", str(tmp_path / store))
+    assert_one_line_error(run, "token run", mention)
+
+
 # --- perso date fields: strict YYMM / MMYY with a real month (defect 5) ----------------------------------
 
 

@@ -105,7 +105,8 @@ class RfSimulator:
             self.listener.run()
         except BaseException as exc:  # reported by running/error, never lost
             self.error = exc
-            log.error("the RF side stopped: %s", exc)
+            if self.listener._listening.is_set():  # before that, start() raises it to its caller: said once
+                log.error("the RF side stopped: %s", exc)
 
     def start(self, timeout: float = 5.0) -> None:
         """Start the RF side; returns once nfcpy has opened the udp device."""

@@ -144,10 +144,12 @@ class QemuToken:
         """Start QEMU; returns the pty of the token's UART."""
         if self._proc is not None:
             raise QemuError("QEMU is already running")
-        if shutil.which(self.qemu) is None:
-            raise QemuError(f"no {self.qemu}: {QEMU_HINT}")
         if not self.image.is_file():
             raise QemuError(f"no image {self.image}")
+        if self.store is not None:
+            self._check_store(self.store)
+        if shutil.which(self.qemu) is None:
+            raise QemuError(f"no {self.qemu}: {QEMU_HINT}")
         self._proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         threading.Thread(target=self._drain, name="qemu-output", daemon=True).start()
@@ -164,6 +166,18 @@ class QemuToken:
             self._nfc_fd = os.open(self.nfc_pty, os.O_RDWR | os.O_NOCTTY)
             tty.setraw(self._nfc_fd)
         return self.pty
+
+    @staticmethod
+    def _check_store(store: Path) -> None:
+        """The board's flash file must be one the firmware can open for writing: checked here, because
+        through semihosting a store it cannot open only shows as a token that forgets."""
+        if store.exists() and not store.is_file():
+            raise QemuError(f"store {store}: not a regular file")
+        folder = store.resolve().parent
+        if not folder.is_dir():
+            raise QemuError(f"store {store}: no folder {folder}")
+        if not os.access(store if store.exists() else folder, os.W_OK):
+            raise QemuError(f"store {store}: not writable")
 
     def _drain(self) -> None:
         # QEMU's own output (stderr merged): the pty line, warnings. Read to

@@ -15,6 +15,7 @@ import datetime
 import json
 import select
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from emvkit.terminal.config_files import load_config
+from emvkit.terminal.endpoints import free_udp_port
 from emvkit.terminal.errors import CardRemoved
 from emvkit.terminal.kernel.context import TransactionRequest
 from emvkit.terminal.kernel.outcome import Outcome
@@ -95,6 +97,19 @@ def test_provision_over_the_dev_link_then_tap_over_the_pn532(images: dict[str, P
 
 
 # --- the qemu: transport with the front end ----------------------------------------------------------------
+
+
+def test_token_run_with_the_rf_port_taken_is_one_line_and_leaves_no_qemu(images: dict[str, Path],
+                                                                           tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", free_udp_port()))
+        port = taken.getsockname()[1]
+        done = emvkit("token", "run", "--board", "qemu_m3", "--image", str(images["qemu_m3"]),
+                      "--store", str(tmp_path / "store.bin"), "--front-end", "pn532", "--nfc", f"udp:127.0.0.1:{port}")
+    assert (done.returncode, done.stdout) == (2, ""), done
+    assert done.stderr.splitlines() == [
+        f"emvkit token run: error: the simulated pn532 did not start on udp:127.0.0.1:{port}: the simulated chip's "
+        f"RF side did not start: udp port {port} is in use (another listener?)"]
 
 
 def test_the_qemu_transport_with_the_front_end_carries_every_apdu_over_the_chip(qemu_env: dict[str, str]) -> None:
