@@ -422,16 +422,24 @@ def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainde
     if isinstance(opened, OdaFailure):
         return opened
     _, modulus, fields = opened
-    certified = fields.identifier
-    if not certified.isdigit() or certified != _digits(pan):
+    expiry = _check_icc_fields(fields, pan, today)
+    if isinstance(expiry, OdaFailure):
+        return expiry
+    if fields.key_algorithm != _KEY_RSA:
+        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)",
+                          fields)
+    return IccPublicKey(modulus, bytes(exponent), fields.identifier, expiry, fields.serial, fields)
+
+
+def _check_icc_fields(fields: RecoveredCertificate, pan: str, today: date) -> tuple[int, int] | OdaFailure:
+    """The ICC certificate checks of Book 2 §6.4 after its hash (the SM path too): it certifies the card's
+    PAN and has not expired. The expiry (month, year), or the failure with the fields attached."""
+    if not fields.identifier.isdigit() or fields.identifier != _digits(pan):
         return OdaFailure("pan_mismatch", "the ICC certificate is for another PAN than the card's (5A)", fields)
     expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", fields.expiry, today)
     if isinstance(expiry, OdaFailure):
         return replace(expiry, certificate=fields)
-    if fields.key_algorithm != _KEY_RSA:
-        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)",
-                          fields)
-    return IccPublicKey(modulus, bytes(exponent), certified, expiry, fields.serial, fields)
+    return expiry
 
 
 # --- Signature verification (Book 2 §5.4, §6.5.2, §6.6.2; Book C-3) ---
@@ -618,11 +626,9 @@ def _recover_icc_key_sm(issuer: IssuerPublicKey, certificate: bytes, static_data
     if isinstance(opened, OdaFailure):
         return opened
     key, fields = opened
-    if not fields.identifier.isdigit() or fields.identifier != _digits(pan):
-        return OdaFailure("pan_mismatch", "the ICC certificate is for another PAN than the card's (5A)", fields)
-    expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", fields.expiry, today)
+    expiry = _check_icc_fields(fields, pan, today)
     if isinstance(expiry, OdaFailure):
-        return replace(expiry, certificate=fields)
+        return expiry
     if fields.key_algorithm != _KEY_SM2:
         return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)",
                           fields)
