@@ -8,13 +8,15 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from emvkit.terminal.host.authlog import AuthLog
+from emvkit.terminal.host.authlog import AuthLog, LogEntry
 from emvkit.terminal.host.iso8583 import decode_response, encode_request, frame
 from emvkit.terminal.host.issuer import IssuerHost
 from emvkit.terminal.host.keys import IssuerKeys
+from emvkit.terminal.host.secret import HostSecret
 from emvkit.terminal.host.server import ServerThread
 from tests.conftest import within
 from tests.test_iso8583 import mc_request
@@ -44,9 +46,14 @@ class GatedCommits:
         self.gate.release()
 
 
-@pytest.fixture
-def gated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IssuerHost, ServerThread, GatedCommits]]:
-    host = IssuerHost(IssuerKeys.builtin(), log=AuthLog(tmp_path / "host.sqlite"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gated(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IssuerHost, ServerThread, GatedCommits]]:
+    if request.param == "sqlite":
+        log = AuthLog(tmp_path / "host.sqlite")
+    else:
+        log = AuthLog(request.getfixturevalue("postgres_url"), HostSecret.open(tmp_path / "host.secret")[0])
+    host = IssuerHost(IssuerKeys.builtin(), log=log)
     commits = GatedCommits(host.log, monkeypatch)
     server = ServerThread(host).start()
     try:
@@ -73,31 +80,48 @@ def read_answer(sock: socket.socket) -> str:
     return decode_response(read_exactly(sock, size))[0].response_code
 
 
-def committed_codes(path: Path) -> list[str]:
-    with AuthLog(path, readonly=True) as reader:
+def committed_codes(log: AuthLog) -> list[str]:
+    """What another connection sees: only committed rows."""
+    if log.shared:
+        with AuthLog(log.path, log.secret, readonly=True) as reader:
+            return [r.response_code for r in reader.entries()]
+    with AuthLog(log.path, readonly=True) as reader:
         return [r.response_code for r in reader.entries()]
 
 
 def test_no_answer_leaves_before_its_row_is_committed(gated: tuple[IssuerHost, ServerThread, GatedCommits],
                                                        tmp_path: Path) -> None:
-    _, server, commits = gated
+    host, server, commits = gated
     with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S) as sock:
         sock.sendall(frame(encode_request(mc_request(1))))
         commits.wait_entered()  # the row is inserted, its COMMIT is held
         sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             sock.recv(1)  # nothing was sent
-        assert committed_codes(tmp_path / "host.sqlite") == []
+        assert committed_codes(host.log) == []
         sock.setblocking(True)
         sock.settimeout(WAIT_S)
         commits.open()
         assert read_answer(sock) == "00"
-        assert committed_codes(tmp_path / "host.sqlite") == ["00"]  # committed before it was sent
+        assert committed_codes(host.log) == ["00"]  # committed before it was sent
 
 
 def test_rows_arriving_during_a_commit_form_one_batch_where_a_replay_fails_only_itself(
-        gated: tuple[IssuerHost, ServerThread, GatedCommits]) -> None:
+        gated: tuple[IssuerHost, ServerThread, GatedCommits], monkeypatch: pytest.MonkeyPatch) -> None:
     host, server, commits = gated
+    events: list[tuple[str, int | None, bool]] = []
+    insert, inserted = host.log.insert, host.log.inserted
+
+    def spy_insert(entry: LogEntry) -> Any:
+        events.append(("insert", entry.atc, host.log.shared and host.log._db.pgconn.pipeline_status != 0))
+        return insert(entry)
+
+    def spy_inserted(sent: Any) -> int | None:
+        events.append(("inserted", None, False))
+        return inserted(sent)
+
+    monkeypatch.setattr(host.log, "insert", spy_insert)
+    monkeypatch.setattr(host.log, "inserted", spy_inserted)
     first, second = (socket.create_connection(("127.0.0.1", server.port), timeout=WAIT_S) for _ in range(2))
     with first, second:
         first.sendall(frame(encode_request(mc_request(1))))
@@ -118,3 +142,12 @@ def test_rows_arriving_during_a_commit_form_one_batch_where_a_replay_fails_only_
         assert server.server.writer.batches == before + 2
         rows = host.log.entries()
         assert sorted((r.atc, r.response_code) for r in rows) == [(1, "00"), (2, "00"), (2, "63"), (3, "00")]
+    # Batch 2 sends its three rows before it reads the first outcome (on PostgreSQL in one pipeline: one
+    # round trip). SQLite: the host's own cache saw the replay when deciding, so its row is a 63 already.
+    # PostgreSQL: another host may have spent the ATC, so the index decides, and the 63 row follows.
+    shared = host.log.shared
+    sent = [("insert", 2, shared), ("insert", 2, shared), ("insert", 3, shared)]
+    read = [("inserted", None, False)] * 3
+    if shared:
+        read[1:2] = [("inserted", None, False), ("insert", 2, True), ("inserted", None, False)]
+    assert events[2:] == sent + read

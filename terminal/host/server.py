@@ -76,6 +76,7 @@ class Prepared:
 
     run: Callable[[], bytes | None]
     decided: Decided | None = None
+    send: Callable[[], None] | None = None  # sends its row's INSERT ahead of run() (batched rows travel together)
 
     @property
     def order(self) -> tuple[Any, ...]:
@@ -101,7 +102,8 @@ def prepare(host: IssuerHost, message: bytes, delivered: bool = True) -> Prepare
     except Exception as exc:  # pyiso8583 faults on input it did not foresee: still a format error
         return _undecodable(host, exc)
     decided = host.decide(request, delivered)
-    return Prepared(lambda: encode_response(host.record(decided), request), decided)
+    return Prepared(lambda: encode_response(host.record(decided), request), decided,
+                    functools.partial(host.send, decided))
 
 
 def _format_error(host: IssuerHost, err: MessageFormatError) -> Prepared:
@@ -148,6 +150,10 @@ class _Job:
 
     def run(self) -> bytes | None:
         return self.prepared.run()
+
+    def send(self) -> None:
+        if self.prepared.send is not None:
+            self.prepared.send()
 
 
 @dataclass(frozen=True)
