@@ -4,7 +4,9 @@ The TCP server decides each request on its event loop (checks, ARQC, rules,
 ARPC: :meth:`~emvkit.terminal.host.issuer.IssuerHost.decide`) and hands the
 writing to :class:`GroupCommit`. While no commit is in flight, the loop
 opens a transaction and inserts every row waiting (each insert is a few
-microseconds of page-cache work); only the ``COMMIT``, the fsync, goes to a
+microseconds of page-cache work on SQLite; on PostgreSQL every ``INSERT`` of
+the batch is sent before the first answer is read, in one pipeline, so the
+batch costs one round trip); only the ``COMMIT``, the fsync, goes to a
 thread of its own, and while the disk works the loop decides the next
 requests. (A commit that does not wait for the disk, SQLite
 ``synchronous=NORMAL`` or ``:memory:``, runs on the loop: handing it to a
