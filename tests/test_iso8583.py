@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -339,12 +338,21 @@ def test_an_answer_leaves_only_after_its_row_is_committed(tmp_path: Path) -> Non
             assert reader.execute("SELECT COUNT(*) FROM authorisations").fetchone()[0] == 4
 
 
+def _buffered(server: ServerThread) -> int:
+    """The bytes the host holds of its one connection's incomplete frame (0 with no connection yet)."""
+    return sum(len(connection.buffer) for connection in list(server.server.connections))
+
+
 def test_tcp_split_and_pipelined_frames(server: ServerThread) -> None:
     with _connect(server) as sock:
         framed = frame(encode_request(mc_request(1, stan=1)))
-        for part in (framed[:1], framed[1:7], framed[7:]):
+        sent = 0
+        for part in (framed[:1], framed[1:7]):
             sock.sendall(part)
-            time.sleep(0.01)
+            sent += len(part)
+            # the host has read this part on its own, a frame still incomplete
+            within(HANG_S, "the partial frame read").until(lambda n=sent: _buffered(server) == n)
+        sock.sendall(framed[7:])
         assert decode_response(_read_frame(sock))[1] == 1
         sock.sendall(b"".join(frame(encode_request(mc_request(atc, stan=atc))) for atc in range(2, 12)))
         stans = [decode_response(_read_frame(sock))[1] for _ in range(10)]
