@@ -111,6 +111,7 @@ _KEY_RSA = 0x01  # Book 2 Annex B2.1
 # PBOC 3.0 SM suite (see the module docstring).
 _SM_SIGNATURE = 0x04  # SM2 signature over SM3
 _KEY_SM2 = 0x04
+_KEY_NAMES = {_KEY_RSA: "RSA", _KEY_SM2: "SM2"}
 _SM_SIGNATURE_LENGTH = 64  # r || s
 _SM_KEY_LENGTH = 64  # x || y
 _NAMES = {
@@ -369,20 +370,18 @@ def recover_issuer_key(capk: CaPublicKey | None, certificate: bytes | None, rema
     if isinstance(opened, OdaFailure):
         return opened
     block, modulus, fields = opened
-    expiry = _check_issuer_fields(fields, block[2:6], pan, capk, today, revocations)
+    expiry = _check_issuer_fields(fields, block[2:6], pan, capk, today, revocations, _KEY_RSA)
     if isinstance(expiry, OdaFailure):
         return expiry
-    if fields.key_algorithm != _KEY_RSA:
-        return OdaFailure("issuer_key_algorithm",
-                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)", fields)
     return IssuerPublicKey(modulus, bytes(exponent), fields.identifier, expiry, fields.serial, fields)
 
 
 def _check_issuer_fields(fields: RecoveredCertificate, identifier_bytes: bytes, pan: str, capk: CaPublicKey,
-                         today: date, revocations: RevocationList | None) -> tuple[int, int] | OdaFailure:
+                         today: date, revocations: RevocationList | None,
+                         algorithm: int) -> tuple[int, int] | OdaFailure:
     """The issuer certificate checks of Book 2 §5.3 after its hash (the SM path too): the Issuer Identifier
-    leads the PAN, the certificate has not expired, it is not revoked. The expiry (month, year), or the
-    failure with the fields attached."""
+    leads the PAN, the certificate has not expired, it is not revoked, it holds a key of ``algorithm``. The
+    expiry (month, year), or the failure with the fields attached."""
     identifier = fields.identifier
     if not (3 <= len(identifier) <= 8 and identifier.isdigit() and _digits(pan).startswith(identifier)):
         return OdaFailure("issuer_identifier_mismatch",
@@ -395,6 +394,9 @@ def _check_issuer_fields(fields: RecoveredCertificate, identifier_bytes: bytes, 
         return OdaFailure("issuer_certificate_revoked",
                           f"issuer certificate {fields.serial.hex().upper()} under CA key {capk.name} is revoked",
                           fields)
+    if fields.key_algorithm != algorithm:
+        return OdaFailure("issuer_key_algorithm", f"issuer public key algorithm {fields.key_algorithm:02X} is not "
+                          f"{algorithm:02X} ({_KEY_NAMES[algorithm]})", fields)
     return expiry
 
 
@@ -422,23 +424,25 @@ def recover_icc_key(issuer: IssuerPublicKey, certificate: bytes | None, remainde
     if isinstance(opened, OdaFailure):
         return opened
     _, modulus, fields = opened
-    expiry = _check_icc_fields(fields, pan, today)
+    expiry = _check_icc_fields(fields, pan, today, _KEY_RSA)
     if isinstance(expiry, OdaFailure):
         return expiry
-    if fields.key_algorithm != _KEY_RSA:
-        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 01 (RSA)",
-                          fields)
     return IccPublicKey(modulus, bytes(exponent), fields.identifier, expiry, fields.serial, fields)
 
 
-def _check_icc_fields(fields: RecoveredCertificate, pan: str, today: date) -> tuple[int, int] | OdaFailure:
+def _check_icc_fields(fields: RecoveredCertificate, pan: str, today: date,
+                      algorithm: int) -> tuple[int, int] | OdaFailure:
     """The ICC certificate checks of Book 2 §6.4 after its hash (the SM path too): it certifies the card's
-    PAN and has not expired. The expiry (month, year), or the failure with the fields attached."""
+    PAN, has not expired and holds a key of ``algorithm``. The expiry (month, year), or the failure with the
+    fields attached."""
     if not fields.identifier.isdigit() or fields.identifier != _digits(pan):
         return OdaFailure("pan_mismatch", "the ICC certificate is for another PAN than the card's (5A)", fields)
     expiry = _check_expiry("icc_certificate_expired", "the ICC certificate", fields.expiry, today)
     if isinstance(expiry, OdaFailure):
         return replace(expiry, certificate=fields)
+    if fields.key_algorithm != algorithm:
+        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not "
+                          f"{algorithm:02X} ({_KEY_NAMES[algorithm]})", fields)
     return expiry
 
 
@@ -609,12 +613,9 @@ def _recover_issuer_key_sm(capk: CaPublicKey, certificate: bytes, pan: str, toda
     if isinstance(opened, OdaFailure):
         return opened
     key, fields = opened
-    expiry = _check_issuer_fields(fields, certificate[1:5], pan, capk, today, revocations)
+    expiry = _check_issuer_fields(fields, certificate[1:5], pan, capk, today, revocations, _KEY_SM2)
     if isinstance(expiry, OdaFailure):
         return expiry
-    if fields.key_algorithm != _KEY_SM2:
-        return OdaFailure("issuer_key_algorithm",
-                          f"issuer public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)", fields)
     return IssuerPublicKey(key, b"", fields.identifier, expiry, fields.serial, fields, algorithm="sm2")
 
 
@@ -626,12 +627,9 @@ def _recover_icc_key_sm(issuer: IssuerPublicKey, certificate: bytes, static_data
     if isinstance(opened, OdaFailure):
         return opened
     key, fields = opened
-    expiry = _check_icc_fields(fields, pan, today)
+    expiry = _check_icc_fields(fields, pan, today, _KEY_SM2)
     if isinstance(expiry, OdaFailure):
         return expiry
-    if fields.key_algorithm != _KEY_SM2:
-        return OdaFailure("icc_key_algorithm", f"ICC public key algorithm {fields.key_algorithm:02X} is not 04 (SM2)",
-                          fields)
     return IccPublicKey(key, b"", fields.identifier, expiry, fields.serial, fields, algorithm="sm2")
 
 
