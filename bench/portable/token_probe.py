@@ -380,7 +380,12 @@ def run_card(job, emit):
 
 
 def emit(message):
-    print(MARK + json.dumps(message))
+    # Streamed to the UART, never one string on the heap: a part takes a few
+    # KB, and after the SM card's pure SM2 runs the heap's largest free block
+    # can be smaller than that (many KB free, in pieces).
+    sys.stdout.write(MARK)
+    json.dump(message, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def main():
