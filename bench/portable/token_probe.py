@@ -399,6 +399,7 @@ def main():
         "sha1": provider.backend_sha1(),
         "des": provider.backend(),
         "powmod": provider.backend_powmod(),
+        "sm2": provider.backend_sm2(),
     }
     emit(info)
     while True:
