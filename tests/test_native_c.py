@@ -1,9 +1,10 @@
-"""The native crypto's C (firmware/native/mont.c, des.c, sha1.c and sm2.c) compiled for the host, called through ctypes.
+"""The native crypto's C (firmware/native/: mont.c, des.c, sha1.c, sm2.c, sm3.c) compiled for the host, via ctypes.
 
 Both limb widths: 32-bit limbs (the Armv7-M build) and 16-bit limbs (``EMVN_LIMB16``, what ARMv6-M builds get),
 checked against CPython's ``pow()``, against the pure-Python DES, for SHA-1 against ``hashlib`` and the FIPS 180
 examples, and SM2's scalar multiplication (sm2.c has one limb width) against ``gmssl`` (pure Python, PyPI) and the
-portable firmware/crypto/sm2.py. The module as MicroPython runs it is checked on the QEMU images
+portable firmware/crypto/sm2.py; SM3's compression, installed as a provider backend under sm3.py, against OpenSSL's
+SM3 (through ``cryptography``). The module as MicroPython runs it is checked on the QEMU images
 (tests/token/test_native.py); this is the quick check of the same C on every run.
 """
 
@@ -17,9 +18,10 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from gmssl import sm2 as gm_sm2  # type: ignore[import-untyped]
 
-from emvkit.firmware.crypto import des, sm2
+from emvkit.firmware.crypto import des, provider, sm2, sm3
 from tests.conftest import ROOT
 from tests.native_keys import Key, be, keys, messages
 
@@ -38,7 +40,7 @@ def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         pytest.skip("no C compiler on this host")
     out = tmp_path_factory.mktemp("native") / f"libemvn{request.param}.so"
     flags = ["-DEMVN_LIMB16"] if request.param == 16 else []
-    sources = [str(NATIVE / name) for name in ("mont.c", "mont_armv6m.c", "des.c", "sha1.c", "sm2.c")]
+    sources = [str(NATIVE / name) for name in ("mont.c", "mont_armv6m.c", "des.c", "sha1.c", "sm2.c", "sm3.c")]
     subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *flags, f"-I{NATIVE}", *sources,
                     "-o", str(out)], check=True)
     so = ctypes.CDLL(str(out))
@@ -52,6 +54,8 @@ def lib(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     so.emvn_sha1.argtypes = [p, p, s]
     so.emvn_sha1.restype = None
     so.emvn_sm2_mul.argtypes = [p, p, p]
+    so.emvn_sm3_compress.argtypes = [ctypes.c_void_p, p, s]
+    so.emvn_sm3_compress.restype = None
     return so
 
 
@@ -225,3 +229,46 @@ def test_sm2_bad_scalars_and_points_are_errors(lib: ctypes.CDLL) -> None:
     err, out = sm2_mul(lib, 9, neg)
     want = gmssl_mul(9, G_HEX)
     assert err == OK and out == want[:32] + (p - int.from_bytes(want[32:], "big")).to_bytes(32, "big")
+
+
+# --- SM3 (sm3.c) ---
+
+
+def test_sm3_through_the_c_compression_equals_openssl(lib: ctypes.CDLL) -> None:
+    # sm3.c's compression as the provider's backend: sm3.py keeps the buffering and padding and calls it.
+    calls: list[int] = []
+
+    class Backend:
+        @staticmethod
+        def sm3_compress(state: bytes, blocks: bytes) -> bytes:
+            assert len(state) == 32 and len(blocks) % 64 == 0
+            calls.append(len(blocks))
+            out = ctypes.create_string_buffer(bytes(state), 32)
+            lib.emvn_sm3_compress(out, bytes(blocks), len(blocks) // 64)
+            return out.raw
+
+    def openssl(data: bytes) -> bytes:
+        h = hashes.Hash(hashes.SM3())
+        h.update(data)
+        return h.finalize()
+
+    rnd = random.Random(32905)
+    try:
+        provider.use_backend(Backend())
+        assert provider.backend_sm3() == "native"
+        abc = "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"  # GB/T 32905 Appendix A.1
+        assert sm3.sm3(b"abc").hex() == abc
+        for n in (*range(0, 200), 1000, 4096):
+            data = rnd.randbytes(n)
+            assert sm3.sm3(data) == openssl(data), n
+        h = sm3.SM3(b"x" * 70)
+        h.update(b"y" * 100)
+        assert h.digest() == openssl(b"x" * 70 + b"y" * 100)
+        assert calls
+        provider.use_pure(True)
+        count = len(calls)
+        assert sm3.sm3(b"abc").hex().startswith("66c7f0f4") and len(calls) == count
+    finally:
+        provider.use_pure(False)
+        provider.use_backend(None)
+    assert provider.backend_sm3() == "pure"

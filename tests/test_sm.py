@@ -190,9 +190,10 @@ def test_the_sm_card_with_a_stuck_random_source_answers_6f00_and_the_tap_ends() 
 
 def test_sm2_multiply_goes_through_a_backends_sm2_mul_and_use_pure_bypasses_it() -> None:
     # The provider's seam: a backend with sm2_mul (here gmssl's scalar multiplication, standing in for
-    # _emvnative's) takes sm2.multiply on sm2p256v1, so sign_digest and public_key too; use_pure(True) goes back
-    # to the portable arithmetic; the same results either way.
+    # _emvnative's) takes sm2.multiply on sm2p256v1, so sign_digest and public_key too, and its powmod
+    # sign_digest's inverse of 1 + d; use_pure(True) goes back to the portable arithmetic; the same results.
     calls: list[tuple[bytes, bytes | None]] = []
+    powers: list[bytes] = []
     g_hex = f"{sm2.SM2P256V1.gx:064x}{sm2.SM2P256V1.gy:064x}"
 
     class Backend:
@@ -204,6 +205,12 @@ def test_sm2_multiply_goes_through_a_backends_sm2_mul_and_use_pure_bypasses_it()
                 raise ValueError("input out of range")
             gm = gm_sm2.CryptSM2(private_key="01", public_key=g_hex)
             return bytes.fromhex(gm._kg(kv, g_hex if point is None else point.hex()))
+
+        @staticmethod
+        def powmod(x: bytes, e: bytes, n: bytes) -> bytes:  # sign_digest's inverse mod n goes here
+            powers.append(e)
+            value = pow(int.from_bytes(x, "big"), int.from_bytes(e, "big"), int.from_bytes(n, "big"))
+            return value.to_bytes(len(n), "big")
 
     class Refusing:
         @staticmethod
@@ -228,6 +235,7 @@ def test_sm2_multiply_goes_through_a_backends_sm2_mul_and_use_pure_bypasses_it()
         assert sm2.multiply(sm2.SM2P256V1, 5, pub) == q
         assert [c[1] for c in calls] == [None, None, pub[0].to_bytes(32, "big") + pub[1].to_bytes(32, "big")]
         assert calls[1][0] == k.to_bytes(32, "big")
+        assert powers == [(sm2.SM2P256V1.n - 2).to_bytes(32, "big")]
         other = sm2.Curve("example", sm2.SM2P256V1.p, sm2.SM2P256V1.a, sm2.SM2P256V1.b, sm2.SM2P256V1.n,
                           sm2.SM2P256V1.gx, sm2.SM2P256V1.gy)
         assert sm2.multiply(other, 5, pub) == q and len(calls) == 3  # another Curve object: the portable code
@@ -239,7 +247,7 @@ def test_sm2_multiply_goes_through_a_backends_sm2_mul_and_use_pure_bypasses_it()
         assert provider.backend_sm2() == "pure"
         before = len(calls)
         assert sm2.sign_digest(d, e, pinned) == portable
-        assert len(calls) == before
+        assert len(calls) == before and len(powers) == 1
     finally:
         provider.use_pure(False)
         provider.use_backend(None)

@@ -14,12 +14,15 @@
 //                                             bytes big-endian, 1 <= k < n; point x || y
 //                                             (64 bytes, checked to be on the curve) or
 //                                             None for the base point G
+//   sm3_compress(state, blocks) -> bytes      SM3's compression function over whole
+//                                             64-byte blocks from the 32-byte chaining
+//                                             value; the new one (32 bytes)
 //   LIMB_BITS                                 32 (Armv7-M and others) or 16 (ARMv6-M)
 //
 // Errors: ValueError for a wrong length, an even modulus, an input out of
 // range or a point not on the curve. Scratch memory that held key material
 // is zeroed before it is freed. What is and is not constant-time: mont.c,
-// des.c and sm2.c.
+// des.c, sm2.c and sm3.c.
 
 #include <string.h>
 
@@ -258,6 +261,22 @@ static mp_obj_t emvnative_sm2_mul(mp_obj_t k_in, mp_obj_t point_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_2(emvnative_sm2_mul_obj, emvnative_sm2_mul);
 
+// ---- SM3 ----
+
+static mp_obj_t emvnative_sm3_compress(mp_obj_t state_in, mp_obj_t blocks_in) {
+    mp_buffer_info_t state, blocks;
+    mp_get_buffer_raise(state_in, &state, MP_BUFFER_READ);
+    mp_get_buffer_raise(blocks_in, &blocks, MP_BUFFER_READ);
+    if (state.len != EMVN_SM3_BYTES || blocks.len % 64) {
+        mp_raise_ValueError(MP_ERROR_TEXT("SM3: a 32-byte state and whole 64-byte blocks"));
+    }
+    uint8_t out[EMVN_SM3_BYTES];
+    memcpy(out, state.buf, EMVN_SM3_BYTES);
+    emvn_sm3_compress(out, blocks.buf, blocks.len / 64);
+    return mp_obj_new_bytes(out, sizeof(out));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(emvnative_sm3_compress_obj, emvnative_sm3_compress);
+
 static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__emvnative) },
     { MP_ROM_QSTR(MP_QSTR_rsa_crt), MP_ROM_PTR(&emvnative_rsa_crt_obj) },
@@ -267,6 +286,7 @@ static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_des_cbc), MP_ROM_PTR(&emvnative_des_cbc_obj) },
     { MP_ROM_QSTR(MP_QSTR_sha1), MP_ROM_PTR(&emvnative_sha1_obj) },
     { MP_ROM_QSTR(MP_QSTR_sm2_mul), MP_ROM_PTR(&emvnative_sm2_mul_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sm3_compress), MP_ROM_PTR(&emvnative_sm3_compress_obj) },
     { MP_ROM_QSTR(MP_QSTR_LIMB_BITS), MP_ROM_INT(EMVN_LIMB_BITS) },
 };
 static MP_DEFINE_CONST_DICT(emvnative_globals, emvnative_globals_table);
