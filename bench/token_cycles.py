@@ -450,7 +450,7 @@ def print_board(name: str, session: Session, figures: dict[str, dict[str, Any]])
     print(f"\n{name}: {board(name).cpu} code, image {hello.get('build')}, text {session.image.text:,} B, "
           f"GC heap {hello.get('heap_total', 0):,} B ({hello.get('heap_used', 0):,} B in use when the probe "
           f"starts); SHA-1 {hello.get('sha1')}, DES {hello.get('des')}, RSA {hello.get('powmod')}(), "
-          f"SM2 {hello.get('sm2')}")
+          f"SM2 {hello.get('sm2')}, SM3 {hello.get('sm3')}")
     width = 15
     values = list(figures.values())
 
@@ -587,7 +587,8 @@ def main() -> int:
                               "bss": s.image.bss, "heap_total": s.hello.get("heap_total"),
                               "heap_used_at_start": s.hello.get("heap_used"),
                               "mem_stats": s.hello.get("mem_stats"), "sha1": s.hello.get("sha1"),
-                              "des": s.hello.get("des"), "powmod": s.hello.get("powmod"), "sm2": s.hello.get("sm2"),
+                              "des": s.hello.get("des"), "powmod": s.hello.get("powmod"),
+                              "sm2": s.hello.get("sm2"), "sm3": s.hello.get("sm3"),
                               "cards": figures[name]} for name, s in sessions.items()},
         }, indent=1))
     else:

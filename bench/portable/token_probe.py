@@ -400,6 +400,7 @@ def main():
         "des": provider.backend(),
         "powmod": provider.backend_powmod(),
         "sm2": provider.backend_sm2(),
+        "sm3": provider.backend_sm3(),
     }
     emit(info)
     while True:
