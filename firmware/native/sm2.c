@@ -29,9 +29,11 @@
 // takes the same path); the inversion at the end is a power by the public
 // exponent p - 2 (its branches depend on p only); Cortex-M3's UMULL/UMLAL
 // finish early for small operands (3-7 cycles), so a multiply's time there
-// depends on the data; the compiler is trusted not to turn the masks into
-// branches (not checked instruction by instruction); there is no scalar or
-// coordinate blinding.
+// depends on the data; on ARMv6-M the 64-bit products are the compiler's
+// helper call, whose timing is not checked; the compiler is trusted not to
+// turn the masks into branches (not checked instruction by instruction);
+// there is no scalar or coordinate blinding; the signature's arithmetic
+// mod n around this (firmware/crypto/sm2.py) is Python integers.
 
 #include <string.h>
 
