@@ -4,9 +4,8 @@
 //
 // Field elements are 8 limbs of 32 bits, least significant first, kept in
 // Montgomery form (a R mod p, R = 2^256) and always fully reduced (< p).
-// Products are 32x32->64 through uint64_t on every core: one UMULL/UMLAL on
-// Armv7-M; on ARMv6-M (no 64-bit multiply) the compiler's helper, several
-// MULS each, so the M0+ build is correct but slower. Since p = -1 mod 2^32,
+// Products are 32x32->64: one UMULL/UMLAL on Armv7-M; on ARMv6-M (no 64-bit
+// multiply) four 16x16 MULS (mul32 below), so the M0+ build is slower. Since p = -1 mod 2^32,
 // the Montgomery factor -p^-1 mod 2^32 is 1.
 //
 // Points are Jacobian (X, Y, Z) standing for (X/Z^2, Y/Z^3); Z = 0 is the
@@ -29,8 +28,8 @@
 // takes the same path); the inversion at the end is a power by the public
 // exponent p - 2 (its branches depend on p only); Cortex-M3's UMULL/UMLAL
 // finish early for small operands (3-7 cycles), so a multiply's time there
-// depends on the data; on ARMv6-M the 64-bit products are the compiler's
-// helper call, whose timing is not checked; the compiler is trusted not to
+// depends on the data (ARMv6-M's MULS does not: 1 cycle on an RP2040, 32
+// with the small multiplier); the compiler is trusted not to
 // turn the masks into branches (not checked instruction by instruction);
 // there is no scalar or coordinate blinding; the signature's arithmetic
 // mod n around this (firmware/crypto/sm2.py) is Python integers.
@@ -60,6 +59,25 @@ static const uint8_t N_BE[32] = {
     0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
     0x72, 0x03, 0xDF, 0x6B, 0x21, 0xC6, 0x05, 0x2B, 0x53, 0xBB, 0xF4, 0x09, 0x39, 0xD5, 0x41, 0x23,
 };
+
+// 32x32->64. ARMv6-M has no 64-bit multiply (MULS gives the low 32 bits),
+// and GCC's (uint64_t)a * b there is a call to the 64x64 helper: four 16x16
+// products inline instead (no carry can overflow: each partial sum stays
+// below 2^32). EMVN_LIMB16 (the host tests' ARMv6-M build) takes this path too.
+#if defined(__ARM_ARCH_6M__) || defined(EMVN_LIMB16)
+static inline uint64_t mul32(uint32_t a, uint32_t b) {
+    uint32_t al = a & 0xFFFF, ah = a >> 16, bl = b & 0xFFFF, bh = b >> 16;
+    uint32_t ll = al * bl;
+    uint32_t mid = al * bh + (ll >> 16);
+    uint32_t mid2 = ah * bl + (mid & 0xFFFF);
+    uint32_t hi = ah * bh + (mid >> 16) + (mid2 >> 16);
+    return ((uint64_t)hi << 32) | ((mid2 << 16) | (ll & 0xFFFF));
+}
+#else
+static inline uint64_t mul32(uint32_t a, uint32_t b) {
+    return (uint64_t)a * b;
+}
+#endif
 
 // ---- field arithmetic mod p ----
 
@@ -115,7 +133,7 @@ static void fe_mul(fe r, const fe a, const fe b) {
         uint64_t c = 0;
         uint32_t bi = b[i];
         for (int j = 0; j < 8; j++) {
-            c += (uint64_t)a[j] * bi + t[j];
+            c += mul32(a[j], bi) + t[j];
             t[j] = (uint32_t)c;
             c >>= 32;
         }
@@ -123,9 +141,9 @@ static void fe_mul(fe r, const fe a, const fe b) {
         t[8] = (uint32_t)c;
         t[9] = (uint32_t)(c >> 32);
         uint32_t m = t[0];
-        c = ((uint64_t)m * P[0] + t[0]) >> 32;
+        c = (mul32(m, P[0]) + t[0]) >> 32;
         for (int j = 1; j < 8; j++) {
-            c += (uint64_t)m * P[j] + t[j];
+            c += mul32(m, P[j]) + t[j];
             t[j - 1] = (uint32_t)c;
             c >>= 32;
         }
