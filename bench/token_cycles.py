@@ -5,9 +5,9 @@ ARMv6-M code, the RP2040's instruction set) with
 :func:`emvkit.terminal.token.build.build` into ``build/bench-token/``, with the
 device-side probe ``bench/portable/token_probe.py`` frozen in beside the
 firmware, boots each under ``qemu-system-arm -icount shift=0`` and, for each
-built-in card (visa, mastercard, unionpay, wearable, and unionpay-sm: the
+built-in card (visa, mastercard, unionpay, wearable; and unionpay-sm, the
 UnionPay card with the SM suite, whose fDDA signature is SM2 over an SM3
-digest), replays on the device
+digest, when asked with --cards: see DEFAULT_CARDS), replays on the device
 the C-APDUs of one full contactless transaction at 12.34 EUR (an offline
 approval with fDDA, or CDA for Mastercard), as the kernel sends them to
 ``emu:CARD?rng=counting`` on the host (pinned date, time and unpredictable
@@ -133,6 +133,9 @@ from emvkit.terminal.transport.emu import from_url  # noqa: E402
 BOARDS = ("qemu_m3", "qemu_m0plus")
 BUILD_NAMES = {"qemu_m3": "MPS2_AN385", "qemu_m0plus": "MPS2_AN385-M0PLUS"}  # sys.implementation._build
 CARDS = ("visa", "mastercard", "unionpay", "wearable", "unionpay-sm")
+# Not the SM card by default: after its transactions the heap is too fragmented for the probe's 16 padded runs
+# (docs/benchmarks.md, the SM card's section); measure it with --cards unionpay-sm --runs 4 --heap-step 0.
+DEFAULT_CARDS = ("visa", "mastercard", "unionpay", "wearable")
 DATE = datetime.date(2026, 6, 1)  # inside every built-in card's validity
 TIME = datetime.time(12, 0, 0)
 AMOUNT = 1234  # 12.34 EUR: below the floor limit, an offline approval with fDDA / CDA
@@ -523,7 +526,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=RUNS,
                         help=f"plain runs per card and starting point, each with another heap layout; "
                              f"medians (default {RUNS})")
-    parser.add_argument("--cards", default=",".join(CARDS), help=f"comma-separated (default {','.join(CARDS)})")
+    parser.add_argument("--cards", default=",".join(DEFAULT_CARDS),
+                        help=f"comma-separated, of {','.join(CARDS)} (default {','.join(DEFAULT_CARDS)})")
     parser.add_argument("--boards", default=",".join(BOARDS), help=f"comma-separated (default {','.join(BOARDS)})")
     args = parser.parse_args()
     cards = [c for c in args.cards.split(",") if c]
