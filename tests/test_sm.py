@@ -25,7 +25,7 @@ from gmssl import sm4 as gm_sm4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emvkit.firmware.crypto import sm2, sm3, sm4
+from emvkit.firmware.crypto import provider, sm2, sm3, sm4
 from emvkit.terminal.config_files import load_config
 from emvkit.terminal.emulator.cards import open_card
 from emvkit.terminal.kernel.context import TransactionRequest
@@ -186,3 +186,69 @@ def test_the_sm_card_with_a_stuck_random_source_answers_6f00_and_the_tap_ends() 
     gpo = next(e for e in tap.trace.exchanges if e.command[1] == 0xA8)
     assert gpo.response == b"\x6f\x00"  # fDDA needs k: no signature, no answer but "no precise diagnosis"
     assert tap.result.outcome.outcome is not Outcome.APPROVED
+
+
+def test_sm2_multiply_goes_through_a_backends_sm2_mul_and_use_pure_bypasses_it() -> None:
+    # The provider's seam: a backend with sm2_mul (here gmssl's scalar multiplication, standing in for
+    # _emvnative's) takes sm2.multiply on sm2p256v1, so sign_digest and public_key too, and its powmod
+    # sign_digest's inverse of 1 + d; use_pure(True) goes back to the portable arithmetic; the same results.
+    calls: list[tuple[bytes, bytes | None]] = []
+    powers: list[bytes] = []
+    g_hex = f"{sm2.SM2P256V1.gx:064x}{sm2.SM2P256V1.gy:064x}"
+
+    class Backend:
+        @staticmethod
+        def sm2_mul(k: bytes, point: bytes | None) -> bytes:
+            calls.append((k, point))
+            kv = int.from_bytes(k, "big")
+            if len(k) != 32 or not 1 <= kv < sm2.SM2P256V1.n:
+                raise ValueError("input out of range")
+            gm = gm_sm2.CryptSM2(private_key="01", public_key=g_hex)
+            return bytes.fromhex(gm._kg(kv, g_hex if point is None else point.hex()))
+
+        @staticmethod
+        def powmod(x: bytes, e: bytes, n: bytes) -> bytes:  # sign_digest's inverse mod n goes here
+            powers.append(e)
+            value = pow(int.from_bytes(x, "big"), int.from_bytes(e, "big"), int.from_bytes(n, "big"))
+            return value.to_bytes(len(n), "big")
+
+    class Refusing:
+        @staticmethod
+        def sm2_mul(k: bytes, point: bytes | None) -> bytes:
+            raise ValueError("point not on the curve")
+
+    d, pub = _keys(2026, 1)[0]
+    e = bytes(range(32))
+    k = 0x1234567890ABCDEF
+
+    def pinned(n: int) -> bytes:
+        return k.to_bytes(n, "big")
+
+    portable = sm2.sign_digest(d, e, pinned)
+    q = sm2.multiply(sm2.SM2P256V1, 5, pub)
+    assert provider.backend_sm2() == "pure" and not calls
+    try:
+        provider.use_backend(Backend())
+        assert provider.backend_sm2() == "native"
+        assert sm2.public_key(d) == pub
+        assert sm2.sign_digest(d, e, pinned) == portable
+        assert sm2.multiply(sm2.SM2P256V1, 5, pub) == q
+        assert [c[1] for c in calls] == [None, None, pub[0].to_bytes(32, "big") + pub[1].to_bytes(32, "big")]
+        assert calls[1][0] == k.to_bytes(32, "big")
+        assert powers == [(sm2.SM2P256V1.n - 2).to_bytes(32, "big")]
+        other = sm2.Curve("example", sm2.SM2P256V1.p, sm2.SM2P256V1.a, sm2.SM2P256V1.b, sm2.SM2P256V1.n,
+                          sm2.SM2P256V1.gx, sm2.SM2P256V1.gy)
+        assert sm2.multiply(other, 5, pub) == q and len(calls) == 3  # another Curve object: the portable code
+        provider.use_backend(Refusing())
+        with pytest.raises(sm2.SM2Error, match="point not on the curve"):  # the backend's ValueError
+            sm2.multiply(sm2.SM2P256V1, 5, (1, 2))
+        provider.use_backend(Backend())
+        provider.use_pure(True)
+        assert provider.backend_sm2() == "pure"
+        before = len(calls)
+        assert sm2.sign_digest(d, e, pinned) == portable
+        assert len(calls) == before and len(powers) == 1
+    finally:
+        provider.use_pure(False)
+        provider.use_backend(None)
+    assert provider.backend_sm2() == "pure"

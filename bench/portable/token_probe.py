@@ -27,8 +27,9 @@
 # differently (timed_runs): ticks and bytes allocated (micropython.mem_total())
 # per C-APDU and run; the R-APDUs of the first run, which the host compares
 # with the emulator's, the others compared here. Then half as many runs with
-# the crypto entry points wrapped (ticks inside RSA, SHA-1 and DES, outermost
-# call of each group only, per C-APDU, and calls per entry point). Then the heap
+# the crypto entry points wrapped (ticks inside RSA, SHA-1, DES, the SM2
+# signature and SM3, outermost call of each group only, per C-APDU, and calls
+# per entry point). Then the heap
 # search, from "later": the least free heap (after gc.collect(), the card
 # built and idle) with which the whole transaction still completes with the
 # same R-APDUs, found by blocking the rest of the heap with bytearrays and
@@ -62,12 +63,16 @@ _mem_total = getattr(micropython, "mem_total", None)
 
 MARK = "@TP "
 PAD = 512  # bytes of padding per run (see timed_runs)
-GROUPS = ("rsa", "sha1", "des")
+GROUPS = ("rsa", "sha1", "des", "sm2", "sm3")
 
 # (group, owner, attribute, label): every crypto entry point the card can
 # reach. The card and the crypto code call them through the module or the
-# class (provider.powmod, provider.sha1, key.private, ...), looked up at call
-# time, so replacing the attribute here is seen by every caller.
+# class (provider.powmod, provider.sha1, key.private, sm2.sign_digest, ...),
+# looked up at call time, so replacing the attribute here is seen by every
+# caller. An owner given as a string is a module (or "module:Class") of the
+# SM suite, found in sys.modules when the meter is installed: only the SM
+# card imports them, and importing them here would change the other cards'
+# heap figures; an owner not loaded is not wrapped.
 ENTRY_POINTS = (
     (0, rsa.RSAPrivateKey, "private", "rsa.RSAPrivateKey.private"),
     (0, provider, "powmod", "provider.powmod"),
@@ -80,7 +85,23 @@ ENTRY_POINTS = (
     (2, provider, "des_cbc_encrypt", "provider.des_cbc_encrypt"),
     (2, des._BlockCipher, "encrypt_block", "des (pure) encrypt_block"),
     (2, des._BlockCipher, "decrypt_block", "des (pure) decrypt_block"),
+    (3, "sm2", "sign_digest", "sm2.sign_digest"),
+    (3, "sm2", "multiply", "sm2.multiply"),
+    (4, "sm3:SM3", "update", "sm3.SM3.update"),
+    (4, "sm3:SM3", "digest", "sm3.SM3.digest"),
+    (4, "sm3", "sm3", "sm3.sm3"),
 )
+
+
+def _owner(owner):
+    # The object behind an ENTRY_POINTS owner, or None (an SM module not loaded).
+    if not isinstance(owner, str):
+        return owner
+    name, _, cls = owner.partition(":")
+    mod = sys.modules.get("firmware.crypto." + name) or sys.modules.get("emvkit.firmware.crypto." + name)
+    if mod is None:
+        return None
+    return getattr(mod, cls) if cls else mod
 
 
 class Meter:
@@ -88,8 +109,8 @@ class Meter:
     # nested entry point is not counted twice) and, per entry point, calls
     # and ticks including what it calls.
     def __init__(self):
-        self.group_ticks = [0, 0, 0]
-        self.depth = [0, 0, 0]
+        self.group_ticks = [0] * len(GROUPS)
+        self.depth = [0] * len(GROUPS)
         self.calls = [0] * len(ENTRY_POINTS)
         self.ticks = [0] * len(ENTRY_POINTS)
         self.saved = []
@@ -114,6 +135,9 @@ class Meter:
 
     def install(self):
         for index, (group, owner, name, _label) in enumerate(ENTRY_POINTS):
+            owner = _owner(owner)
+            if owner is None:
+                continue
             func = getattr(owner, name)
             self.saved.append((owner, name, func))
             setattr(owner, name, self._wrap(index, group, func))
@@ -219,7 +243,7 @@ def metered_run(card, commands, cache, pad):
     # padding held (see timed_runs): ticks per group, per entry point and per
     # C-APDU.
     meter = Meter()
-    by_command = [None] * len(commands)  # [rsa, sha1, des] ticks per C-APDU
+    by_command = [None] * len(commands)  # ticks per group (GROUPS) per C-APDU
     padding = [None]
     meter.install()
     try:
@@ -228,9 +252,9 @@ def metered_run(card, commands, cache, pad):
         g = meter.group_ticks
         t0 = _ticks()
         for i in range(len(commands)):
-            before = (g[0], g[1], g[2])
+            before = list(g)
             card.process(commands[i])
-            by_command[i] = [g[0] - before[0], g[1] - before[1], g[2] - before[2]]
+            by_command[i] = [g[j] - before[j] for j in range(len(g))]
         total = _diff(_ticks(), t0)
     finally:
         padding[0] = None
@@ -356,7 +380,12 @@ def run_card(job, emit):
 
 
 def emit(message):
-    print(MARK + json.dumps(message))
+    # Streamed to the UART, never one string on the heap: a part takes a few
+    # KB, and after the SM card's pure SM2 runs the heap's largest free block
+    # can be smaller than that (many KB free, in pieces).
+    sys.stdout.write(MARK)
+    json.dump(message, sys.stdout)
+    sys.stdout.write("\n")
 
 
 def main():
@@ -370,6 +399,8 @@ def main():
         "sha1": provider.backend_sha1(),
         "des": provider.backend(),
         "powmod": provider.backend_powmod(),
+        "sm2": provider.backend_sm2(),
+        "sm3": provider.backend_sm3(),
     }
     emit(info)
     while True:

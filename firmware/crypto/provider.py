@@ -1,24 +1,29 @@
 # The one crypto provider the card code uses (DES/TDEA blocks, SHA-1,
-# SHA-256, the RSA arithmetic, random bytes).
+# SHA-256, the RSA arithmetic, SM2 scalar multiplication, SM3's compression
+# function, random bytes).
 #
 # Portable: runs unchanged on CPython and MicroPython.
 # - CPython: DES/TDEA from `cryptography` (OpenSSL) with one reusable ECB
 #   context per key, hashes from hashlib, modular exponentiation from gmpy2.
 # - MicroPython with the native backend (the user C module _emvnative of
 #   firmware/native/, built into the token images): DES/TDEA, SHA-1, the
-#   RSA private operation (CRT) and the public-exponent check in C.
+#   RSA private operation (CRT), the public-exponent check, SM2 scalar
+#   multiplication on sm2p256v1 and SM3's compression function in C.
 # - MicroPython without it (the unix port, a port built without the
 #   module): hashlib where the port has the algorithm, the pure SHA-1
-#   otherwise; the pure DES; the builtin pow().
-# use_pure(True) forces the pure DES and SHA-1 and the builtin pow()
-# everywhere, so tests can check pure == native. SHA-256 always comes from
-# hashlib.
+#   otherwise; the pure DES; the builtin pow(); sm2.py's and sm3.py's own
+#   arithmetic.
+# use_pure(True) forces the pure DES and SHA-1, the builtin pow() and
+# sm2.py's and sm3.py's arithmetic everywhere, so tests can check pure == native. SHA-256
+# always comes from hashlib.
 #
 # The native backend is a seam: use_backend(obj) installs any object with
 # _emvnative's functions (rsa_crt, powmod, des_keys, des_ecb, des_cbc and,
-# optionally, sha1; see docs/firmware.md), e.g. a port's module over an RSA
-# accelerator. SHA-1: the backend's sha1 where it has one, else hashlib.sha1,
-# else the pure one.
+# optionally, sha1, sm2_mul and sm3_compress; see docs/firmware.md), e.g. a
+# port's module over an RSA accelerator. SHA-1: the backend's sha1 where it
+# has one, else hashlib.sha1, else the pure one. SM2 and SM3: the backend's
+# sm2_mul and sm3_compress where it has them, else sm2.py's and sm3.py's
+# arithmetic.
 #
 # The pure DES is imported the first time it is used (its tables take 7 KB
 # of heap on a 32-bit port, which an image with a native DES never needs).
@@ -91,6 +96,8 @@ _native = _import_native()
 
 _HAVE_NATIVE_DES = _tdea is not None or _native is not None
 _native_sha1 = getattr(_native, "sha1", None)
+_native_sm2 = getattr(_native, "sm2_mul", None)
+_native_sm3 = getattr(_native, "sm3_compress", None)
 _HAVE_SHA1 = _hashlib is not None and hasattr(_hashlib, "sha1")
 _HAVE_SHA256 = _hashlib is not None and hasattr(_hashlib, "sha256")
 
@@ -104,8 +111,8 @@ _pure_des = not _HAVE_NATIVE_DES
 
 
 def use_pure(flag: bool = True) -> None:
-    # Force (True) or release (False) the pure-Python DES and SHA-1 and the
-    # builtin pow().
+    # Force (True) or release (False) the pure-Python DES and SHA-1, the
+    # builtin pow() and sm2.py's and sm3.py's arithmetic.
     global _forced, _pure_des
     _forced = bool(flag)
     _pure_des = _forced or not _HAVE_NATIVE_DES
@@ -115,9 +122,11 @@ def use_pure(flag: bool = True) -> None:
 def use_backend(native) -> None:
     # Install a native backend (an object with _emvnative's functions), or
     # None to use the portable code; drops the cached key schedules.
-    global _native, _native_sha1, _HAVE_NATIVE_DES, _pure_des
+    global _native, _native_sha1, _native_sm2, _native_sm3, _HAVE_NATIVE_DES, _pure_des
     _native = native
     _native_sha1 = getattr(native, "sha1", None)
+    _native_sm2 = getattr(native, "sm2_mul", None)
+    _native_sm3 = getattr(native, "sm3_compress", None)
     _HAVE_NATIVE_DES = _tdea is not None or _native is not None
     _pure_des = _forced or not _HAVE_NATIVE_DES
     _cache.clear()
@@ -305,6 +314,49 @@ def backend_sha1() -> str:
     if _native_sha1 is not None:
         return "native"
     return "hashlib" if _HAVE_SHA1 else "pure"
+
+
+def native_sm2() -> bool:
+    # Whether sm2_mul() is available (sm2.multiply on sm2p256v1 then uses it).
+    return _native_sm2 is not None and not _forced
+
+
+def sm2_mul(k: bytes, point: "bytes | None" = None) -> bytes:
+    # [k]P on sm2p256v1 (GB/T 32918.5) in the native backend: k 32 bytes
+    # big-endian, 1 <= k < n; point x || y (64 bytes, checked to be on the
+    # curve) or None for the base point G; x || y (64 bytes) out. ValueError
+    # for a bad scalar or point; NotImplementedError without the backend.
+    mul = _native_sm2
+    if mul is None or _forced:
+        raise NotImplementedError("no native SM2 backend")
+    return mul(k, point)
+
+
+def backend_sm2() -> str:
+    # How SM2 scalar multiplications on sm2p256v1 are done: "native" or
+    # "pure" (sm2.py's arithmetic on Python integers).
+    return "native" if native_sm2() else "pure"
+
+
+def native_sm3() -> bool:
+    # Whether sm3_compress() is available (sm3.py's SM3 then uses it).
+    return _native_sm3 is not None and not _forced
+
+
+def sm3_compress(state: bytes, blocks: bytes) -> bytes:
+    # SM3's compression function CF (GB/T 32905 §5.3) in the native backend,
+    # over whole 64-byte blocks from the 32-byte chaining value (eight
+    # big-endian words); the new chaining value. NotImplementedError without
+    # the backend.
+    compress = _native_sm3
+    if compress is None or _forced:
+        raise NotImplementedError("no native SM3 backend")
+    return compress(state, blocks)
+
+
+def backend_sm3() -> str:
+    # Which SM3 compression is in use: "native" or "pure" (sm3.py's).
+    return "native" if native_sm3() else "pure"
 
 
 def sha256(data: bytes) -> bytes:

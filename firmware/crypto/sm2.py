@@ -8,10 +8,13 @@
 # infinity; the arithmetic runs in Jacobian coordinates (X, Y, Z) standing
 # for (X/Z^2, Y/Z^3), with one inversion at the end of a multiplication.
 #
-# Not constant-time: Python big integers and the branches on scalar bits
-# leak timing. Fine for a test card and the terminal's verification (which
-# handles public data only); a card that must resist side channels needs a
-# native implementation.
+# Where the provider has a native backend with sm2_mul (the token images:
+# firmware/native/sm2.c), multiply() on sm2p256v1 runs there: a fixed
+# window without branches on the scalar (docs/firmware.md says what is and
+# is not constant-time). The portable code here is not constant-time:
+# Python big integers and the branches on scalar bits leak timing. Fine for
+# a test card and the terminal's verification (which handles public data
+# only); sign_digest's arithmetic mod n stays in Python on every port.
 #
 # Portable: runs unchanged on CPython and MicroPython (big ints, 3-argument
 # pow; no int.bit_length(), no pow(x, -1, m)).
@@ -150,10 +153,13 @@ def _bits(k: int) -> str:
 
 
 def multiply(c: Curve, k: int, point: "tuple | None") -> "tuple | None":
-    # [k]P for an affine point (left-to-right double and add; not constant-time).
+    # [k]P for an affine point: the native backend on sm2p256v1 when the
+    # provider has one, else left-to-right double and add (not constant-time).
     k %= c.n
     if k == 0 or point is None:
         return None
+    if c is SM2P256V1 and provider.native_sm2():
+        return _native_multiply(c, k, point)
     px, py = point
     acc = (1, 1, 0)
     for bit in _bits(k):
@@ -161,6 +167,19 @@ def multiply(c: Curve, k: int, point: "tuple | None") -> "tuple | None":
         if bit == "1":
             acc = _add(c, acc[0], acc[1], acc[2], px, py, 1)
     return _affine(c, acc)
+
+
+def _native_multiply(c: Curve, k: int, point: tuple) -> tuple:
+    # [k]P through provider.sm2_mul (k in [1, n-1]); the base point goes as
+    # None (no on-curve check needed). A point not on the curve is an SM2Error.
+    px, py = point
+    size = c.size
+    q = None if px == c.gx and py == c.gy else px.to_bytes(size, "big") + py.to_bytes(size, "big")
+    try:
+        xy = provider.sm2_mul(k.to_bytes(size, "big"), q)
+    except ValueError as exc:
+        raise SM2Error("SM2 scalar multiplication: %s" % exc) from exc
+    return (int.from_bytes(xy[:size], "big"), int.from_bytes(xy[size:], "big"))
 
 
 def multiply_add(c: Curve, k1: int, p1: "tuple | None", k2: int, p2: "tuple | None") -> "tuple | None":
@@ -295,6 +314,16 @@ def _random_scalar(c: Curve, rng) -> int:  # rng(nbytes) -> bytes
     raise SM2Error("the random source gave no usable k in %d draws" % _DRAWS)
 
 
+def _inverse_mod_n(c: Curve, x: int) -> int:
+    # x^-1 mod n = x^(n-2) mod n (n is prime, Fermat). Through the native
+    # Montgomery power where the provider has it (about 6 M instructions in
+    # Python on a Cortex-M3): its time depends on the exponent, which is the
+    # public n - 2, not on x (the private key plus one).
+    if provider.native_rsa():
+        return _int(provider.rsa_public(_be(c, x % c.n), _be(c, c.n - 2), _be(c, c.n)))
+    return pow(x, c.n - 2, c.n)
+
+
 def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
     # r || s (2 x size bytes) over the digest e (§6.1 steps A3-A7):
     # (x1, y1) = [k]G, r = (e + x1) mod n, retried on r = 0 or r + k = n;
@@ -306,7 +335,7 @@ def sign_digest(d: int, e: bytes, rng=None, curve: Curve = SM2P256V1) -> bytes:
     if rng is None:
         rng = provider.random_bytes
     ev = _int(e)
-    inv = pow(1 + d, n - 2, n)  # n is prime (Fermat)
+    inv = _inverse_mod_n(curve, 1 + d)
     for _ in range(_DRAWS):
         k = _random_scalar(curve, rng)
         point = multiply(curve, k, curve.g)

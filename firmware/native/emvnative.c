@@ -10,11 +10,19 @@
 //   des_ecb(schedule, data) -> bytes          ECB over whole 8-byte blocks
 //   des_cbc(schedule, data, iv) -> bytes      CBC encryption over whole blocks
 //   sha1(data) -> bytes                       SHA-1 (FIPS 180-4) of any buffer, 20 bytes
+//   sm2_mul(k, point) -> bytes                [k]P on sm2p256v1 as x || y (64 bytes): k 32
+//                                             bytes big-endian, 1 <= k < n; point x || y
+//                                             (64 bytes, checked to be on the curve) or
+//                                             None for the base point G
+//   sm3_compress(state, blocks) -> bytes      SM3's compression function over whole
+//                                             64-byte blocks from the 32-byte chaining
+//                                             value; the new one (32 bytes)
 //   LIMB_BITS                                 32 (Armv7-M and others) or 16 (ARMv6-M)
 //
-// Errors: ValueError for a wrong length, an even modulus or an input out of
-// range. Scratch memory that held key material is zeroed before it is freed.
-// What is and is not constant-time: mont.c and des.c.
+// Errors: ValueError for a wrong length, an even modulus, an input out of
+// range or a point not on the curve. Scratch memory that held key material
+// is zeroed before it is freed. What is and is not constant-time: mont.c,
+// des.c, sm2.c and sm3.c.
 
 #include <string.h>
 
@@ -55,6 +63,8 @@ static void raise_for(int err) {
             mp_raise_ValueError(MP_ERROR_TEXT("modulus must be odd"));
         case EMVN_TOO_LARGE:
             mp_raise_ValueError(MP_ERROR_TEXT("number too large"));
+        case EMVN_NOT_ON_CURVE:
+            mp_raise_ValueError(MP_ERROR_TEXT("point not on the curve"));
         default:
             mp_raise_ValueError(MP_ERROR_TEXT("input out of range"));
     }
@@ -226,6 +236,47 @@ static mp_obj_t emvnative_sha1(mp_obj_t data_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(emvnative_sha1_obj, emvnative_sha1);
 
+// ---- SM2 ----
+
+static mp_obj_t emvnative_sm2_mul(mp_obj_t k_in, mp_obj_t point_in) {
+    mp_buffer_info_t k, point;
+    mp_get_buffer_raise(k_in, &k, MP_BUFFER_READ);
+    const uint8_t *p = NULL;
+    if (point_in != mp_const_none) {
+        mp_get_buffer_raise(point_in, &point, MP_BUFFER_READ);
+        if (point.len != 64) {
+            mp_raise_ValueError(MP_ERROR_TEXT("an SM2 point is x || y, 64 bytes"));
+        }
+        p = point.buf;
+    }
+    if (k.len != 32) {
+        mp_raise_ValueError(MP_ERROR_TEXT("an SM2 scalar is 32 bytes"));
+    }
+    uint8_t out[64];
+    int err = emvn_sm2_mul(out, k.buf, p);
+    if (err != EMVN_OK) {
+        raise_for(err);
+    }
+    return mp_obj_new_bytes(out, sizeof(out));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(emvnative_sm2_mul_obj, emvnative_sm2_mul);
+
+// ---- SM3 ----
+
+static mp_obj_t emvnative_sm3_compress(mp_obj_t state_in, mp_obj_t blocks_in) {
+    mp_buffer_info_t state, blocks;
+    mp_get_buffer_raise(state_in, &state, MP_BUFFER_READ);
+    mp_get_buffer_raise(blocks_in, &blocks, MP_BUFFER_READ);
+    if (state.len != EMVN_SM3_BYTES || blocks.len % 64) {
+        mp_raise_ValueError(MP_ERROR_TEXT("SM3: a 32-byte state and whole 64-byte blocks"));
+    }
+    uint8_t out[EMVN_SM3_BYTES];
+    memcpy(out, state.buf, EMVN_SM3_BYTES);
+    emvn_sm3_compress(out, blocks.buf, blocks.len / 64);
+    return mp_obj_new_bytes(out, sizeof(out));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(emvnative_sm3_compress_obj, emvnative_sm3_compress);
+
 static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__emvnative) },
     { MP_ROM_QSTR(MP_QSTR_rsa_crt), MP_ROM_PTR(&emvnative_rsa_crt_obj) },
@@ -234,6 +285,8 @@ static const mp_rom_map_elem_t emvnative_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_des_ecb), MP_ROM_PTR(&emvnative_des_ecb_obj) },
     { MP_ROM_QSTR(MP_QSTR_des_cbc), MP_ROM_PTR(&emvnative_des_cbc_obj) },
     { MP_ROM_QSTR(MP_QSTR_sha1), MP_ROM_PTR(&emvnative_sha1_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sm2_mul), MP_ROM_PTR(&emvnative_sm2_mul_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sm3_compress), MP_ROM_PTR(&emvnative_sm3_compress_obj) },
     { MP_ROM_QSTR(MP_QSTR_LIMB_BITS), MP_ROM_INT(EMVN_LIMB_BITS) },
 };
 static MP_DEFINE_CONST_DICT(emvnative_globals, emvnative_globals_table);

@@ -1,5 +1,6 @@
 // Native arithmetic for the card's crypto (the MicroPython user C module
-// _emvnative): Montgomery modular exponentiation for RSA, DES/TDEA and SHA-1.
+// _emvnative): Montgomery modular exponentiation for RSA, DES/TDEA, SHA-1,
+// SM2 scalar multiplication and the SM3 compression function.
 // See emvnative.c for the Python interface and docs/firmware.md
 // ("the crypto provider") for what is and is not constant-time.
 #ifndef EMVNATIVE_H
@@ -19,6 +20,18 @@ typedef uint32_t emvn_dlimb_t;
 typedef uint32_t emvn_limb_t;
 typedef uint64_t emvn_dlimb_t;
 #define EMVN_LIMB_BITS (32)
+// SM3 (GB/T 32905): the compression function over nblocks whole 64-byte
+// blocks, the 32-byte chaining value (eight big-endian words) updated in place.
+#define EMVN_SM3_BYTES (32)
+void emvn_sm3_compress(uint8_t state[EMVN_SM3_BYTES], const uint8_t *blocks, size_t nblocks);
+
+// SM2 (sm2p256v1, GB/T 32918.5): out = x || y (big-endian, 32 bytes each) of
+// [k]P for the 32-byte big-endian scalar k, 1 <= k < n, and the point P =
+// point (x || y, 64 bytes, checked to lie on the curve) or the base point G
+// when point is NULL. EMVN_INPUT_RANGE for k out of range, EMVN_NOT_ON_CURVE
+// for a bad point. What is and is not constant-time: sm2.c.
+int emvn_sm2_mul(uint8_t out[64], const uint8_t k[32], const uint8_t *point);
+
 #endif
 #define EMVN_LIMB_BYTES (EMVN_LIMB_BITS / 8)
 
@@ -36,6 +49,7 @@ typedef uint64_t emvn_dlimb_t;
 #define EMVN_EVEN_MODULUS (1)
 #define EMVN_TOO_LARGE (2)
 #define EMVN_INPUT_RANGE (3)
+#define EMVN_NOT_ON_CURVE (4)
 
 // Limbs needed for a big-endian number of len bytes (leading zero bytes ignored).
 size_t emvn_limbs_for(const uint8_t *be, size_t len);
@@ -56,6 +70,18 @@ int emvn_rsa_crt(uint8_t *out, size_t out_len, const uint8_t *c, size_t c_len, c
 // ARMv6-M (mont_armv6m.c), the inner loop of mont.c's products there.
 #if defined(__ARM_ARCH_6M__)
 emvn_limb_t emvn_mac_armv6m(emvn_limb_t *t, const emvn_limb_t *a, emvn_limb_t b, size_t s);
+// SM3 (GB/T 32905): the compression function over nblocks whole 64-byte
+// blocks, the 32-byte chaining value (eight big-endian words) updated in place.
+#define EMVN_SM3_BYTES (32)
+void emvn_sm3_compress(uint8_t state[EMVN_SM3_BYTES], const uint8_t *blocks, size_t nblocks);
+
+// SM2 (sm2p256v1, GB/T 32918.5): out = x || y (big-endian, 32 bytes each) of
+// [k]P for the 32-byte big-endian scalar k, 1 <= k < n, and the point P =
+// point (x || y, 64 bytes, checked to lie on the curve) or the base point G
+// when point is NULL. EMVN_INPUT_RANGE for k out of range, EMVN_NOT_ON_CURVE
+// for a bad point. What is and is not constant-time: sm2.c.
+int emvn_sm2_mul(uint8_t out[64], const uint8_t k[32], const uint8_t *point);
+
 #endif
 
 // DES: the cooked key schedule of one 8-byte key (32 words), and one block
@@ -67,5 +93,17 @@ void emvn_des_crypt(const uint32_t *ks, size_t words, const uint8_t *in, uint8_t
 // SHA-1 (FIPS 180-4) of len bytes of data, one shot: the 20-byte digest into out.
 #define EMVN_SHA1_BYTES (20)
 void emvn_sha1(uint8_t out[EMVN_SHA1_BYTES], const uint8_t *data, size_t len);
+
+// SM3 (GB/T 32905): the compression function over nblocks whole 64-byte
+// blocks, the 32-byte chaining value (eight big-endian words) updated in place.
+#define EMVN_SM3_BYTES (32)
+void emvn_sm3_compress(uint8_t state[EMVN_SM3_BYTES], const uint8_t *blocks, size_t nblocks);
+
+// SM2 (sm2p256v1, GB/T 32918.5): out = x || y (big-endian, 32 bytes each) of
+// [k]P for the 32-byte big-endian scalar k, 1 <= k < n, and the point P =
+// point (x || y, 64 bytes, checked to lie on the curve) or the base point G
+// when point is NULL. EMVN_INPUT_RANGE for k out of range, EMVN_NOT_ON_CURVE
+// for a bad point. What is and is not constant-time: sm2.c.
+int emvn_sm2_mul(uint8_t out[64], const uint8_t k[32], const uint8_t *point);
 
 #endif

@@ -9,6 +9,8 @@ target_sources(usermod_emvnative INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/mont_armv6m.c
     ${CMAKE_CURRENT_LIST_DIR}/des.c
     ${CMAKE_CURRENT_LIST_DIR}/sha1.c
+    ${CMAKE_CURRENT_LIST_DIR}/sm2.c
+    ${CMAKE_CURRENT_LIST_DIR}/sm3.c
 )
 
 target_include_directories(usermod_emvnative INTERFACE

@@ -4,7 +4,10 @@ Each image is booted and a small line server runs on it: the host sends numbers 
 RSA through ``_emvnative.rsa_crt`` and ``powmod`` is checked against CPython's ``pow()`` on seeded random keys and
 inputs (tests/native_keys.py) and against MicroPython's own ``pow()`` on the device; DES/TDEA through the provider
 (which picks the native backend on these images) against the NIST vectors of tests/vectors/crypto/; SHA-1 through
-``_emvnative.sha1`` and the provider against the FIPS 180 examples and ``hashlib`` on the host.
+``_emvnative.sha1`` and the provider against the FIPS 180 examples and ``hashlib`` on the host; SM2 scalar
+multiplication through ``_emvnative.sm2_mul`` against ``gmssl``'s on the host and against the portable sm2.py on the
+device (``provider.use_pure(True)``), SM2 signatures made on the device verified by ``gmssl``, and SM3 (sm3.py over
+``_emvnative.sm3_compress``) against OpenSSL's on the host and the portable SM3 on the device.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from gmssl import sm2 as gm_sm2  # type: ignore[import-untyped]
 
+from emvkit.firmware.crypto import sm2
 from emvkit.terminal.token.qemu import QemuToken
 from tests.conftest import ROOT
 from tests.native_keys import Key, be, keys, messages
@@ -29,7 +35,7 @@ import crypto_cases
 SERVER = """
 import sys
 import _emvnative as N
-from firmware.crypto import provider, rsa
+from firmware.crypto import provider, rsa, sm2, sm3
 def _pow(x, e, n):
     return pow(int.from_bytes(x, 'big'), int.from_bytes(e, 'big'), int.from_bytes(n, 'big')).to_bytes(len(n), 'big')
 def _private(mode, c, n, e, p, q):
@@ -39,6 +45,34 @@ def _private(mode, c, n, e, p, q):
         return k.private(c)
     finally:
         provider.use_pure(False)
+def _point(b):
+    return (int.from_bytes(b[:32], 'big'), int.from_bytes(b[32:], 'big'))
+def _mul(mode, k, p):
+    provider.use_pure(mode == b'pure')
+    try:
+        r = sm2.multiply(sm2.SM2P256V1, int.from_bytes(k, 'big'), _point(p) if p else sm2.SM2P256V1.g)
+        return r[0].to_bytes(32, 'big') + r[1].to_bytes(32, 'big')
+    finally:
+        provider.use_pure(False)
+def _sign(mode, d, e, k):
+    provider.use_pure(mode == b'pure')
+    try:
+        return sm2.sign_digest(int.from_bytes(d, 'big'), e, lambda n: k)
+    finally:
+        provider.use_pure(False)
+def _pub(mode, d):
+    provider.use_pure(mode == b'pure')
+    try:
+        p = sm2.public_key(int.from_bytes(d, 'big'))
+        return p[0].to_bytes(32, 'big') + p[1].to_bytes(32, 'big')
+    finally:
+        provider.use_pure(False)
+def _sm3(mode, data):
+    provider.use_pure(mode == b'pure')
+    try:
+        return sm3.sm3(data[1:])
+    finally:
+        provider.use_pure(False)
 OPS = {
     'crt': N.rsa_crt, 'pow': N.powmod, 'pypow': _pow, 'private': _private,
     'e3': provider.des3_encrypt_block, 'd3': provider.des3_decrypt_block,
@@ -46,8 +80,12 @@ OPS = {
     'sha1': lambda x: N.sha1(x[1:]), 'sha1ba': lambda x: N.sha1(bytearray(x[1:])),
     'sha1mv': lambda x: N.sha1(memoryview(x)[1:]), 'sha1int': lambda x: N.sha1(len(x)),
     'psha1': lambda x: provider.sha1(x[1:]),
+    'sm2': N.sm2_mul, 'sm2g': lambda k: N.sm2_mul(k, None), 'sm2int': lambda k: N.sm2_mul(k, 5),
+    'mul': lambda mode, k, p: _mul(mode, k, p), 'mulg': lambda mode, k: _mul(mode, k, b''),
+    'sign': _sign, 'pub': _pub, 'sm3c': N.sm3_compress, 'sm3': _sm3,
 }
-print('READY', provider.backend(), provider.backend_powmod(), provider.backend_sha1(), N.LIMB_BITS)
+print('READY', provider.backend(), provider.backend_powmod(), provider.backend_sha1(), provider.backend_sm2(),
+      provider.backend_sm3(), N.LIMB_BITS)
 while True:
     w = sys.stdin.readline().split()
     if not w or w[0] == 'quit':
@@ -109,7 +147,7 @@ def device(request: pytest.FixtureRequest, images: dict[str, Path]) -> Iterator[
 def test_the_images_pick_the_native_backend(device: tuple[str, Device, str]) -> None:
     board, _dev, ready = device
     limb = 16 if board == "qemu_m0plus" else 32
-    assert ready == f"READY native native native {limb}"
+    assert ready == f"READY native native native native native {limb}"
 
 
 @pytest.mark.parametrize("k", keys(), ids=lambda k: f"{k.n.bit_length()}b-e{k.e}-p{k.p.bit_length()}")
@@ -230,3 +268,113 @@ def test_sha1_fips180_examples_and_hashlib_on_the_device(device: tuple[str, Devi
     assert dev.call("sha1mv", b"-" + data) == hashlib.sha1(data).digest()
     with pytest.raises(DeviceError, match="TypeError"):
         dev.call("sha1int", data)  # an int is no buffer
+
+
+# --- SM2 ---
+
+CURVE = sm2.SM2P256V1
+G_BYTES = CURVE.gx.to_bytes(32, "big") + CURVE.gy.to_bytes(32, "big")
+
+
+def b32(x: int) -> bytes:
+    return x.to_bytes(32, "big")
+
+
+def gmssl_mul(k: int, point: bytes) -> bytes:
+    # gmssl's own scalar multiplication (CryptSM2._kg), an implementation independent of ours.
+    gm = gm_sm2.CryptSM2(private_key="01", public_key=G_BYTES.hex())
+    return bytes.fromhex(gm._kg(k, point.hex()))
+
+
+def sm2_scalars(seed: int, count: int) -> list[int]:
+    n = CURVE.n
+    rnd = random.Random(seed)
+    edges = [1, 2, 3, 15, 16, 17, n - 1, n - 2, n - 16, 2**255 - 1, 0xFFFFFFFE << 224,
+             *[2**e for e in (1, 4, 31, 32, 64, 128, 200, 255)]]
+    return [*edges, *[rnd.randrange(1, n) for _ in range(count)]]
+
+
+def test_sm2_mul_on_the_device_equals_gmssl(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    for k in sm2_scalars(32918, 24):
+        assert dev.call("sm2g", b32(k)) == gmssl_mul(k, G_BYTES), hex(k)
+    rnd = random.Random(7)
+    for _ in range(3):
+        q = gmssl_mul(rnd.randrange(1, CURVE.n), G_BYTES)
+        for k in (1, CURVE.n - 1, rnd.randrange(1, CURVE.n), rnd.randrange(1, CURVE.n)):
+            assert dev.call("sm2", b32(k), q) == gmssl_mul(k, q), hex(k)
+
+
+def test_sm2_native_equals_the_portable_code_on_the_device(device: tuple[str, Device, str]) -> None:
+    # sm2.multiply through the provider, native and with use_pure(True): the same points, the base point and another.
+    _board, dev, _ready = device
+    rnd = random.Random(11)
+    q = gmssl_mul(rnd.randrange(1, CURVE.n), G_BYTES)
+    for k in (1, CURVE.n - 1, 2**128, rnd.randrange(1, CURVE.n)):
+        native = dev.call("mulg", b"native", b32(k))
+        assert native == dev.call("mulg", b"pure", b32(k)) == gmssl_mul(k, G_BYTES), hex(k)
+    k = rnd.randrange(1, CURVE.n)
+    assert dev.call("mul", b"native", b32(k), q) == dev.call("mul", b"pure", b32(k), q) == gmssl_mul(k, q)
+    d = rnd.randrange(1, CURVE.n - 1)
+    assert dev.call("pub", b"native", b32(d)) == dev.call("pub", b"pure", b32(d)) == gmssl_mul(d, G_BYTES)
+
+
+def test_sm2_signatures_made_on_the_device_verify_with_gmssl(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    rnd = random.Random(3291)
+    for i in range(4):
+        d = rnd.randrange(1, CURVE.n - 1)
+        public = gmssl_mul(d, G_BYTES)
+        gm = gm_sm2.CryptSM2(private_key=f"{d:064x}", public_key=public.hex())
+        e = rnd.randbytes(32)
+        k = b32(rnd.randrange(1, CURVE.n))
+        signature = dev.call("sign", b"native", b32(d), e, k)
+        assert len(signature) == 64
+        assert gm.verify(signature.hex(), e), i
+        assert signature.hex() == gm.sign(e, k.hex())  # the same k gives gmssl's signature
+        if i == 0:  # the portable signature on the device: the same bytes
+            assert dev.call("sign", b"pure", b32(d), e, k) == signature
+        bad = bytes([e[0] ^ 1]) + e[1:]
+        assert not gm.verify(signature.hex(), bad)
+
+
+def test_sm2_bad_inputs_raise_value_error_on_the_device(device: tuple[str, Device, str]) -> None:
+    _board, dev, _ready = device
+    n, p = CURVE.n, CURVE.p
+    for k in (bytes(32), b32(n), b32(n + 1), b"\xff" * 32, b"\x01" * 31, bytes(32) + b"\x01"):
+        with pytest.raises(DeviceError, match="ValueError"):
+            dev.call("sm2g", k)
+    for q in (G_BYTES[:63] + bytes([G_BYTES[63] ^ 1]), bytes(64), b32(p) + G_BYTES[32:], G_BYTES[:32] + b32(p),
+              G_BYTES[:63], G_BYTES + b"\x00"):
+        with pytest.raises(DeviceError, match="ValueError"):
+            dev.call("sm2", b32(5), q)
+    with pytest.raises(DeviceError, match="TypeError"):
+        dev.call("sm2int", b32(5))  # an int is no buffer
+    with pytest.raises(DeviceError, match="SM2Error"):  # through sm2.py: its ValueError subclass
+        dev.call("mul", b"native", b32(5), bytes(64))
+
+
+# --- SM3 ---
+
+
+def openssl_sm3(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SM3())
+    h.update(data)
+    return h.finalize()
+
+
+def test_sm3_on_the_device_equals_openssl_and_the_portable_code(device: tuple[str, Device, str]) -> None:
+    # the sm3 op drops the first byte of its argument, so the empty message has an argument too
+    _board, dev, _ready = device
+    rnd = random.Random(32905)
+    for n in (0, 1, 3, 55, 56, 63, 64, 65, 119, 120, 128, 200, 1000):
+        data = rnd.randbytes(n)
+        assert dev.call("sm3", b"native", b"-" + data) == openssl_sm3(data), n
+    data = rnd.randbytes(100)
+    assert dev.call("sm3", b"pure", b"-" + data) == dev.call("sm3", b"native", b"-" + data) == openssl_sm3(data)
+    iv = bytes.fromhex("7380166f4914b2b9172442d7da8a0600a96f30bc163138aae38dee4db0fb0e4e")
+    padded = b"abc" + b"\x80" + bytes(52) + (24).to_bytes(8, "big")  # "abc" padded: one block (GB/T 32905 A.1)
+    assert dev.call("sm3c", iv, padded) == openssl_sm3(b"abc")
+    for state, blocks in ((iv[:31], padded), (iv, padded[:63]), (iv + b"\x00", padded)):
+        with pytest.raises(DeviceError, match="ValueError"):
+            dev.call("sm3c", state, blocks)

@@ -213,7 +213,7 @@ def _responses(url: str) -> list[bytes]:
     return [e.response or b"" for e in tap_.trace.exchanges]
 
 
-@pytest.mark.parametrize("card", ["visa", "mastercard", "unionpay", "wearable"])
+@pytest.mark.parametrize("card", ["visa", "mastercard", "unionpay", "wearable", "unionpay-sm"])
 @pytest.mark.parametrize("board", ["m3", "m0plus"])
 def test_the_token_answers_as_the_emulator_with_the_random_source_pinned(qemu_env: dict[str, str], board: str,
                                                                          card: str) -> None:
